@@ -1,0 +1,287 @@
+"""Typed configuration: YAML files in configs/ loaded into dataclasses.
+
+Config values live here and in configs/*.yaml only; commands turn them into constructor
+arguments in one place (`oanet_tf.modeling.builder`, `oanet_tf.data.pipeline`).
+Unknown keys are rejected with a message that names them, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+from oanet_tf.errors import ConfigError
+from oanet_tf.fileio import atomic_open
+
+
+@dataclass
+class SplitConfig:
+    """Where one split of a COCO panoptic dataset lives on disk."""
+
+    image_dir: str = ""
+    panoptic_json: str = ""
+    panoptic_dir: str = ""
+    # COCO *instances* JSON (polygons or RLE) with overlapping masks: the paper's setting.
+    # Empty: instance masks are derived from the panoptic PNG (Table 3, "pano-instance GT").
+    instances_json: str = ""
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig = field(default_factory=SplitConfig)
+    val: SplitConfig = field(default_factory=SplitConfig)
+    # Synthetic dataset used when train/val are empty (the demo): generated on demand.
+    synthetic_dir: str = "data/synthetic"
+    synthetic_train: int = 300
+    synthetic_val: int = 50
+    synthetic_size: tuple = (128, 128)
+    synthetic_seed: int = 0
+    # Resizing: shorter side to `short_side` (times a jitter in `scale_jitter` when training),
+    # longer side at most `max_side`; then zero-padded to the static `padded_size`.
+    short_side: int = 800
+    max_side: int = 1333
+    padded_size: tuple = (1344, 1344)
+    scale_jitter: tuple = (1.0, 1.0)
+    horizontal_flip: bool = True
+    max_instances: int = 100
+    # Skip unreadable or inconsistent images (counted and reported) instead of stopping.
+    skip_bad_images: bool = False
+    shuffle_buffer: int = 256
+    num_parallel_calls: int = -1  # -1 = tf.data.AUTOTUNE
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet50"  # small_resnet | resnet50 | resnet101
+    backbone_weights: str = ""  # local .h5/.weights.h5 file; nothing is downloaded
+    # Table 4 sharing modes: none (two backbones), backbone, backbone_fpn (default).
+    sharing: str = "backbone_fpn"
+    small_resnet_widths: tuple = (32, 64, 128, 256)
+    small_resnet_blocks: tuple = (1, 1, 1, 1)
+    fpn_channels: int = 256
+    anchor_sizes: tuple = (32, 64, 128, 256, 512)
+    anchor_aspect_ratios: tuple = (0.5, 1.0, 2.0)
+    rpn_conv_channels: int = 256
+    rpn_iou_thresholds: tuple = (0.3, 0.7)
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_pre_nms_topk_train: int = 2000
+    rpn_post_nms_topk_train: int = 1000
+    rpn_pre_nms_topk_test: int = 1000
+    rpn_post_nms_topk_test: int = 1000
+    rpn_nms_threshold: float = 0.7
+    roi_batch_size_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_iou_threshold: float = 0.5
+    box_coder_weights: tuple = (10.0, 10.0, 5.0, 5.0)
+    box_pooler_resolution: int = 7
+    mask_pooler_resolution: int = 14
+    pooler_sampling_ratio: int = 2
+    box_head_fc_dim: int = 1024
+    box_head_num_fc: int = 2
+    mask_head_conv_dim: int = 256
+    mask_head_num_conv: int = 4
+    test_score_threshold: float = 0.05
+    test_nms_threshold: float = 0.5
+    detections_per_image: int = 100
+    # Stuff branch (paper Figure 3).
+    stuff_head_channels: int = 128
+    # "all": every category is a semantic class (object context, Table 2);
+    # "stuff_plus_things": stuff classes plus one "things" class.
+    semantic_supervision: str = "all"
+    # Spatial ranking module (paper 3.2, Table 5): "1x1", "3x3" or "gcn" (1xk+kx1 paths).
+    srm_kernel: str = "gcn"
+    srm_kernel_size: int = 7
+    srm_stride: int = 1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16  # global batch
+    epochs: int = 1
+    steps_per_epoch: int = 100000
+    # SGD as in the paper; the learning rate scales linearly with the global batch.
+    base_learning_rate: float = 0.02
+    reference_batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_steps: int = 2000
+    warmup_start_learning_rate: float = 0.002
+    decay_steps: tuple = (60000, 80000)
+    decay_factor: float = 0.1
+    seg_loss_weight: float = 0.25  # lambda of Eq. 1
+    srm_loss_weight: float = 1.0
+    mixed_precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    jit_compile: str = "auto"  # auto | true | false
+    seed: int = 0
+    deterministic: bool = False
+    eval_every_epochs: int = 1
+    # What to do with a non-finite loss: "skip" the step or "stop" training.
+    on_nonfinite_loss: str = "stop"
+
+
+@dataclass
+class EvalConfig:
+    # Merge order for overlapping instances: ranking (OANet), detection (heuristic), product.
+    merge_order: str = "ranking"
+    overlap_threshold: float = 0.5
+    instance_score_threshold: float = 0.5
+    min_stuff_area: int = 4900
+    max_images: int = 0  # 0 = all
+
+
+@dataclass
+class ExportConfig:
+    export_dir: str = "saved_models/oanet"
+    max_image_side: int = 8192
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value):
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, target_type, where: str):
+    """Convert a YAML value to the declared field type, or raise naming the key."""
+    origin = typing.get_origin(target_type)
+    if target_type is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if target_type is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if target_type is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if target_type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if target_type is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _merge_into(obj, updates: dict, where: str):
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {updates!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(updates) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
+    for key, value in updates.items():
+        path = f"{where}.{key}" if where else key
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge_into(current, value, path)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path))
+
+
+def _validate(config: Config):
+    choices = {
+        "model.backbone": (config.model.backbone, ("small_resnet", "resnet50", "resnet101")),
+        "model.sharing": (config.model.sharing, ("none", "backbone", "backbone_fpn")),
+        "model.semantic_supervision": (config.model.semantic_supervision,
+                                       ("all", "stuff_plus_things")),
+        "model.srm_kernel": (config.model.srm_kernel, ("1x1", "3x3", "gcn")),
+        "train.mixed_precision": (config.train.mixed_precision,
+                                  ("float32", "mixed_bfloat16", "mixed_float16")),
+        "train.jit_compile": (config.train.jit_compile, ("auto", "true", "false")),
+        "train.on_nonfinite_loss": (config.train.on_nonfinite_loss, ("skip", "stop")),
+        "eval.merge_order": (config.eval.merge_order, ("ranking", "detection", "product")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    for key, size in (("data.padded_size", config.data.padded_size),
+                      ("data.synthetic_size", config.data.synthetic_size)):
+        if len(size) != 2 or any(int(s) <= 0 for s in size):
+            raise ConfigError(f"{key}: expected [height, width] of positive integers, got {size}")
+    stride = 32
+    if any(int(s) % stride for s in config.data.padded_size):
+        raise ConfigError(f"data.padded_size: {config.data.padded_size} must be multiples of "
+                          f"{stride} (the coarsest FPN stride used by the RoI heads)")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value` (value in YAML syntax) into (path, value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if len(path) < 2:
+        raise ConfigError(f"--set {text!r}: the key must name a section and a field, "
+                          f"for example train.batch_size=8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML: {err}") from None
+    return path, value
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Load a YAML config (or the defaults), then apply `section.key=value` overrides."""
+    config = Config()
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        try:
+            _merge_into(config, data, "")
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        try:
+            _merge_into(config, nested, "")
+        except ConfigError as err:
+            raise ConfigError(f"--set {text}: {err}") from None
+    _validate(config)
+    return config
+
+
+def save_config(config: Config, path: str):
+    """Write the resolved config as YAML (atomically), next to checkpoints and exports."""
+    with atomic_open(path) as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

@@ -1,0 +1,114 @@
+"""The COCO panoptic format: segment ids in RGB PNGs, and category bookkeeping.
+
+Segment id = R + 256 * G + 256^2 * B; id 0 is void. Categories keep their dataset ids in
+files; inside the model they are contiguous indices (see `CategoryMap`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+IGNORE_LABEL = 255  # semantic / ownership label of void and crowd pixels
+VOID_ID = 0  # segment id of unlabeled pixels
+ID_BASE = 256  # R + ID_BASE * G + ID_BASE**2 * B
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """[H, W, 3] uint8 RGB -> [H, W] int64 segment ids."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise ValueError(f"expected an [H, W, 3] RGB array, got shape {rgb.shape}")
+    rgb = rgb[..., :3].astype(np.int64)
+    return rgb[..., 0] + ID_BASE * rgb[..., 1] + ID_BASE * ID_BASE * rgb[..., 2]
+
+
+def id_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """[H, W] integer segment ids -> [H, W, 3] uint8 RGB."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.min(initial=0) < 0 or ids.max(initial=0) >= ID_BASE ** 3:
+        raise ValueError("segment ids must lie in [0, 256^3)")
+    rgb = np.empty(ids.shape + (3,), dtype=np.uint8)
+    for channel in range(3):
+        rgb[..., channel] = ids % ID_BASE
+        ids = ids // ID_BASE
+    return rgb
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoryMap:
+    """Dataset category ids <-> the contiguous indices the network uses.
+
+    Semantic classes are the thing categories (in id order) followed by the stuff categories
+    (in id order): semantic index of thing k is k, of stuff j is num_things + j.
+    The detector's class index of thing k is k + 1 (0 is background); the SRM channel of
+    thing k is k.
+    """
+
+    categories: tuple  # the dataset's category dicts, sorted by id
+
+    @classmethod
+    def from_categories(cls, categories) -> "CategoryMap":
+        cats = sorted((dict(c) for c in categories), key=lambda c: c["id"])
+        ids = [c["id"] for c in cats]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate category ids in categories: {ids}")
+        for c in cats:
+            if "isthing" not in c:
+                raise ValueError(f"category {c.get('id')} ({c.get('name')}) has no 'isthing'")
+        return cls(tuple(cats))
+
+    @functools.cached_property
+    def thing_ids(self) -> list:
+        return [c["id"] for c in self.categories if c["isthing"]]
+
+    @functools.cached_property
+    def stuff_ids(self) -> list:
+        return [c["id"] for c in self.categories if not c["isthing"]]
+
+    @property
+    def num_things(self) -> int:
+        return len(self.thing_ids)
+
+    @property
+    def num_stuff(self) -> int:
+        return len(self.stuff_ids)
+
+    @property
+    def num_semantic(self) -> int:
+        return len(self.categories)
+
+    @functools.cached_property
+    def semantic_ids(self) -> list:
+        """Dataset category id of each semantic index."""
+        return self.thing_ids + self.stuff_ids
+
+    @functools.cached_property
+    def _semantic_of(self) -> dict:
+        return {cid: i for i, cid in enumerate(self.semantic_ids)}
+
+    def is_thing(self, category_id: int) -> bool:
+        return self.semantic_index(category_id) < self.num_things
+
+    def semantic_index(self, category_id: int) -> int:
+        try:
+            return self._semantic_of[category_id]
+        except KeyError:
+            raise KeyError(f"unknown category id {category_id}") from None
+
+    def thing_index(self, category_id: int) -> int:
+        index = self.semantic_index(category_id)
+        if index >= self.num_things:
+            raise KeyError(f"category id {category_id} is not a thing category")
+        return index
+
+    def semantic_lookup(self, size: int = 1 << 16) -> np.ndarray:
+        """Array mapping dataset category id -> semantic index (IGNORE_LABEL if unknown)."""
+        table = np.full(max(size, max(self.semantic_ids) + 1), IGNORE_LABEL, np.int32)
+        table[self.semantic_ids] = np.arange(self.num_semantic)
+        return table
+
+    def names(self) -> list:
+        return [c["name"] for c in self.categories]

@@ -1,0 +1,13 @@
+"""Errors a user can act on. The CLI prints them as one line instead of a traceback."""
+
+
+class OANetError(Exception):
+    """Base class of errors caused by the user's input (files, configs, arguments)."""
+
+
+class ConfigError(OANetError, ValueError):
+    """A configuration file or override is malformed."""
+
+
+class DatasetError(OANetError, ValueError):
+    """A dataset file is missing, unreadable or inconsistent; the message names it."""
