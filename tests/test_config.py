@@ -1,0 +1,65 @@
+"""Config loading: YAML files, --set overrides, and clear errors."""
+
+import pytest
+
+from oanet_tf.config import Config, load_config, save_config
+from oanet_tf.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["synthetic", "coco_r50", "coco_r101"])
+def test_shipped_configs_load(name):
+    config = load_config(f"configs/{name}.yaml")
+    assert isinstance(config, Config)
+
+
+def test_paper_settings_in_coco_configs():
+    config = load_config("configs/coco_r50.yaml")
+    assert config.model.backbone == "resnet50"
+    assert config.train.seg_loss_weight == 0.25  # lambda of Eq. 1, Table 1
+    assert config.train.base_learning_rate == 0.02 and config.train.batch_size == 16
+    assert config.train.decay_steps == (60000, 80000)
+    assert config.eval.min_stuff_area == 4900
+    assert load_config("configs/coco_r101.yaml").model.backbone == "resnet101"
+
+
+def test_override_sets_typed_values():
+    config = load_config("configs/synthetic.yaml",
+                         ["train.batch_size=8", "model.anchor_sizes=[8, 16, 32, 64, 128]",
+                          "eval.merge_order=detection", "train.deterministic=true"])
+    assert config.train.batch_size == 8
+    assert config.model.anchor_sizes == (8, 16, 32, 64, 128)
+    assert config.eval.merge_order == "detection"
+    assert config.train.deterministic is True
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("model.bakbone=resnet50", "model.bakbone"),
+    ("modle.backbone=resnet50", "modle"),
+    ("train.batch_size=two", "train.batch_size"),
+    ("train.batch_size", "section.key=value"),
+    ("eval.merge_order=random", "eval.merge_order"),
+    ("data.padded_size=[100, 128]", "multiples of 32"),
+])
+def test_bad_overrides_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
+        load_config("configs/synthetic.yaml", [override])
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(path) in str(err.value) and "train.batchsize" in str(err.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/does_not_exist.yaml")
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    config = load_config("configs/synthetic.yaml", ["train.epochs=3"])
+    path = str(tmp_path / "config.yaml")
+    save_config(config, path)
+    assert load_config(path) == config
