@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from oanet_tf.errors import OANetError
@@ -33,6 +34,7 @@ def _available():
 
 
 def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines
     commands = _available()
     parser = argparse.ArgumentParser(prog="python -m oanet_tf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

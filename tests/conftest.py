@@ -7,6 +7,7 @@ import os
 import pytest
 
 SAMPLE_ENV = "OANET_COCO_SAMPLE"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(scope="session")
