@@ -1,0 +1,1 @@
+"""Inference: the in-graph panoptic merge and the COCO panoptic writer."""

@@ -1,0 +1,1 @@
+"""The network: backbone, FPN, instance and stuff branches, spatial ranking module."""

@@ -1,0 +1,194 @@
+"""The spatial ranking module (SRM) of OANet, paper section 3.2 (Eq. 2-4).
+
+Instance masks are drawn into a tensor with one channel per thing category (1 where an
+instance of that category has its mask); a convolution turns it into per-pixel ranking logits
+whose softmax over channels is the ranking score map S. Training: cross-entropy of S against
+the thing category that owns each pixel in the panoptic ground truth, on pixels covered by
+two or more instances only (paper 4.2). Inference: the ranking score of an instance is the
+mean of S[:, :, its class] over its mask (Eq. 3), and instances are merged in that order.
+
+Resolution: with `stride` s > 1 the module works at 1/s of the input. Its input is
+average-pooled (each cell holds the fraction of its s x s pixels covered by the category, so
+small instances do not vanish), the loss labels are sampled at the centre pixel of each cell
+(nearest), and Eq. 3 weights each cell by the fraction of the mask inside it, which equals the
+mask mean of S upsampled by pixel replication.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from oanet_tf.data.panoptic_format import IGNORE_LABEL
+
+KERNELS = ("gcn", "3x3", "1x1")
+MASK_THRESHOLD = 0.5  # a predicted mask probability >= this is inside the mask
+MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
+
+
+@keras.saving.register_keras_serializable(package="oanet_tf")
+class SpatialRankingModule(keras.layers.Layer):
+    """Thing-channel tensor -> ranking logits, one channel per thing category.
+
+    kernel "gcn": the large-kernel convolution of Peng et al. (CVPR 2017), a (k x 1) conv then
+    a (1 x k) conv plus a (1 x k) conv then a (k x 1) conv, summed; every conv has
+    `num_things` output channels (as in the paper's GCN, which predicts the classes directly),
+    'same' padding, no activation in between, and a bias only on the second conv of each path
+    (a bias on the first would be absorbed by the second). kernel "3x3" / "1x1": one conv of
+    that size (`kernel_size` is then unused). With `stride` > 1 the input is average-pooled by
+    `stride` first; the input height and width must be multiples of `stride`.
+    """
+
+    def __init__(self, num_things: int, kernel: str = "gcn", kernel_size: int = 7,
+                 stride: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if kernel not in KERNELS:
+            raise ValueError(f"SRM kernel {kernel!r} is not one of {', '.join(KERNELS)}")
+        if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"SRM kernel_size must be a positive odd integer, got "
+                             f"{kernel_size!r}")
+        if int(stride) != stride or stride < 1:
+            raise ValueError(f"SRM stride must be a positive integer, got {stride!r}")
+        if int(num_things) != num_things or num_things < 1:
+            raise ValueError(f"SRM num_things must be a positive integer, got {num_things!r}")
+        self.num_things = int(num_things)
+        self.kernel = kernel
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        policy = self.dtype_policy  # sublayers follow this layer's (mixed) precision
+        self.pool = (keras.layers.AveragePooling2D(self.stride, self.stride, name="pool",
+                                                   dtype=policy)
+                     if self.stride > 1 else None)
+        k, t = self.kernel_size, self.num_things
+
+        def conv(size, name, use_bias=True):
+            return keras.layers.Conv2D(t, size, padding="same", use_bias=use_bias, name=name,
+                                       dtype=policy)
+
+        if kernel == "gcn":
+            self.convs = [conv((k, 1), "left_kx1", use_bias=False), conv((1, k), "left_1xk"),
+                          conv((1, k), "right_1xk", use_bias=False), conv((k, 1), "right_kx1")]
+        else:
+            size = 3 if kernel == "3x3" else 1
+            self.convs = [conv(size, f"conv{kernel}")]
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.num_things:
+            raise ValueError(f"SRM {self.name}: input has {input_shape[-1]} channels, expected "
+                             f"one per thing category ({self.num_things})")
+        for axis, size in (("height", input_shape[1]), ("width", input_shape[2])):
+            if size is not None and size % self.stride:
+                raise ValueError(f"SRM {self.name}: input {axis} {size} is not a multiple of "
+                                 f"the stride {self.stride}")
+        shape = self.compute_output_shape(input_shape)
+        for conv in self.convs:
+            conv.build(shape)
+        self.built = True
+
+    def call(self, channels):
+        # channels [B, H, W, T] (0/1) -> ranking logits [B, H/stride, W/stride, T]
+        x = self.pool(channels) if self.pool is not None else channels
+        if self.kernel != "gcn":
+            return self.convs[0](x)
+        left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
+        return left_1xk(left_kx1(x)) + right_kx1(right_1xk(x))
+
+    def compute_output_shape(self, input_shape):
+        spatial = [None if d is None else d // self.stride for d in input_shape[1:3]]
+        return (input_shape[0], spatial[0], spatial[1], self.num_things)
+
+    def get_config(self):
+        return {**super().get_config(), "num_things": self.num_things, "kernel": self.kernel,
+                "kernel_size": self.kernel_size, "stride": self.stride}
+
+
+def srm_inputs(masks, classes, num_things: int):
+    """Draw instance masks into the SRM's thing-channel tensor.
+
+    masks [B, M, H, W] (0/1 of any dtype, or probabilities: >= MASK_THRESHOLD is inside),
+    classes [B, M] int (detector class 1..T; 0, or anything above T, = padding) ->
+      channels [B, H, W, T] float32 (channel k = 1 where an instance of class k + 1 has its
+      mask), instance_count [B, H, W] int32 (valid instances covering each pixel).
+    """
+    masks = tf.convert_to_tensor(masks)
+    batch, num, height, width = _static_or_dynamic_shape(masks)
+    inside = tf.cast(tf.cast(masks, tf.float32) >= MASK_THRESHOLD, tf.float32)
+    classes = tf.cast(classes, tf.int32)
+    valid = (classes > 0) & (classes <= num_things)
+    one_hot = tf.one_hot(tf.where(valid, classes - 1, -1), num_things)  # [B, M, T]; 0 rows
+    # Instances of each class covering each pixel: sums of 0/1 products, exact in float32.
+    per_class = tf.einsum("bmp,bmt->bpt", tf.reshape(inside, [batch, num, height * width]),
+                          one_hot)
+    per_class = tf.reshape(per_class, [batch, height, width, num_things])
+    channels = tf.minimum(per_class, 1.0)
+    count = tf.reduce_sum(per_class, axis=-1)
+    return channels, tf.cast(tf.round(count), tf.int32)
+
+
+def srm_loss(logits, owner, instance_count):
+    """Eq. 2 on conflicting pixels: softmax cross-entropy against the panoptic owner.
+
+    logits [B, h, w, T] (any float dtype; computed in float32), owner [B, H, W] int (thing
+    index 0..T-1 of the pixel's panoptic owner, IGNORE_LABEL elsewhere), instance_count
+    [B, H, W] -> scalar float32: the mean over the batch's conflicting pixels (covered by two
+    or more instances, with an owner), 0 when there are none. When h < H (SRM stride s), owner
+    and count are sampled at the centre pixel of each s x s cell. The mean is per replica
+    batch; scaling across replicas is the caller's business.
+    """
+    logits = tf.cast(logits, tf.float32)
+    owner = _to_logit_grid(tf.cast(owner, tf.int32), logits)
+    count = _to_logit_grid(tf.cast(instance_count, tf.int32), logits)
+    num_things = logits.shape[-1]
+    owned = (owner != IGNORE_LABEL) & (owner >= 0) & (owner < num_things)
+    conflict = (count >= MIN_CONFLICT_COUNT) & owned
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(conflict, owner, 0),
+                                                        logits=logits)
+    weights = tf.cast(conflict, tf.float32)
+    return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def ranking_scores(score_map, masks, classes):
+    """Eq. 3: the ranking score of each instance, mean of S[:, :, class] over its mask.
+
+    score_map [B, h, w, T] probabilities (softmax of the SRM logits), masks [B, K, H, W] 0/1
+    (other values act as pixel weights), classes [B, K] (1..T, 0 = padding) -> [B, K] float32;
+    0 for padding rows and empty masks. When h < H (SRM stride s) each cell of S is weighted
+    by the fraction of the mask inside it.
+    """
+    score_map = tf.cast(score_map, tf.float32)
+    masks = tf.cast(masks, tf.float32)
+    stride = masks.shape[2] // score_map.shape[1]
+    if stride > 1:
+        batch, num, height, width = _static_or_dynamic_shape(masks)
+        pooled = tf.nn.avg_pool2d(tf.reshape(masks, [batch * num, height, width, 1]),
+                                  stride, stride, "VALID")
+        masks = tf.reshape(pooled, [batch, num, height // stride, width // stride])
+    classes = tf.cast(classes, tf.int32)
+    num_things = score_map.shape[-1]
+    per_class = tf.transpose(score_map, [0, 3, 1, 2])  # [B, T, h, w]
+    class_maps = tf.gather(per_class, tf.clip_by_value(classes - 1, 0, num_things - 1),
+                           batch_dims=1)  # [B, K, h, w]
+    total = tf.reduce_sum(class_maps * masks, axis=[2, 3])
+    area = tf.reduce_sum(masks, axis=[2, 3])
+    valid = (classes > 0) & (classes <= num_things) & (area > 0)
+    return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
+
+
+def _to_logit_grid(labels, logits):
+    """Nearest (cell-centre) sampling of [B, H, W] labels onto the logits' [B, h, w] grid."""
+    height, width = labels.shape[1], labels.shape[2]
+    out_h, out_w = logits.shape[1], logits.shape[2]
+    if (height, width) == (out_h, out_w):
+        return labels
+    stride = height // out_h
+    if stride * out_h != height or stride * out_w != width:
+        raise ValueError(f"SRM labels of size {height}x{width} do not match logits of size "
+                         f"{out_h}x{out_w} at an integer stride")
+    offset = stride // 2
+    return labels[:, offset::stride, offset::stride]
+
+
+def _static_or_dynamic_shape(tensor):
+    """Each dimension as a Python int when static, else as a scalar tensor."""
+    dynamic = tf.shape(tensor)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(tensor.shape)]

@@ -1,0 +1,275 @@
+"""The in-graph panoptic merge: hand cases of each rule, a numpy reference, SavedModel export."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oanet_tf.inference.panoptic_merge import (merge_order_scores, panoptic_merge,
+                                               to_original_size)
+
+H, W = 16, 20
+T = 2  # thing classes: 1 = person, 2 = tie
+PERSON, TIE = 1, 2
+
+
+def _np_merge(masks, classes, det, order, stuff_probs, num_things, overlap=0.5, score=0.5,
+              min_area=4900, mask_threshold=0.5):
+    """Plain numpy merge, one image at a time: the reference for the TF version."""
+    batch, num, height, width = masks.shape
+    num_stuff = stuff_probs.shape[-1]
+    results = []
+    for b in range(batch):
+        canvas = np.zeros((height, width), np.int64)
+        segments = []
+        key = np.where((classes[b] > 0) & (det[b] >= score), order[b], -np.inf)
+        ranked = sorted(range(num), key=lambda k: (-key[k], k))
+        for position, k in enumerate(ranked):
+            if key[k] == -np.inf:
+                continue
+            inside = masks[b, k] >= mask_threshold
+            area = inside.sum()
+            new = inside & (canvas == 0)
+            if area == 0 or new.sum() == 0 or (area - new.sum()) > overlap * area:
+                continue
+            canvas[new] = position + 1
+            segments.append((position + 1, classes[b, k] - 1, True, det[b, k], order[b, k]))
+        label = stuff_probs[b].argmax(-1)
+        free = canvas == 0
+        for j in range(num_stuff):
+            region = free & (label == j)
+            if region.sum() > 0 and region.sum() >= min_area:
+                canvas[region] = num + 1 + j
+                segments.append((num + 1 + j, num_things + j, False, 0.0, 0.0))
+        boxes, areas = [], []
+        for segment in segments:
+            rows, cols = np.nonzero(canvas == segment[0])
+            areas.append(len(rows))
+            boxes.append([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1])
+        results.append((canvas, segments, areas, boxes))
+    return results
+
+
+def _check_against_reference(out, reference, num_slots):
+    for b, (canvas, segments, areas, boxes) in enumerate(reference):
+        n = len(segments)
+        np.testing.assert_array_equal(out["panoptic"][b], canvas)
+        assert int(out["num_segments"][b]) == n
+        ids, cats, things, dets, ranks = (np.array(v) for v in zip(*segments)) if n else [[]] * 5
+        np.testing.assert_array_equal(out["segment_ids"][b, :n], ids)
+        np.testing.assert_array_equal(out["category"][b, :n], cats)
+        np.testing.assert_array_equal(out["is_thing"][b, :n], things)
+        np.testing.assert_allclose(out["detection_score"][b, :n], dets, rtol=1e-6)
+        np.testing.assert_allclose(out["ranking_score"][b, :n], ranks, rtol=1e-6)
+        np.testing.assert_array_equal(out["area"][b, :n], areas)
+        np.testing.assert_array_equal(out["box"][b, :n], np.reshape(boxes, (n, 4)))
+        # Padding rows.
+        assert out["segment_ids"].shape[1] == num_slots
+        np.testing.assert_array_equal(out["segment_ids"][b, n:], 0)
+        np.testing.assert_array_equal(out["category"][b, n:], -1)
+        np.testing.assert_array_equal(out["area"][b, n:], 0)
+
+
+def _merge(masks, classes, det, order, stuff, num_things=T, **kwargs):
+    return {k: v.numpy() for k, v in panoptic_merge(
+        tf.constant(masks, tf.float32), tf.constant(classes, tf.int32),
+        tf.constant(det, tf.float32), tf.constant(order, tf.float32),
+        tf.constant(stuff, tf.float32), num_things, **kwargs).items()}
+
+
+def _person_and_tie():
+    masks = np.zeros((1, 2, H, W), np.float32)
+    masks[0, 0, 2:14, 4:16] = 0.9  # person, whole mask including the tie
+    masks[0, 1, 5:10, 9:11] = 0.8  # tie
+    return masks, np.array([[PERSON, TIE]])
+
+
+def _uniform_stuff(batch=1, num_stuff=2, winner=0):
+    stuff = np.full((batch, H, W, num_stuff), 0.1, np.float32)
+    stuff[..., winner] = 0.9
+    return stuff
+
+
+@pytest.mark.parametrize("order,tie_on_top", [("detection", False), ("ranking", True),
+                                              ("product", True)])
+def test_tie_on_person(order, tie_on_top):
+    """Paper Figure 7: detection 0.997 / 0.662 erases the tie; ranking 0.325 / 0.878 keeps it."""
+    masks, classes = _person_and_tie()
+    det = np.array([[0.997, 0.662]], np.float32)
+    rank = np.array([[0.325, 0.878]], np.float32)
+    scores = merge_order_scores(order, tf.constant(det), tf.constant(rank)).numpy()
+    out = _merge(masks, classes, det, scores, _uniform_stuff(), min_stuff_area=0)
+    tie_pixels = out["panoptic"][0, 5:10, 9:11]
+    n = int(out["num_segments"][0])
+    categories = out["category"][0, :n].tolist()
+    thing_ids = out["segment_ids"][0, :n][out["is_thing"][0, :n]]
+    if tie_on_top:
+        assert categories == [TIE - 1, PERSON - 1, T + 0]
+        assert np.all(tie_pixels == thing_ids[0])
+        np.testing.assert_array_equal(out["area"][0, :2], [10, 144 - 10])
+    else:
+        assert categories == [PERSON - 1, T + 0]  # the tie was fully covered: dropped
+        assert np.all(tie_pixels == thing_ids[0])
+        np.testing.assert_array_equal(out["area"][0, :1], [144])
+    np.testing.assert_allclose(out["ranking_score"][0, :len(thing_ids)],
+                               sorted(scores[0], reverse=True)[:len(thing_ids)])
+
+
+def test_merge_order_scores():
+    det, rank = tf.constant([[0.5, 0.8]]), tf.constant([[0.4, 0.1]])
+    np.testing.assert_allclose(merge_order_scores("detection", det, rank), [[0.5, 0.8]])
+    np.testing.assert_allclose(merge_order_scores("ranking", det, rank), [[0.4, 0.1]])
+    np.testing.assert_allclose(merge_order_scores("product", det, rank), [[0.2, 0.08]])
+    with pytest.raises(ValueError, match="merge order"):
+        merge_order_scores("area", det, rank)
+
+
+def test_overlap_threshold_and_score_threshold():
+    masks = np.zeros((1, 4, H, W), np.float32)
+    masks[0, 0, 0:10, 0:10] = 1  # A: 100 px, on top
+    masks[0, 1, 4:14, 0:10] = 1  # B: 100 px, 60 under A -> dropped (0.6 > 0.5)
+    masks[0, 2, 6:16, 0:10] = 1  # C: 100 px, 40 under A -> keeps its 60 free pixels
+    masks[0, 3, 0:16, 10:20] = 1  # D: highest order but detection score 0.4 -> dropped
+    classes = np.array([[1, 1, 2, 2]])
+    det = np.array([[0.9, 0.9, 0.9, 0.4]], np.float32)
+    order = np.array([[0.9, 0.8, 0.7, 1.0]], np.float32)
+    out = _merge(masks, classes, det, order, _uniform_stuff(), min_stuff_area=0)
+    canvas = out["panoptic"][0]
+    # Merge positions: A (0), B (1), C (2), then the dropped D -> ids 1 (A) and 3 (C).
+    expected = np.full((H, W), 4 + 1 + 0)  # stuff class 0 everywhere else: id K + 1 + 0
+    expected[0:10, 0:10] = 1
+    expected[10:16, 0:10] = 3
+    np.testing.assert_array_equal(canvas, expected)
+    assert int(out["num_segments"][0]) == 3
+    np.testing.assert_array_equal(out["segment_ids"][0, :3], [1, 3, 5])
+    np.testing.assert_array_equal(out["area"][0, :3], [100, 60, H * W - 160])
+    np.testing.assert_array_equal(out["box"][0, :3], [[0, 0, 10, 10], [10, 0, 16, 10],
+                                                      [0, 10, 16, 20]])
+    # A stricter threshold also drops C (0.4 > 0.3); a looser one keeps B (0.6 <= 0.7).
+    stricter = _merge(masks, classes, det, order, _uniform_stuff(), min_stuff_area=0,
+                      overlap_threshold=0.3)
+    assert set(np.unique(stricter["panoptic"]).tolist()) == {1, 5}
+    looser = _merge(masks, classes, det, order, _uniform_stuff(), min_stuff_area=0,
+                    overlap_threshold=0.7)
+    assert set(np.unique(looser["panoptic"]).tolist()) == {1, 2, 5}
+    assert int((looser["panoptic"] == 2).sum()) == 40
+    # Exactly half claimed is not "more than" 0.5: the second instance keeps its 50 pixels.
+    half = masks[:, :2].copy()
+    half[0, 1] = 0
+    half[0, 1, 5:15, 0:10] = 1
+    boundary = _merge(half, classes[:, :2], det[:, :2], order[:, :2], _uniform_stuff(),
+                      min_stuff_area=0)
+    np.testing.assert_array_equal(boundary["area"][0, :2], [100, 50])
+
+
+def test_stuff_fill_and_small_stuff_becomes_void():
+    masks = np.zeros((1, 1, H, W), np.float32)
+    masks[0, 0, 0:4, 0:4] = 1
+    stuff = np.zeros((1, H, W, 3), np.float32)
+    stuff[..., 0] = 0.5
+    stuff[0, :, 12:, 1] = 0.9  # class 1 wins on columns 12.. (16 x 8 = 128 px)
+    stuff[0, 0:3, 0:6, 2] = 0.9  # class 2 wins on 18 px, 12 of them under the instance
+    out = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=20)
+    canvas = out["panoptic"][0]
+    # Class 2 has 6 free pixels (< 20) -> void; class 0 fills the rest; ids K + 1 + j.
+    expected = np.full((H, W), 2)
+    expected[:, 12:] = 3
+    expected[0:3, 4:6] = 0
+    expected[0:4, 0:4] = 1
+    np.testing.assert_array_equal(canvas, expected)
+    np.testing.assert_array_equal(out["category"][0, :3], [0, T + 0, T + 1])
+    np.testing.assert_array_equal(out["area"][0, :3], [16, H * 12 - 16 - 6, 128])
+    np.testing.assert_array_equal(out["is_thing"][0, :4], [True, False, False, False])
+    np.testing.assert_array_equal(out["detection_score"][0, 1:3], [0, 0])
+
+
+def test_image_size_keeps_padding_void():
+    masks = np.zeros((1, 1, H, W), np.float32)
+    masks[0, 0, 8:16, 8:20] = 1  # reaches into the padding
+    out = panoptic_merge(tf.constant(masks), tf.constant([[1]]), tf.constant([[0.9]]),
+                         tf.constant([[0.9]]), tf.constant(_uniform_stuff()), T, min_stuff_area=0,
+                         image_size=tf.constant([[12, 16]]))
+    canvas = out["panoptic"].numpy()[0]
+    assert np.all(canvas[12:] == 0) and np.all(canvas[:, 16:] == 0)
+    np.testing.assert_array_equal(out["area"][0, :2], [4 * 8, 12 * 16 - 32])
+
+
+def test_batch_of_two_different_images():
+    masks, classes = _person_and_tie()
+    masks = np.concatenate([masks, masks[:, ::-1]])  # image 2: tie first, person second
+    classes = np.concatenate([classes, classes[:, ::-1]])
+    det = np.array([[0.997, 0.662], [0.662, 0.997]], np.float32)
+    stuff = np.concatenate([_uniform_stuff(winner=0), _uniform_stuff(winner=1)])
+    out = _merge(masks, classes, det, det, stuff, min_stuff_area=0)
+    np.testing.assert_array_equal(out["panoptic"][0], out["panoptic"][1] - np.where(
+        out["panoptic"][1] > 2, 1, 0))  # same layout, stuff class 1 (id 4) instead of 0 (3)
+    np.testing.assert_array_equal(out["category"][:, :2], [[0, 2], [0, 3]])
+    reference = _np_merge(masks, classes, det, det, stuff, T, min_area=0)
+    _check_against_reference(out, reference, 4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_numpy_reference_on_random_inputs(seed):
+    rng = np.random.default_rng(seed)
+    batch, num, num_stuff, num_things = 2, 8, 4, 3
+    masks = np.zeros((batch, num, H, W), np.float32)
+    for b in range(batch):
+        for k in range(num):
+            y, x = rng.integers(0, H - 3), rng.integers(0, W - 3)
+            h, w = rng.integers(2, H - y + 1), rng.integers(2, W - x + 1)
+            masks[b, k, y:y + h, x:x + w] = rng.random((h, w))
+    classes = rng.integers(0, num_things + 1, size=(batch, num))
+    det = rng.random((batch, num)).astype(np.float32)
+    order = rng.random((batch, num)).astype(np.float32)
+    stuff = rng.random((batch, H, W, num_stuff)).astype(np.float32)
+    kwargs = dict(overlap=0.5, score=0.3, min_area=30)
+    out = _merge(masks, classes, det, order, stuff, num_things, overlap_threshold=0.5,
+                 instance_score_threshold=0.3, min_stuff_area=30)
+    reference = _np_merge(masks, classes, det, order, stuff, num_things, **kwargs)
+    assert sum(len(r[1]) for r in reference) > 4  # the case is not trivial
+    _check_against_reference(out, reference, num + num_stuff)
+
+
+def test_to_original_size_undoes_resize_and_padding():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 50, size=(5, 7)).astype(np.int32)
+    resized = original.repeat(2, axis=0).repeat(2, axis=1)  # 10 x 14
+    padded = np.zeros((16, 16), np.int32)
+    padded[:10, :14] = resized
+    padded[10:, :] = 99  # padding content must be cut away
+    got = to_original_size(tf.constant(padded), tf.constant([10, 14]), tf.constant([5, 7]))
+    np.testing.assert_array_equal(got, original)
+    # Upsampling back by 3/2: each output pixel takes the nearest input pixel centre.
+    got = to_original_size(tf.constant(padded), tf.constant([10, 14]), tf.constant([15, 21]))
+    rows = np.minimum(((np.arange(15) + 0.5) * 10 / 15).astype(int), 9)
+    cols = np.minimum(((np.arange(21) + 0.5) * 14 / 21).astype(int), 13)
+    np.testing.assert_array_equal(got, resized[rows][:, cols])
+    assert got.dtype == tf.int32
+
+
+def test_merge_exports_in_a_saved_model(tmp_path):
+    batch, num, num_stuff = 2, 3, 2
+
+    class Merger(tf.Module):
+        @tf.function(input_signature=[
+            tf.TensorSpec([batch, num, H, W], tf.float32), tf.TensorSpec([batch, num], tf.int32),
+            tf.TensorSpec([batch, num], tf.float32), tf.TensorSpec([batch, num], tf.float32),
+            tf.TensorSpec([batch, H, W, num_stuff], tf.float32)])
+        def merge(self, masks, classes, det, ranking, stuff):
+            return panoptic_merge(masks, classes, det, merge_order_scores("ranking", det, ranking),
+                                  stuff, T, min_stuff_area=10)
+
+    masks, classes = _person_and_tie()
+    masks = np.concatenate([np.concatenate([masks, np.zeros((1, 1, H, W))], 1)] * 2)
+    classes = np.array([[1, 2, 0], [2, 1, 0]], np.int32)
+    det = np.array([[0.997, 0.662, 0.0], [0.9, 0.9, 0.0]], np.float32)
+    rank = np.array([[0.325, 0.878, 0.0], [0.2, 0.3, 0.0]], np.float32)
+    stuff = np.stack([_uniform_stuff()[0], _uniform_stuff(winner=1)[0]])
+    args = [tf.constant(a, dtype) for a, dtype in ((masks, tf.float32), (classes, tf.int32),
+                                                  (det, tf.float32), (rank, tf.float32),
+                                                  (stuff, tf.float32))]
+    path = str(tmp_path / "merge")
+    tf.saved_model.save(Merger(), path)
+    loaded = tf.saved_model.load(path)
+    got = loaded.merge(*args)
+    want = _np_merge(masks, classes, det, rank, stuff, T, min_area=10)
+    _check_against_reference({k: v.numpy() for k, v in got.items()}, want, num + num_stuff)
