@@ -1,0 +1,71 @@
+"""Greedy non-maximum suppression on batched, padded inputs.
+
+batched_nms: class-agnostic, on tf.image.non_max_suppression_padded (a tiled pure-TF
+algorithm that compiles with XLA). multiclass_nms: per class, on
+tf.image.combined_non_max_suppression (C++ kernel, CPU only, no XLA kernel): this is the one
+op of `oanet_tf.ops` that does not compile with jit_compile=True. Both suppress a box whose
+IoU with a kept higher-scoring box exceeds the threshold, as torchvision's nms. Boxes are
+pixel coordinates; neither op needs them normalised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+# non_max_suppression_padded treats a kept box whose coordinates are all <= 0 as padding;
+# boxes are moved so that their smallest coordinate is this value (IoU is unchanged).
+NMS_COORDINATE_FLOOR = 1.0
+
+
+def _gather_padded(values, indices, valid):
+    """values [B, N, ...] gathered at indices [B, K]; zeros where valid [B, K] is False."""
+    gathered = tf.gather(values, indices, batch_dims=1)
+    for _ in range(gathered.shape.rank - valid.shape.rank):
+        valid = valid[..., None]
+    return tf.where(valid, gathered, tf.zeros_like(gathered))
+
+
+def batched_nms(boxes, scores, max_output: int, iou_threshold: float,
+                score_threshold: float = float("-inf")):
+    """Class-agnostic greedy NMS per image, kept boxes in descending score order.
+
+    boxes [B, N, 4], scores [B, N] (boxes with score <= score_threshold are dropped) ->
+    boxes [B, K, 4], scores [B, K], indices [B, K] int32 (into N), count [B] int32, with
+    K = max_output and zeros after the first count[b] entries of image b.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    shift = NMS_COORDINATE_FLOOR - tf.reduce_min(boxes, axis=[1, 2], keepdims=True)
+    # non_max_suppression_padded suppresses at IoU >= threshold; the next float32 up gives >.
+    above = float(np.nextafter(np.float32(iou_threshold), np.float32(np.inf)))
+    indices, count = tf.image.non_max_suppression_padded(
+        boxes + shift, scores, max_output, iou_threshold=above,
+        score_threshold=score_threshold, pad_to_max_output_size=True,
+        canonicalized_coordinates=True)
+    indices = tf.reshape(tf.cast(indices, tf.int32), [-1, max_output])
+    count = tf.cast(count, tf.int32)
+    valid = tf.range(max_output)[None, :] < count[:, None]
+    return (_gather_padded(boxes, indices, valid), _gather_padded(scores, indices, valid),
+            tf.where(valid, indices, 0), count)
+
+
+def multiclass_nms(boxes, scores, max_per_class: int, max_total: int, iou_threshold: float,
+                   score_threshold: float):
+    """Class-aware NMS (per class, as Detectron2's batched_nms), then the best max_total.
+
+    boxes [B, N, C, 4] (one box per class), scores [B, N, C] (kept only when
+    > score_threshold) -> boxes [B, K, 4], scores [B, K], classes [B, K] int32 (0-based index
+    into C), count [B] int32, with K = max_total, in descending score order, zeros after
+    count[b]. Not XLA-compilable (see module docstring).
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    out_boxes, out_scores, out_classes, count = tf.image.combined_non_max_suppression(
+        boxes, scores, max_output_size_per_class=max_per_class, max_total_size=max_total,
+        iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False,
+        clip_boxes=False)
+    count = tf.cast(count, tf.int32)
+    valid = tf.range(max_total)[None, :] < count[:, None]
+    classes = tf.where(valid, tf.cast(out_classes, tf.int32), 0)
+    return out_boxes, out_scores, classes, count
