@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import tensorflow as tf
 
 from oanet_tf.errors import ConfigError
@@ -17,5 +20,9 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        if not gpus and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+            warnings.warn("MirroredStrategy over CPU devices: oneDNN kernels can crash when "
+                          "replicas run them concurrently; set TF_ENABLE_ONEDNN_OPTS=0 before "
+                          "starting Python")
         return tf.distribute.MirroredStrategy()
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")

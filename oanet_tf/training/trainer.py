@@ -90,6 +90,6 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     ]
     history = model.fit(train_ds, epochs=config.train.epochs,
                         steps_per_epoch=config.train.steps_per_epoch, validation_data=val_ds,
-                        callbacks=callbacks, verbose=verbose)
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
     train_data.report_bad_images()
     return TrainingRun(model, history, model_dir)

@@ -1,0 +1,604 @@
+"""The SavedModel export: served outputs equal the evaluation path's, bad input, TF Serving.
+
+One tiny model is trained for nothing (random weights, thresholds low enough that instances
+and stuff segments appear), saved as a model dir and exported with the CLI. A subprocess that
+imports TensorFlow only serves images through the export; the reference is the evaluation
+path in this process: files read by PanopticDataset, resized by the tf.data pipeline, run
+through PanopticPredictor, restored with to_original_size, measured by the writer's
+segments_info.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorflow.core.protobuf import saved_model_pb2
+from conftest import SAMPLE_ENV
+from test_model import tiny_config
+
+from oanet_tf.__main__ import main as cli_main
+from oanet_tf.config import save_config
+from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.pipeline import build_dataset
+from oanet_tf.data.synthetic import render_scene
+from oanet_tf.export import saved_model as export_lib
+from oanet_tf.fileio import read_json, write_json
+from oanet_tf.inference.panoptic_merge import to_original_size
+from oanet_tf.inference.predictor import PanopticPredictor
+from oanet_tf.inference.writer import segments_info
+from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training import trainer
+
+CATEGORIES = CategoryMap.from_categories([
+    {"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]},
+    {"id": 2, "name": "tie", "isthing": 1, "color": [188, 208, 182]},
+    {"id": 10, "name": "sky", "isthing": 0, "color": [70, 130, 180]},
+    {"id": 11, "name": "grass", "isthing": 0}])  # no color: the export derives one
+OVERRIDES = ("data.short_side=48", "data.max_side=64", "model.test_score_threshold=0.0",
+             "eval.instance_score_threshold=0.0", "eval.min_stuff_area=16")
+INVALID_ARGUMENT = 3  # the gRPC / TensorFlow status code
+VERSION = "1"
+MODEL_NAME = "oanet"
+COCO_PREFIX = "coco_"
+SERVER_START_SECONDS = 60
+SUBPROCESS_SECONDS = 300
+
+# The subprocess: TensorFlow and numpy only. It runs each call of a JSON spec on the
+# SavedModel and saves the outputs (npz) or the error (code and message).
+SERVE_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+import tensorflow as tf
+
+spec = json.load(open(sys.argv[1]))
+loaded = tf.saved_model.load(spec["export_dir"])
+errors = {}
+for call in spec["calls"]:
+    function = loaded.signatures[call["signature"]]
+    if "files" in call:
+        data = [open(path, "rb").read() for path in call["files"]]
+        inputs = {"images": tf.constant(data, tf.string, shape=[len(data)])}
+    elif "array" in call:
+        inputs = {"images": tf.constant(np.load(call["array"]))}
+    else:
+        inputs = {}
+    try:
+        outputs = function(**inputs)
+    except tf.errors.InvalidArgumentError as err:
+        errors[call["name"]] = {"code": err.error_code, "message": err.message}
+        continue
+    arrays = {k: v.numpy() for k, v in outputs.items()}
+    arrays = {k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()}
+    np.savez_compressed(os.path.join(spec["out_dir"], call["name"] + ".npz"), **arrays)
+assert not [m for m in sys.modules if m.split(".")[0] == "oanet_tf"], "imported oanet_tf"
+json.dump(errors, open(os.path.join(spec["out_dir"], "errors.json"), "w"))
+"""
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _encode(image: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
+    picture = Image.fromarray(image)
+    if mode:
+        picture = picture.convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def _scene(seed: int, shape) -> np.ndarray:
+    return render_scene(np.random.default_rng(seed), shape)[0]
+
+
+def _make_images() -> dict:
+    """name -> encoded bytes: JPEG and PNG scenes of several sizes, grayscale, RGBA, 1x1."""
+    rgba = np.dstack([_scene(3, (40, 80)), np.random.default_rng(0).integers(
+        0, 256, (40, 80), dtype=np.uint8)])
+    return {
+        "scene_jpeg": _encode(_scene(0, (72, 96)), "JPEG"),
+        "scene_png": _encode(_scene(1, (72, 96)), "PNG"),
+        "tall_png": _encode(_scene(2, (100, 60)), "PNG"),
+        "gray_jpeg": _encode(_scene(4, (56, 56)), "JPEG", "L"),
+        "gray_png": _encode(_scene(5, (48, 40)), "PNG", "L"),
+        "rgba_png": _encode(rgba, "PNG"),
+        "one_pixel_png": _encode(np.full((1, 1, 3), 200, np.uint8), "PNG"),
+    }
+
+
+def _png_header(height: int, width: int) -> bytes:
+    """A PNG signature and IHDR chunk declaring height x width (no pixel data)."""
+    # Bit depth 8, color type 2 (RGB), default compression, filter and interlace.
+    body = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (export_lib.PNG_SIGNATURE + (13).to_bytes(4, "big") + body
+            + zlib.crc32(body).to_bytes(4, "big"))
+
+
+def _write_dataset(root: str, images: dict) -> PanopticDataset:
+    """The images as a COCO panoptic split with void annotations, for the eval pipeline."""
+    os.makedirs(os.path.join(root, "images"))
+    os.makedirs(os.path.join(root, "panoptic"))
+    entries, annotations = [], []
+    for image_id, (name, data) in enumerate(images.items(), start=1):
+        suffix = ".jpg" if data[:2] == b"\xff\xd8" else ".png"
+        with open(os.path.join(root, "images", name + suffix), "wb") as f:
+            f.write(data)
+        width, height = Image.open(io.BytesIO(data)).size
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(
+            os.path.join(root, "panoptic", name + ".png"))
+        entries.append({"id": image_id, "file_name": name + suffix, "height": height,
+                        "width": width})
+        annotations.append({"image_id": image_id, "file_name": name + ".png",
+                            "segments_info": []})
+    write_json(os.path.join(root, "panoptic.json"), {
+        "images": entries, "annotations": annotations,
+        "categories": list(CATEGORIES.categories)})
+    return PanopticDataset(os.path.join(root, "images"), os.path.join(root, "panoptic.json"),
+                           os.path.join(root, "panoptic"))
+
+
+# --------------------------------------------------------------------------- reference
+
+def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap) -> list:
+    """The evaluation path: [(panoptic [h, w] at the original size, segments_info)]."""
+    batch = next(iter(build_dataset(dataset, config.data, training=False,
+                                    batch_size=len(dataset))))
+    _, merged = PanopticPredictor(model, config.eval)(
+        batch["images"], batch["image_size"], batch["original_size"])
+    merged = {k: v.numpy() for k, v in merged[config.eval.merge_order].items()}
+    results = []
+    for i in range(len(dataset)):
+        panoptic = to_original_size(merged["panoptic"][i], batch["image_size"][i],
+                                    batch["original_size"][i]).numpy()
+        extra = {"detection_score": merged["detection_score"][i],
+                 "ranking_score": merged["ranking_score"][i]}
+        results.append((panoptic, segments_info(panoptic, merged["segment_ids"][i],
+                                                merged["category"][i], categories, extra)))
+    return results
+
+
+def _compare(served: dict, index: int, reference) -> dict:
+    """Check one served image against its reference; returns the agreement measured."""
+    panoptic, segments = reference
+    height, width = panoptic.shape
+    assert (served["height"][index], served["width"][index]) == (height, width)
+    image_map = served["panoptic"][index]
+    assert (image_map[height:] == export_lib.OUTSIDE_IMAGE).all()
+    assert (image_map[:, width:] == export_lib.OUTSIDE_IMAGE).all()
+    agreement = {"pixels": float(np.mean(image_map[:height, :width] == panoptic)),
+                 "max_score_diff": 0.0}
+    count = int(served["num_segments"][index])
+    assert count == len(segments)
+    for k, segment in enumerate(segments):
+        assert served["segment_ids"][index, k] == segment["id"]
+        assert served["category_ids"][index, k] == segment["category_id"]
+        assert served["is_thing"][index, k] == CATEGORIES.is_thing(segment["category_id"])
+        assert served["areas"][index, k] == segment["area"]
+        np.testing.assert_array_equal(served["boxes"][index, k], segment["bbox"])
+        for key in ("detection_score", "ranking_score"):
+            diff = abs(float(served[key + "s"][index, k]) - segment[key])
+            agreement["max_score_diff"] = max(agreement["max_score_diff"], diff)
+    assert (served["segment_ids"][index, count:] == 0).all()
+    assert (served["category_ids"][index, count:] == export_lib.NO_CATEGORY).all()
+    assert (served["areas"][index, count:] == 0).all()
+    return agreement
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def config():
+    return tiny_config(*OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, config):
+    """A model dir as `train` writes it, with random weights; returns (model, its dir)."""
+    root = str(tmp_path_factory.mktemp("model_dir"))
+    keras.utils.set_random_seed(0)
+    model = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,)))  # builds the heads
+    os.makedirs(os.path.join(root, "checkpoints"))
+    model.save_weights(os.path.join(root, trainer.LAST_WEIGHTS))
+    save_config(config, os.path.join(root, trainer.CONFIG_FILE))
+    write_json(os.path.join(root, trainer.CATEGORIES_FILE), list(CATEGORIES.categories))
+    return model, root
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, model_dir):
+    """Export with the CLI over a stale export; returns (base dir, export dir, CLI output)."""
+    base = str(tmp_path_factory.mktemp("exports"))
+    os.makedirs(os.path.join(base, VERSION))
+    with open(os.path.join(base, VERSION, "stale.txt"), "w") as f:
+        f.write("an older export")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = cli_main(["export", "--model-dir", model_dir[1], "--export-dir", base,
+                           "--version", VERSION])
+    assert status == 0
+    return base, os.path.join(base, VERSION), printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """The synthetic images, plus the real COCO sample's ("coco_" names) when present; one
+    batch for all keeps the file fast (one trace in process, one subprocess)."""
+    found = _make_images()
+    sample = os.environ.get(SAMPLE_ENV, "")
+    if os.path.isfile(os.path.join(sample, "panoptic.json")):
+        for entry in read_json(os.path.join(sample, "panoptic.json"))["images"]:
+            with open(os.path.join(sample, "images", entry["file_name"]), "rb") as f:
+                found[f"{COCO_PREFIX}{entry['id']}"] = f.read()
+    return found
+
+
+def _synthetic(images) -> list:
+    return [name for name in images if not name.startswith(COCO_PREFIX)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, model_dir, config, images):
+    dataset = _write_dataset(str(tmp_path_factory.mktemp("dataset")), images)
+    return dict(zip(images, _in_process(model_dir[0], config, dataset, CATEGORIES)))
+
+
+@pytest.fixture(scope="module")
+def serving_process(tmp_path_factory, exported, images):
+    """Start the subprocess (TensorFlow only) on the calls; returns (process, dir, calls)."""
+    work = str(tmp_path_factory.mktemp("served"))
+    files = {}
+    for name, data in {**images, "not_an_image": b"GIF89a but not really",
+                       "truncated_png": images["scene_png"][:100],
+                       "empty_bytes": b"", "too_large_png": _png_header(9000, 9000),
+                       "huge_png": _encode(np.kron(_scene(6, (40, 60)), np.ones(
+                           (100, 100, 1), np.uint8)), "PNG", "L")}.items():
+        files[name] = os.path.join(work, name)
+        with open(files[name], "wb") as f:
+            f.write(data)
+    pixels = np.stack([np.asarray(Image.open(files[n]).convert("RGB"))
+                       for n in ("scene_jpeg", "scene_png")])
+    np.save(os.path.join(work, "pixels.npy"), pixels)
+    np.save(os.path.join(work, "empty_pixels.npy"), np.zeros((0, 8, 8, 3), np.uint8))
+    np.save(os.path.join(work, "no_rows.npy"), np.zeros((1, 0, 8, 3), np.uint8))
+    good = [files[n] for n in images]
+    synthetic = [files[n] for n in _synthetic(images)]
+    calls = [
+        {"name": "encoded", "signature": export_lib.IMAGES_SIGNATURE, "files": good},
+        {"name": "tensor", "signature": export_lib.TENSOR_SIGNATURE,
+         "array": os.path.join(work, "pixels.npy")},
+        {"name": "categories", "signature": export_lib.CATEGORIES_SIGNATURE},
+        {"name": "empty", "signature": export_lib.IMAGES_SIGNATURE, "files": []},
+        {"name": "empty_tensor", "signature": export_lib.TENSOR_SIGNATURE,
+         "array": os.path.join(work, "empty_pixels.npy")},
+        {"name": "no_rows", "signature": export_lib.TENSOR_SIGNATURE,
+         "array": os.path.join(work, "no_rows.npy")},
+        {"name": "huge", "signature": export_lib.IMAGES_SIGNATURE, "files": [files["huge_png"]]},
+    ]
+    for name in ("not_an_image", "truncated_png", "empty_bytes", "too_large_png"):
+        calls.append({"name": name, "signature": export_lib.IMAGES_SIGNATURE,
+                      "files": [synthetic[0], synthetic[1], files[name]]})
+    spec = os.path.join(work, "spec.json")
+    write_json(spec, {"export_dir": exported[1], "out_dir": work, "calls": calls})
+    script = os.path.join(work, "serve.py")
+    with open(script, "w") as f:
+        f.write(SERVE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with open(os.path.join(work, "stderr.txt"), "w") as stderr:
+        process = subprocess.Popen([sys.executable, script, spec], cwd=work, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    yield process, work, calls
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def served(serving_process, reference):
+    """The subprocess's results: (outputs by call name, errors by call name). The reference
+    is computed in this process while the subprocess runs."""
+    process, work, calls = serving_process
+    process.wait(timeout=SUBPROCESS_SECONDS)
+    with open(os.path.join(work, "stderr.txt")) as f:
+        assert process.returncode == 0, f.read()[-3000:]
+    outputs = {}
+    for call in calls:
+        path = os.path.join(work, call["name"] + ".npz")
+        if os.path.exists(path):
+            with np.load(path) as data:
+                outputs[call["name"]] = dict(data)
+    return outputs, read_json(os.path.join(work, "errors.json"))
+
+
+@pytest.fixture(scope="module")
+def signature_defs(exported) -> dict:
+    """The SignatureDefs of saved_model.pb: what TF Serving matches requests against."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported[1], "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return dict(saved_model.meta_graphs[0].signature_def)
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_cli_export_replaces_the_old_export_and_prints_signatures(exported):
+    base, export_dir, printed = exported
+    assert sorted(os.listdir(base)) == [VERSION]  # no temporary directory left behind
+    assert not os.path.exists(os.path.join(export_dir, "stale.txt"))
+    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+    for name in (export_lib.IMAGES_SIGNATURE, export_lib.TENSOR_SIGNATURE,
+                 export_lib.CATEGORIES_SIGNATURE):
+        assert f"signature {name}:" in printed
+    assert "input  images: string (None,)" in printed
+    assert "output panoptic: int32 (None, None, None)" in printed
+
+
+def test_served_images_match_the_evaluation_path(served, reference, images):
+    outputs, errors = served
+    assert "encoded" not in errors
+    encoded = outputs["encoded"]
+    for index, name in enumerate(images):
+        if name.startswith(COCO_PREFIX):
+            continue  # test_real_coco_images
+        agreement = _compare(encoded, index, reference[name])
+        print(f"serving_default {name}: identical pixels {agreement['pixels']:.4f}, "
+              f"max score difference {agreement['max_score_diff']:.2e}")
+        assert agreement["pixels"] == 1.0, name
+        assert agreement["max_score_diff"] < 1e-5, name
+    # Not vacuous: instances and stuff were drawn in every image but the 1x1 one (its one
+    # original pixel is below the minimum stuff area).
+    scenes = [i for i, name in enumerate(images) if name in _synthetic(images)
+              and name != "one_pixel_png"]
+    drawn = encoded["segment_ids"][scenes] > 0
+    assert (drawn & encoded["is_thing"][scenes]).any(axis=1).all()
+    assert (drawn & ~encoded["is_thing"][scenes]).any(axis=1).all()
+    sizes = np.array([reference[name][0].shape for name in images])
+    assert encoded["panoptic"].shape[1:] == tuple(sizes.max(axis=0))
+
+
+def test_served_tensors_match_the_evaluation_path(served, reference):
+    outputs, errors = served
+    assert "tensor" not in errors
+    for index, name in enumerate(("scene_jpeg", "scene_png")):
+        agreement = _compare(outputs["tensor"], index, reference[name])
+        print(f"serving_tensor {name}: identical pixels {agreement['pixels']:.4f}, "
+              f"max score difference {agreement['max_score_diff']:.2e}")
+        assert agreement["pixels"] == 1.0 and agreement["max_score_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("not_an_image", "images[2] is not a decodable"),
+    ("truncated_png", "images[2] is not a decodable"),
+    ("empty_bytes", "images[2] is not a decodable"),
+    ("too_large_png", "images[2] is 9000x9000 pixels"),
+])
+def test_bad_items_fail_with_invalid_argument_naming_the_item(served, name, problem):
+    outputs, errors = served
+    assert name not in outputs
+    assert errors[name]["code"] == INVALID_ARGUMENT
+    assert problem in errors[name]["message"]
+
+
+def test_empty_batches_return_empty_outputs(served):
+    outputs, errors = served
+    for name in ("empty", "empty_tensor"):
+        assert outputs[name]["panoptic"].shape == (0, 0, 0)
+        assert outputs[name]["boxes"].shape[0] == 0 and outputs[name]["boxes"].shape[2] == 4
+        assert outputs[name]["num_segments"].shape == (0,)
+    assert errors["no_rows"]["code"] == INVALID_ARGUMENT
+    assert "images[0] is 0x8 pixels" in errors["no_rows"]["message"]
+
+
+def test_large_image_segments_are_measured_at_the_original_size(served):
+    outputs, errors = served
+    huge = outputs["huge"]
+    assert (huge["height"][0], huge["width"][0]) == (4000, 6000)
+    panoptic = huge["panoptic"][0]
+    assert panoptic.shape == (4000, 6000)
+    count = int(huge["num_segments"][0])
+    assert count > 0
+    ids, areas = np.unique(panoptic, return_counts=True)
+    area_of = dict(zip(ids.tolist(), areas.tolist()))
+    for k in range(count):
+        segment = int(huge["segment_ids"][0, k])
+        assert huge["areas"][0, k] == area_of[segment]
+        rows = np.flatnonzero((panoptic == segment).any(axis=1))
+        cols = np.flatnonzero((panoptic == segment).any(axis=0))
+        np.testing.assert_array_equal(huge["boxes"][0, k], [
+            cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1])
+
+
+def test_categories_signature_and_asset(served, exported):
+    categories = served[0]["categories"]
+    expected = CATEGORIES.categories
+    np.testing.assert_array_equal(categories["ids"], [c["id"] for c in expected])
+    np.testing.assert_array_equal(categories["names"], [c["name"] for c in expected])
+    np.testing.assert_array_equal(categories["isthing"], [bool(c["isthing"]) for c in expected])
+    np.testing.assert_array_equal(categories["colors"][:3], [c["color"] for c in expected[:3]])
+    derived = categories["colors"][3]
+    assert derived.min() >= 0 and derived.max() <= 255
+    asset = read_json(os.path.join(exported[1], export_lib.ASSETS_DIR,
+                                   export_lib.CATEGORIES_ASSET))
+    assert [c["id"] for c in asset] == [c["id"] for c in expected]
+    assert [c["color"] for c in asset] == categories["colors"].tolist()
+
+
+def test_real_coco_images(coco_sample_dir, served, reference, images):
+    names = [name for name in images if name.startswith(COCO_PREFIX)]
+    assert names, f"the images of {coco_sample_dir} were not served"
+    for index, name in enumerate(images):
+        if name not in names:
+            continue
+        agreement = _compare(served[0]["encoded"], index, reference[name])
+        print(f"COCO {name}: identical pixels {agreement['pixels']:.4f}, max score "
+              f"difference {agreement['max_score_diff']:.2e}")
+        assert agreement["pixels"] == 1.0 and agreement["max_score_diff"] < 1e-5
+
+
+# ------------------------------------------------------------------------ TF Serving
+
+def _predict_request(data: list):
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = export_lib.IMAGES_SIGNATURE
+    request.inputs[export_lib.INPUT_NAME].CopyFrom(tf.make_tensor_proto(data, tf.string))
+    return request
+
+
+def _rest_body(data: list) -> dict:
+    return {"signature_name": export_lib.IMAGES_SIGNATURE,
+            "instances": [{"b64": base64.b64encode(d).decode("ascii")} for d in data]}
+
+
+def test_serving_requests_name_the_signature_and_its_input(signature_defs, images):
+    pytest.importorskip("tensorflow_serving.apis.predict_pb2",
+                        reason="tensorflow-serving-api is not installed "
+                               "(pip install tensorflow-serving-api==2.21.*)")
+    data = [images["scene_jpeg"], images["tall_png"]]
+    request = _predict_request(data)
+    signature = signature_defs[request.model_spec.signature_name]
+    assert set(request.inputs) == set(signature.inputs) == {export_lib.INPUT_NAME}
+    sent = request.inputs[export_lib.INPUT_NAME]
+    assert sent.dtype == signature.inputs[export_lib.INPUT_NAME].dtype == tf.string \
+        .as_datatype_enum
+    assert [d.size for d in sent.tensor_shape.dim] == [len(data)]
+    assert tf.make_ndarray(sent).tolist() == data
+    assert {"panoptic", "segment_ids", "category_ids", "boxes"} <= set(signature.outputs)
+
+    body = json.loads(json.dumps(_rest_body(data)))
+    assert body["signature_name"] in signature_defs
+    # One named input: TF Serving's row format takes each instance as that input's value.
+    assert len(signature.inputs) == 1
+    assert [base64.b64decode(i["b64"]) for i in body["instances"]] == data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorflow_model_server_rest_and_grpc(exported, served, images):
+    server = shutil.which("tensorflow_model_server")
+    if server is None:
+        pytest.skip("tensorflow_model_server is not on PATH (it is a separate binary, not "
+                    "installable with pip here; see https://www.tensorflow.org/tfx/serving)")
+    grpc = pytest.importorskip("grpc")
+    prediction_service = pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
+    grpc_port, rest_port = _free_port(), _free_port()
+    # The server listens on all interfaces (it has no bind-address flag); we query 127.0.0.1.
+    process = subprocess.Popen([server, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+                                f"--model_name={MODEL_NAME}", f"--model_base_path={exported[0]}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for us
+    try:
+        status_url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}"
+        deadline = time.time() + SERVER_START_SECONDS
+        while True:
+            try:
+                with local.open(status_url, timeout=2) as reply:
+                    states = [v["state"] for v in json.load(reply)["model_version_status"]]
+                if "AVAILABLE" in states:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline and process.poll() is None, "server did not start"
+            time.sleep(0.5)
+        names = list(images)
+        data = [images["scene_jpeg"], images["tall_png"]]
+        expected = served[0]["encoded"]
+        rows = [names.index("scene_jpeg"), names.index("tall_png")]
+
+        request = urllib.request.Request(status_url + ":predict",
+                                         data=json.dumps(_rest_body(data)).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with local.open(request, timeout=60) as reply:
+            predictions = json.load(reply)["predictions"]
+        for prediction, row in zip(predictions, rows):
+            assert prediction["segment_ids"] == expected["segment_ids"][row].tolist()
+            assert prediction["areas"] == expected["areas"][row].tolist()
+
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}",
+                                   options=[("grpc.enable_http_proxy", 0)]) as channel:
+            stub = prediction_service.PredictionServiceStub(channel)
+            response = stub.Predict(_predict_request(data), timeout=60)
+        panoptic = tf.make_ndarray(response.outputs["panoptic"])
+        for index, row in enumerate(rows):
+            np.testing.assert_array_equal(panoptic[index], expected["panoptic"][row][
+                :panoptic.shape[1], :panoptic.shape[2]])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# ------------------------------------------------------------------- writing, CLI errors
+
+def test_failed_export_keeps_the_previous_one(tmp_path, model_dir, config, monkeypatch):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "saved_model.pb").write_bytes(b"the previous export")
+
+    def fail(self, path, **kwargs):
+        with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+            f.write(b"half written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_lib.export_saved_model(model_dir[0], CATEGORIES, config.data, config.eval,
+                                      str(target))
+    assert (target / "saved_model.pb").read_bytes() == b"the previous export"
+    assert sorted(os.listdir(tmp_path)) == ["export"]
+
+
+def test_export_rejects_categories_that_do_not_fit_the_model(model_dir, config, tmp_path):
+    three_things = CategoryMap.from_categories(
+        list(CATEGORIES.categories) + [{"id": 3, "name": "ball", "isthing": 1}])
+    with pytest.raises(ValueError, match="3 things"):
+        export_lib.export_saved_model(model_dir[0], three_things, config.data, config.eval,
+                                      str(tmp_path / "export"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_dir", "no such directory"),
+    ("no_config", "config.yaml not found"),
+    ("no_categories", "categories.json not found"),
+    ("bad_weights", "weights file not found"),
+    ("corrupt_weights", "does not fit the model of the config"),
+])
+def test_cli_reports_a_wrong_model_dir_in_one_line(tmp_path, model_dir, capsys, case,
+                                                   message):
+    root = tmp_path / "model"
+    args = ["export", "--model-dir", str(root), "--export-dir", str(tmp_path / "out")]
+    if case != "missing_dir":
+        shutil.copytree(model_dir[1], root)
+    if case == "no_config":
+        os.remove(root / trainer.CONFIG_FILE)
+    if case == "no_categories":
+        os.remove(root / trainer.CATEGORIES_FILE)
+    if case == "bad_weights":
+        args += ["--weights", str(root / "missing.weights.h5")]
+    if case == "corrupt_weights":
+        (root / trainer.LAST_WEIGHTS).write_bytes(b"not HDF5")
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "out")
