@@ -16,15 +16,15 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.modeling import srm as srm_lib
+from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.modeling import rpn as rpn_lib
 from oanet_tf.ops import anchors as anchors_lib
 from oanet_tf.ops import box_coder, iou, mask_ops, matcher, nms, roi_align, sampling
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "cls", "box", "mask", "seg", "srm")
 ROI_LEVELS = (2, 5)  # RoIAlign reads P2..P5; P6 feeds the RPN only
 SEMANTIC_STRIDE = 4  # the stuff branch predicts at 1/4 of the input
-MASK_THRESHOLD = 0.5
-IGNORE_LABEL = 255
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
@@ -96,6 +96,18 @@ class OANet(keras.Model):
         self._anchors = tf.concat(level_anchors, axis=0)  # [N, 4], a constant of the graph
         self.loss_trackers = {name: keras.metrics.Mean(name=f"{name}_loss")
                               for name in LOSS_NAMES + ("total",)}
+        self._build_roi_heads_and_srm(fpn.channels)
+
+    def _build_roi_heads_and_srm(self, channels: int):
+        """Create the variables of the layers outside the functional graph, so that the
+        optimizer (built from `trainable_variables`) covers them."""
+        box, mask = self.box_pooler_resolution, self.mask_pooler_resolution
+        shapes = ((self.box_head, (None, None, box, box, channels)),
+                  (self.mask_head, (None, None, mask, mask, channels)),
+                  (self.srm, (None,) + self.image_size + (self.num_things,)))
+        for layer, shape in shapes:
+            if not layer.built:  # a deserialized layer arrives built
+                layer.build(shape)
 
     # ----------------------------------------------------------------------------- training
     @property

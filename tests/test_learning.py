@@ -1,0 +1,54 @@
+"""It learns: a fixed-seed run of the synthetic config lowers the losses and detects objects.
+
+Thresholds were set from a measured run (see the closing note of the network issue) with a
+wide margin for thread-level nondeterminism on 2 CPU cores.
+"""
+
+import os
+
+import pytest
+
+from oanet_tf.config import load_config
+from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.data.splits import resolve_split
+from oanet_tf.inference.evaluate import evaluate_detections
+from oanet_tf.training.trainer import train
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.yaml")
+EPOCHS, STEPS = 5, 50
+# Measured on this config and seed: recall 0.73, mask IoU 0.69 after 250 steps (120 steps:
+# 0.19 and 0.60). The bounds sit well below the measured run and above an untrained one.
+MIN_RECALL = 0.5
+MIN_MASK_IOU = 0.55
+# The box term is normalised by all sampled RoIs (Detectron2): it grows while the RPN learns
+# to propose positives, so it is not expected to fall in a short run.
+FALLING_TERMS = ("rpn_cls", "rpn_box", "cls", "mask", "seg", "srm")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("learning")
+    config = load_config(CONFIG, [
+        f"data.synthetic_dir={root / 'data'}", "data.synthetic_train=160",
+        "data.synthetic_val=24", f"train.epochs={EPOCHS}", f"train.steps_per_epoch={STEPS}",
+        "train.warmup_steps=20", "train.decay_steps=[1000]", "train.seed=0"])
+    run = train(config, str(root / "model"), "one_device", verbose=0)
+    return config, run
+
+
+def test_every_loss_term_falls(trained):
+    _, run = trained
+    history = run.history.history
+    for term in FALLING_TERMS:
+        values = history[f"{term}_loss"]
+        assert values[-1] < values[0], (term, values)
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+
+
+def test_val_detections(trained):
+    config, run = trained
+    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+    quality = evaluate_detections(run.model, val, config.data, config.train.batch_size)
+    print("learning run:", run.history.history, quality)
+    assert quality["recall"] >= MIN_RECALL, quality
+    assert quality["mask_iou"] >= MIN_MASK_IOU, quality
