@@ -44,7 +44,7 @@ from oanet_tf.inference.panoptic_merge import to_original_size
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.inference.writer import segments_info
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training import trainer
+from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 
 CATEGORIES = CategoryMap.from_categories([
     {"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]},
@@ -215,9 +215,9 @@ def model_dir(tmp_path_factory, config):
     model = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
     model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,)))  # builds the heads
     os.makedirs(os.path.join(root, "checkpoints"))
-    model.save_weights(os.path.join(root, trainer.LAST_WEIGHTS))
-    save_config(config, os.path.join(root, trainer.CONFIG_FILE))
-    write_json(os.path.join(root, trainer.CATEGORIES_FILE), list(CATEGORIES.categories))
+    model.save_weights(os.path.join(root, LAST_WEIGHTS))
+    save_config(config, os.path.join(root, CONFIG_FILE))
+    write_json(os.path.join(root, CATEGORIES_FILE), list(CATEGORIES.categories))
     return model, root
 
 
@@ -591,13 +591,13 @@ def test_cli_reports_a_wrong_model_dir_in_one_line(tmp_path, model_dir, capsys, 
     if case != "missing_dir":
         shutil.copytree(model_dir[1], root)
     if case == "no_config":
-        os.remove(root / trainer.CONFIG_FILE)
+        os.remove(root / CONFIG_FILE)
     if case == "no_categories":
-        os.remove(root / trainer.CATEGORIES_FILE)
+        os.remove(root / CATEGORIES_FILE)
     if case == "bad_weights":
         args += ["--weights", str(root / "missing.weights.h5")]
     if case == "corrupt_weights":
-        (root / trainer.LAST_WEIGHTS).write_bytes(b"not HDF5")
+        (root / LAST_WEIGHTS).write_bytes(b"not HDF5")
     assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

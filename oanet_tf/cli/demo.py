@@ -13,9 +13,8 @@ import time
 from oanet_tf.cli.common import add_config_arguments, config_from_args
 from oanet_tf.fileio import write_json
 
+SERVING_VERSION = "1"  # TF Serving loads <export_dir>/<version>
 DEMO_ORDERS = ("detection", "ranking", "product")
-ORDER_LABELS = {"detection": "heuristic (detection score)", "ranking": "OANet (SRM ranking)",
-                "product": "detection x ranking"}
 
 
 def add_arguments(parser):
@@ -26,25 +25,13 @@ def add_arguments(parser):
                         help="number of val images to draw as overlay PNGs (default: 4)")
 
 
-def format_comparison(results: dict) -> str:
-    """The heuristic-vs-SRM table: PQ, PQ_Th, PQ_St and ownership accuracy per merge order."""
-    lines = [f"{'merge order':32s} {'PQ':>6s} {'PQ_Th':>6s} {'PQ_St':>6s} {'own.acc':>8s}"]
-    for order, result in results.items():
-        pq = result["pq"]
-        own = result["ownership"]["accuracy"]
-        lines.append(f"{ORDER_LABELS.get(order, order):32s} {100 * pq['All']['pq']:6.1f} "
-                     f"{100 * pq['Things']['pq']:6.1f} {100 * pq['Stuff']['pq']:6.1f} "
-                     f"{100 * own:8.1f}")
-    return "\n".join(lines)
-
-
 def run(args) -> int:
     started = time.time()
     config = config_from_args(args)
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.export.saved_model import export_saved_model
-    from oanet_tf.inference.evaluate import evaluate_model
+    from oanet_tf.inference.evaluate import evaluate_model, format_comparison
     from oanet_tf.inference.visualize import write_overlays
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.training.trainer import train
@@ -66,7 +53,8 @@ def run(args) -> int:
 
     print("[3/4] exporting the SavedModel")
     export_dir = export_saved_model(model, val.categories, config.data, config.eval,
-                                    config.export.export_dir)
+                                    os.path.join(config.export.export_dir, SERVING_VERSION),
+                                    config.export.max_image_side)
 
     print("[4/4] drawing overlays")
     overlay_dir = os.path.join(args.model_dir, "overlays")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 
-from oanet_tf.config import load_config
-from oanet_tf.errors import ConfigError, OANetError
+from oanet_tf.errors import OANetError
 
-WEIGHTS_ALIASES = ("last", "best")
 SAVED_MODEL_FILE = "saved_model.pb"
 INTERNAL_PREFIX = "__"  # signatures TensorFlow adds for itself (__saved_model_init_op)
 
@@ -37,73 +35,23 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from oanet_tf.training import trainer
+    from oanet_tf.training.model_dir import load_config_of, load_trained_model
 
-    model_dir = args.model_dir
-    if not os.path.isdir(model_dir):
-        raise OANetError(f"--model-dir {model_dir}: no such directory")
-    config_path = args.config or os.path.join(model_dir, trainer.CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise ConfigError(f"{config_path} not found: --model-dir must be a directory written "
-                          f"by `python -m oanet_tf train`, or pass --config")
     if args.version < 0:
         raise OANetError(f"--version {args.version}: must be a non-negative integer")
-    config = load_config(config_path, args.overrides)
-    categories = _read_categories(os.path.join(model_dir, trainer.CATEGORIES_FILE))
-    weights = _weights_path(model_dir, args.weights, trainer)
+    load_config_of(args.model_dir, args.config, args.overrides)  # fail fast on a bad dir
+    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides)
+    config = trained.config
     export_dir = os.path.join(args.export_dir or config.export.export_dir, str(args.version))
-
-    model = _load_model(config, categories, weights)
     from oanet_tf.export.saved_model import export_saved_model
 
-    path = export_saved_model(model, categories, config.data, config.eval, export_dir,
-                              config.export.max_image_side)
-    print(f"exported {weights} to {path}")
+    path = export_saved_model(trained.model, trained.categories, config.data, config.eval,
+                              export_dir, config.export.max_image_side)
+    print(f"exported {trained.weights} to {path}")
     print(describe_signatures(path))
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 --model_name=oanet "
           f"--model_base_path={os.path.dirname(path)}")
     return 0
-
-
-def _read_categories(path: str):
-    from oanet_tf.data.panoptic_format import CategoryMap
-    from oanet_tf.fileio import read_json
-
-    try:
-        return CategoryMap.from_categories(read_json(path, "categories file"))
-    except FileNotFoundError:
-        raise OANetError(f"{path} not found: --model-dir must be a directory written by "
-                         f"`python -m oanet_tf train`") from None
-    except (ValueError, TypeError, KeyError) as err:
-        raise OANetError(f"{path}: not a list of categories ({err})") from None
-
-
-def _weights_path(model_dir: str, weights: str, trainer) -> str:
-    aliases = dict(zip(WEIGHTS_ALIASES, (trainer.LAST_WEIGHTS, trainer.BEST_WEIGHTS)))
-    path = os.path.join(model_dir, aliases[weights]) if weights in aliases else weights
-    if not os.path.isfile(path):
-        raise OANetError(f"weights file not found: {path} (--weights {weights})")
-    return path
-
-
-def _load_model(config, categories, weights: str):
-    """Build OANet from the config and load `weights`; every layer is built first (the RoI
-    heads and the SRM are built by their first call)."""
-    import tensorflow as tf
-
-    from oanet_tf.modeling.builder import build_oanet
-
-    model = build_oanet(config.model, config.train, categories, config.data.padded_size)
-    model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,), tf.float32))
-    try:
-        model.load_weights(weights)
-    except (ValueError, OSError) as err:
-        # Keras says what failed in its first two lines, then lists every layer.
-        reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
-        raise OANetError(f"{weights} does not fit the model of the config "
-                         f"(backbone {config.model.backbone}, {categories.num_things} things, "
-                         f"{categories.num_stuff} stuff): {reason}") from None
-    return model
 
 
 def describe_signatures(path: str) -> str:

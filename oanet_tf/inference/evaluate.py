@@ -31,6 +31,9 @@ def image_prediction(merged: dict, index: int, image_size, original_size, catego
                                     "ranking_score": merged["ranking_score"][index].numpy()})
     return panoptic, segments
 
+ORDER_LABELS = {"detection": "heuristic (detection score)", "ranking": "OANet (SRM ranking)",
+                "product": "detection x ranking"}
+
 
 def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
                    eval_config: EvalConfig, batch_size: int, orders=None, writers=None,
@@ -109,3 +112,15 @@ def evaluate_detections(model, dataset: PanopticDataset, data_config: DataConfig
         if seen >= limit:
             break
     return quality.result()
+
+
+def format_comparison(results: dict) -> str:
+    """The heuristic-vs-SRM table: PQ, PQ_Th, PQ_St and ownership accuracy per merge order."""
+    lines = [f"{'merge order':32s} {'PQ':>6s} {'PQ_Th':>6s} {'PQ_St':>6s} {'own.acc':>8s}"]
+    for order, result in results.items():
+        pq = result["pq"]
+        own = result["ownership"]["accuracy"]
+        lines.append(f"{ORDER_LABELS.get(order, order):32s} {100 * pq['All']['pq']:6.1f} "
+                     f"{100 * pq['Things']['pq']:6.1f} {100 * pq['Stuff']['pq']:6.1f} "
+                     f"{100 * own:8.1f}")
+    return "\n".join(lines)

@@ -18,13 +18,10 @@ from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training.model_dir import BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.strategy import make_strategy
 
-CONFIG_FILE = "config.yaml"
-CATEGORIES_FILE = "categories.json"
-LAST_WEIGHTS = "checkpoints/last.weights.h5"
-BEST_WEIGHTS = "checkpoints/best.weights.h5"
 
 
 @dataclasses.dataclass

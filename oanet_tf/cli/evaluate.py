@@ -1,0 +1,66 @@
+"""`python -m oanet_tf evaluate`: predict a COCO-format split with a trained model dir and
+report PQ (ours and panopticapi's), ownership accuracy and detection quality."""
+
+from __future__ import annotations
+
+import os
+
+from oanet_tf.fileio import write_json
+
+ORDERS = ("ranking", "detection", "product")
+
+
+def add_arguments(parser):
+    parser.add_argument("--model-dir", required=True, help="a directory written by `train`")
+    parser.add_argument("--weights", default="last", help="last, best, or a weights file")
+    parser.add_argument("--split", default="val", choices=("train", "val"),
+                        help="which split of the config's data to evaluate (default: val)")
+    parser.add_argument("--orders", nargs="+", default=None, choices=ORDERS,
+                        help="merge orders to compare (default: the config's eval.merge_order)")
+    parser.add_argument("--out", default=None,
+                        help="where predictions and metrics go (default: MODEL_DIR/eval_SPLIT)")
+    parser.add_argument("--config", default=None, help="config (default: MODEL_DIR/config.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override one config value")
+
+
+def run(args) -> int:
+    from panopticapi.evaluation import pq_compute
+
+    from oanet_tf.data.coco_panoptic import PanopticDataset
+    from oanet_tf.data.splits import resolve_split
+    from oanet_tf.evaluation.pq import format_pq_table
+    from oanet_tf.inference.evaluate import (evaluate_detections, evaluate_model,
+                                             format_comparison)
+    from oanet_tf.inference.writer import PanopticWriter
+    from oanet_tf.training.model_dir import load_trained_model
+
+    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides)
+    config = trained.config
+    split = resolve_split(config.data, args.split)
+    dataset = PanopticDataset.from_split(split, skip_bad_images=config.data.skip_bad_images)
+    orders = tuple(args.orders or (config.eval.merge_order,))
+    out = args.out or os.path.join(args.model_dir, f"eval_{args.split}")
+    writers = {order: PanopticWriter(os.path.join(out, f"panoptic_{order}.json"),
+                                     os.path.join(out, f"panoptic_{order}"), dataset.categories)
+               for order in orders}
+    results = evaluate_model(trained.model, dataset, config.data, config.eval,
+                             config.train.batch_size, orders=orders, writers=writers)
+    for order in orders:
+        print(f"\nmerge order {order}: PQ from oanet_tf")
+        print(format_pq_table(results[order]["pq"]))
+        if not config.eval.max_images:
+            print(f"merge order {order}: PQ from panopticapi.evaluation.pq_compute")
+            official = pq_compute(split.panoptic_json, writers[order].out_json,
+                                  split.panoptic_dir, writers[order].out_dir)
+            results[order]["pq_panopticapi"] = {k: official[k] for k in ("All", "Things",
+                                                                           "Stuff")}
+    results["detection_quality"] = evaluate_detections(
+        trained.model, dataset, config.data, config.train.batch_size, config.eval.max_images)
+    print()
+    print(format_comparison({o: results[o] for o in orders}))
+    print(f"detections: {results['detection_quality']}")
+    metrics = os.path.join(out, "metrics.json")
+    write_json(metrics, results, indent=1)
+    print(f"predictions and {metrics} written to {out}")
+    return 0

@@ -1,0 +1,74 @@
+"""Read back what `train` wrote into a model dir: config, categories and weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from oanet_tf.config import Config, load_config
+from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.errors import ConfigError, OANetError
+from oanet_tf.fileio import read_json
+
+CONFIG_FILE = "config.yaml"
+CATEGORIES_FILE = "categories.json"
+LAST_WEIGHTS = "checkpoints/last.weights.h5"
+BEST_WEIGHTS = "checkpoints/best.weights.h5"
+WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    config: Config
+    categories: CategoryMap
+    model: object  # OANet
+    weights: str
+
+
+def read_categories(path: str) -> CategoryMap:
+    try:
+        return CategoryMap.from_categories(read_json(path, "categories file"))
+    except FileNotFoundError:
+        raise OANetError(f"{path} not found: --model-dir must be a directory written by "
+                         f"`python -m oanet_tf train`") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise OANetError(f"{path}: not a list of categories ({err})") from None
+
+
+def weights_path(model_dir: str, weights: str = "last") -> str:
+    """`last`, `best` or a path -> an existing weights file."""
+    path = os.path.join(model_dir, WEIGHTS_ALIASES[weights]) if weights in WEIGHTS_ALIASES \
+        else weights
+    if not os.path.isfile(path):
+        raise OANetError(f"weights file not found: {path} (--weights {weights})")
+    return path
+
+
+def load_config_of(model_dir: str, config_path: str | None = None, overrides=()) -> Config:
+    if not os.path.isdir(model_dir):
+        raise OANetError(f"--model-dir {model_dir}: no such directory")
+    config_path = config_path or os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"{config_path} not found: --model-dir must be a directory written "
+                          f"by `python -m oanet_tf train`, or pass --config")
+    return load_config(config_path, list(overrides))
+
+
+def load_trained_model(model_dir: str, weights: str = "last", config_path: str | None = None,
+                       overrides=()) -> TrainedModel:
+    """Build OANet from the model dir's config and categories and load its weights."""
+    from oanet_tf.modeling.builder import build_oanet
+
+    config = load_config_of(model_dir, config_path, overrides)
+    categories = read_categories(os.path.join(model_dir, CATEGORIES_FILE))
+    path = weights_path(model_dir, weights)
+    model = build_oanet(config.model, config.train, categories, config.data.padded_size)
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError) as err:
+        # Keras says what failed in its first two lines, then lists every layer.
+        reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
+        raise OANetError(f"{path} does not fit the model of the config "
+                         f"(backbone {config.model.backbone}, {categories.num_things} things, "
+                         f"{categories.num_stuff} stuff): {reason}") from None
+    return TrainedModel(config, categories, model, path)
