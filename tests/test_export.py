@@ -602,3 +602,34 @@ def test_cli_reports_a_wrong_model_dir_in_one_line(tmp_path, model_dir, capsys, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- predict CLI
+
+def test_predict_cli_same_from_saved_model_and_model_dir(tmp_path, model_dir, exported):
+    """`predict` writes COCO panoptic PNG + JSON + overlays; a SavedModel and the model dir
+    it came from give identical files."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, data in list(_make_images().items())[:3]:
+        (folder / f"{name}.img").write_bytes(data)  # unknown extension: listed explicitly
+    files = sorted(str(p) for p in folder.iterdir())
+    results = {}
+    for source, flag in (("saved", ["--saved-model", exported[1]]),
+                         ("dir", ["--model-dir", model_dir[1]])):
+        out = tmp_path / source
+        assert cli_main(["predict", *files, *flag, "--out", str(out)]) == 0
+        results[source] = read_json(str(out / "panoptic_predictions.json"))
+        pngs = sorted(os.listdir(out / "panoptic"))
+        assert len(pngs) == len(files) == len(os.listdir(out / "overlays"))
+        results[source + "_png"] = [np.asarray(Image.open(out / "panoptic" / p)) for p in pngs]
+    assert results["saved"]["annotations"] == results["dir"]["annotations"]
+    for a, b in zip(results["saved_png"], results["dir_png"]):
+        np.testing.assert_array_equal(a, b)
+    assert any(a["segments_info"] for a in results["saved"]["annotations"])
+
+
+def test_predict_cli_missing_input(tmp_path, exported, capsys):
+    status = cli_main(["predict", str(tmp_path / "nope.jpg"), "--saved-model", exported[1],
+                       "--out", str(tmp_path / "out")])
+    assert status == 2 and "no such image or folder" in capsys.readouterr().err
