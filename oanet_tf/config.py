@@ -185,6 +185,8 @@ def _coerce(value: Any, target_type, where: str):
     if target_type is str:
         if value is None:
             return ""
+        if isinstance(value, bool):  # YAML reads `false` as a boolean: keep the word
+            return "true" if value else "false"
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)

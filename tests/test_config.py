@@ -25,11 +25,13 @@ def test_paper_settings_in_coco_configs():
 def test_override_sets_typed_values():
     config = load_config("configs/synthetic.yaml",
                          ["train.batch_size=8", "model.anchor_sizes=[8, 16, 32, 64, 128]",
-                          "eval.merge_order=detection", "train.deterministic=true"])
+                          "eval.merge_order=detection", "train.deterministic=true",
+                          "train.jit_compile=false"])
     assert config.train.batch_size == 8
     assert config.model.anchor_sizes == (8, 16, 32, 64, 128)
     assert config.eval.merge_order == "detection"
     assert config.train.deterministic is True
+    assert config.train.jit_compile == "false"
 
 
 @pytest.mark.parametrize("override, fragment", [

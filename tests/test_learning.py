@@ -31,7 +31,8 @@ def trained(tmp_path_factory):
     config = load_config(CONFIG, [
         f"data.synthetic_dir={root / 'data'}", "data.synthetic_train=160",
         "data.synthetic_val=24", f"train.epochs={EPOCHS}", f"train.steps_per_epoch={STEPS}",
-        "train.warmup_steps=20", "train.decay_steps=[1000]", "train.seed=0"])
+        "train.warmup_steps=20", "train.decay_steps=[1000]", "train.seed=0",
+        "eval.max_images=4", f"train.eval_every_epochs={EPOCHS}"])
     run = train(config, str(root / "model"), "one_device", verbose=0)
     return config, run
 

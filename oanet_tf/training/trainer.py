@@ -18,6 +18,7 @@ from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.model_dir import BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.strategy import make_strategy
@@ -75,6 +76,8 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
 
     model = build_compiled_model(config, train_data.categories, strategy)
     callbacks = [
+        # First, so that the callbacks after it (checkpoints, TensorBoard, History) see val_pq.
+        PanopticEvalCallback(val_data, config, os.path.join(model_dir, "logs")),
         keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
                                          save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(model_dir, LAST_WEIGHTS),

@@ -1,0 +1,168 @@
+"""Periodic panoptic evaluation during training, logged to Keras and to TensorBoard.
+
+Every `train.eval_every_epochs` epochs (and after the last one) the validation split is merged
+and scored (PQ, SQ, RQ and overlap ownership accuracy) for each requested merge order. The
+configured order's numbers go into the epoch `logs` as `val_pq`, ... so that ModelCheckpoint or
+EarlyStopping can monitor them; every order's numbers, the learning rate and a few overlays
+(prediction | ground truth, and the SRM ranking map) go to `<log_dir>/eval` via tf.summary.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from oanet_tf.config import Config
+from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
+from oanet_tf.data.pipeline import build_dataset
+from oanet_tf.evaluation.pq import read_id_png
+from oanet_tf.inference.evaluate import evaluate_model, image_prediction
+from oanet_tf.inference.predictor import PanopticPredictor
+from oanet_tf.inference.visualize import overlay, side_by_side
+from oanet_tf.modeling.srm import MASK_THRESHOLD
+
+EVAL_SUBDIR = "eval"
+PQ_GROUPS = {"all": "All", "things": "Things", "stuff": "Stuff"}
+PQ_METRICS = ("pq", "sq", "rq")
+
+
+def epoch_logs(result: dict) -> dict:
+    """One merge order's evaluate_model result -> the Keras log entries: val_pq, val_sq, val_rq,
+    val_{pq,sq,rq}_{things,stuff} and val_ownership_accuracy."""
+    logs = {}
+    for group, key in PQ_GROUPS.items():
+        suffix = "" if group == "all" else f"_{group}"
+        for metric in PQ_METRICS:
+            logs[f"val_{metric}{suffix}"] = float(result["pq"][key][metric])
+    logs["val_ownership_accuracy"] = float(result["ownership"]["accuracy"])
+    return logs
+
+
+def scalar_summaries(results: dict) -> dict:
+    """evaluate_model results -> {tag: value}: "{pq,sq,rq}/<order>/{all,things,stuff}" and
+    "ownership/<order>" (accuracy)."""
+    scalars = {}
+    for order, result in results.items():
+        for group, key in PQ_GROUPS.items():
+            for metric in PQ_METRICS:
+                scalars[f"{metric}/{order}/{group}"] = float(result["pq"][key][metric])
+        scalars[f"ownership/{order}"] = float(result["ownership"]["accuracy"])
+    return scalars
+
+
+def ranking_image(ranking_map, instance_masks, classes, image_size) -> np.ndarray:
+    """The SRM's view of one image, for display.
+
+    ranking_map [h, w, T] (SRM scores at stride H / h), instance_masks [D, H, W] (pasted
+    probabilities), classes [D] (0 = none), image_size (ih, iw) ->
+    [ih, iw] float32 in [0, 1]: the max over thing channels where a detection covers the pixel,
+    0 elsewhere.
+    """
+    ranking_map = np.asarray(ranking_map, np.float32)
+    masks = np.asarray(instance_masks)
+    height, width = masks.shape[1:]
+    stride_y, stride_x = height // ranking_map.shape[0], width // ranking_map.shape[1]
+    score = ranking_map.max(axis=-1).repeat(stride_y, axis=0).repeat(stride_x, axis=1)
+    valid = np.asarray(classes) > 0
+    covered = ((masks >= MASK_THRESHOLD) & valid[:, None, None]).any(axis=0)
+    ih, iw = (int(s) for s in image_size)
+    return np.where(covered, score, 0.0).astype(np.float32)[:ih, :iw]
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """False only for a non-chief worker of a multi-worker cluster (chief, or worker 0 when the
+    cluster has no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
+
+
+class PanopticEvalCallback(keras.callbacks.Callback):
+    """Scores the validation split every `config.train.eval_every_epochs` epochs and after the
+    last one; see the module docstring for what is logged where."""
+
+    def __init__(self, val_dataset: PanopticDataset, config: Config, log_dir: str,
+                 orders=("detection", "ranking"), num_images: int = 2):
+        super().__init__()
+        if config.train.eval_every_epochs < 1:
+            raise ValueError(f"train.eval_every_epochs must be >= 1, got "
+                             f"{config.train.eval_every_epochs}")
+        if num_images < 0:
+            raise ValueError(f"num_images must be >= 0, got {num_images}")
+        self.val_dataset = val_dataset
+        self.config = config
+        self.log_dir = os.path.join(log_dir, EVAL_SUBDIR)
+        merge_order = config.eval.merge_order
+        self.orders = tuple(orders) + (() if merge_order in orders else (merge_order,))
+        self.num_images = min(num_images, len(val_dataset))
+        self._writer = None
+
+    def _due(self, epoch: int) -> bool:
+        last = self.params.get("epochs") if self.params else None
+        return (epoch + 1) % self.config.train.eval_every_epochs == 0 or epoch + 1 == last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return
+        if not is_chief(getattr(self.model, "distribute_strategy", None)):
+            return
+        results = evaluate_model(self.model, self.val_dataset, self.config.data,
+                                 self.config.eval, self.config.train.batch_size,
+                                 orders=self.orders, progress=False)
+        if logs is not None:
+            logs.update(epoch_logs(results[self.config.eval.merge_order]))
+        self._summarize(epoch, results)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _summarize(self, step: int, results: dict):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=step):
+            for tag, value in scalar_summaries(results).items():
+                tf.summary.scalar(tag, value)
+            optimizer = getattr(self.model, "optimizer", None)
+            if optimizer is not None:
+                tf.summary.scalar("learning_rate",
+                                  float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+            for tag, picture in self._pictures().items():
+                tf.summary.image(tag, picture[np.newaxis], max_outputs=1)
+        self._writer.flush()
+
+    def _pictures(self) -> dict:
+        """{tag: [h, w, C] picture} for the first `num_images` val images:
+        "panoptic/<order>/<k>" prediction | ground truth uint8 [h0, 2 w0, 3], and
+        "ranking_map/<k>" float32 [ih, iw, 1] (see ranking_image)."""
+        if self.num_images == 0:
+            return {}
+        batch = next(iter(build_dataset(self.val_dataset, self.config.data, training=False,
+                                        batch_size=self.num_images, repeat=False)))
+        predictor = PanopticPredictor(self.model, self.config.eval, self.orders)
+        detections, merged = predictor(batch["images"], batch["image_size"],
+                                       batch["original_size"])
+        categories = self.val_dataset.categories
+        pictures = {}
+        for k, image_id in enumerate(batch["image_id"].numpy().tolist()):
+            record = self.val_dataset.record(image_id)
+            image = read_image(record.image_file)
+            truth = overlay(image, read_id_png(record.png_file, "ground truth"),
+                            list(record.segments), categories)
+            for order in self.orders:
+                panoptic, segments = image_prediction(
+                    merged[order], k, batch["image_size"][k], batch["original_size"][k],
+                    categories)
+                pictures[f"panoptic/{order}/{k}"] = side_by_side(
+                    overlay(image, panoptic, segments, categories), truth)
+            pictures[f"ranking_map/{k}"] = ranking_image(
+                detections["ranking_map"][k], detections["instance_masks"][k],
+                detections["classes"][k], batch["image_size"][k].numpy())[..., np.newaxis]
+        return pictures

@@ -1,0 +1,144 @@
+"""PanopticEvalCallback: the epoch logs carry evaluate_model's numbers and TensorBoard gets the
+scalars, the learning rate and the overlays; scheduling, chief detection and the ranking view."""
+
+import glob
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
+from oanet_tf.data.splits import resolve_split
+from oanet_tf.inference.evaluate import evaluate_model
+from oanet_tf.training.callbacks import (EVAL_SUBDIR, PanopticEvalCallback, is_chief,
+                                         ranking_image)
+from oanet_tf.training.trainer import train
+from test_model import tiny_config
+
+MAX_IMAGES = 2
+NUM_IMAGES = 2
+ORDERS = ("detection", "ranking")
+
+
+def small_config(synthetic_dir, *overrides):
+    return tiny_config(f"data.synthetic_dir={synthetic_dir}", "data.padded_size=[96, 128]",
+                       "data.short_side=96", "data.max_side=128", "data.max_instances=8",
+                       "train.batch_size=2", "train.epochs=1", "train.steps_per_epoch=2",
+                       "train.jit_compile='false'", f"eval.max_images={MAX_IMAGES}", *overrides)
+
+
+def read_events(log_dir):
+    """{tag: [(step, value or image shape)]} from every event file under log_dir."""
+    found = {}
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.metadata.plugin_data.plugin_name == "images":
+                    width, height = (int(s) for s in tensor[:2])
+                    image = tf.io.decode_png(tensor[2]).numpy()
+                    assert image.shape[:2] == (height, width)
+                    found.setdefault(value.tag, []).append((event.step, image))
+                else:
+                    found.setdefault(value.tag, []).append((event.step, float(tensor)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dir, tmp_path_factory):
+    config = small_config(synthetic_dir)
+    model_dir = str(tmp_path_factory.mktemp("callbacks") / "model")
+    run = train(config, model_dir, "one_device", verbose=0)
+    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+    return config, run, val
+
+
+def same(a, b):
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9)
+
+
+def test_logs_hold_evaluate_model_numbers(trained):
+    config, run, val = trained
+    expected = evaluate_model(run.model, val, config.data, config.eval, config.train.batch_size,
+                              orders=ORDERS, progress=False)
+    history = run.history.history
+    order = config.eval.merge_order
+    for group, key in (("", "All"), ("_things", "Things"), ("_stuff", "Stuff")):
+        for metric in ("pq", "sq", "rq"):
+            assert same(history[f"val_{metric}{group}"][-1], expected[order]["pq"][key][metric])
+    assert same(history["val_ownership_accuracy"][-1],
+                expected[order]["ownership"]["accuracy"])
+
+    events = read_events(os.path.join(run.model_dir, "logs", EVAL_SUBDIR))
+    for o in ORDERS:
+        for group, key in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
+            for metric in ("pq", "sq", "rq"):
+                (step, value), = events[f"{metric}/{o}/{group}"]
+                assert step == 0
+                assert value == pytest.approx(expected[o]["pq"][key][metric], abs=1e-6)
+        (_, value), = events[f"ownership/{o}"]
+        assert same(value, np.float32(expected[o]["ownership"]["accuracy"]))
+    (_, rate), = events["learning_rate"]
+    optimizer = run.model.optimizer
+    assert rate == pytest.approx(float(optimizer.learning_rate), rel=1e-6)
+
+
+def test_images_are_written(trained):
+    config, run, val = trained
+    events = read_events(os.path.join(run.model_dir, "logs", EVAL_SUBDIR))
+    for k in range(NUM_IMAGES):
+        height, width = read_image(val.records[k].image_file).shape[:2]
+        for o in ORDERS:
+            (_, image), = events[f"panoptic/{o}/{k}"]
+            assert image.shape == (height, 2 * width, 3)
+        (_, ranking), = events[f"ranking_map/{k}"]
+        assert ranking.shape == (height, width, 1)
+    image_tags = {t for t in events if t.startswith(("panoptic/", "ranking_map/"))}
+    assert len(image_tags) == NUM_IMAGES * (len(ORDERS) + 1)
+
+
+def test_runs_every_n_epochs_and_after_the_last(synthetic_dir, tmp_path):
+    config = small_config(synthetic_dir, "train.eval_every_epochs=2")
+    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+    callback = PanopticEvalCallback(val, config, str(tmp_path))
+    callback.set_params({"epochs": 5})
+    assert [e for e in range(5) if callback._due(e)] == [1, 3, 4]
+
+
+def test_merge_order_is_always_evaluated(synthetic_dir, tmp_path):
+    config = small_config(synthetic_dir, "eval.merge_order=product")
+    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+    assert PanopticEvalCallback(val, config, str(tmp_path)).orders == (*ORDERS, "product")
+
+
+def test_ranking_image_by_hand():
+    ranking_map = np.zeros((2, 2, 2), np.float32)  # stride 2 over a 4x4 image, 2 thing classes
+    ranking_map[0, 0] = [0.2, 0.8]
+    ranking_map[1, 1] = [0.6, 0.4]
+    ranking_map[0, 1] = [0.5, 0.5]
+    masks = np.zeros((3, 4, 4), np.float32)
+    masks[0, 0:2, 0:2] = 0.9  # covered: top-left block
+    masks[1, 2:4, 2:4] = 0.9  # padding detection (class 0): not covered
+    masks[2, 3, 0] = 0.3  # below the mask threshold: not covered
+    out = ranking_image(ranking_map, masks, np.array([1, 0, 2]), (3, 4))
+    expected = np.zeros((3, 4), np.float32)
+    expected[0:2, 0:2] = 0.8
+    np.testing.assert_allclose(out, expected)
+
+
+def test_chief_detection():
+    def strategy(cluster, task_type, task_id):
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+        return type("Strategy", (), {"cluster_resolver": resolver})()
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(None)
+    assert is_chief(tf.distribute.get_strategy())
+    assert is_chief(strategy(workers, "worker", 0))
+    assert not is_chief(strategy(workers, "worker", 1))
+    with_chief = {"chief": ["c:1"], **workers}
+    assert is_chief(strategy(with_chief, "chief", 0))
+    assert not is_chief(strategy(with_chief, "worker", 0))
