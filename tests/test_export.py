@@ -633,3 +633,39 @@ def test_predict_cli_missing_input(tmp_path, exported, capsys):
     status = cli_main(["predict", str(tmp_path / "nope.jpg"), "--saved-model", exported[1],
                        "--out", str(tmp_path / "out")])
     assert status == 2 and "no such image or folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- evaluate CLI
+
+def test_evaluate_cli_reports_ours_and_panopticapi(tmp_path, config, synthetic_dir, capsys):
+    """`evaluate` writes predictions per merge order and metrics whose PQ equals
+    panopticapi's on the written files; a dataset of other categories is refused."""
+    categories = PanopticDataset(f"{synthetic_dir}/val/images", f"{synthetic_dir}/val/panoptic.json",
+                                 f"{synthetic_dir}/val/panoptic").categories
+    root = str(tmp_path / "model")
+    os.makedirs(os.path.join(root, "checkpoints"))
+    keras.utils.set_random_seed(0)
+    model = build_oanet(config.model, config.train, categories, config.data.padded_size)
+    model.save_weights(os.path.join(root, LAST_WEIGHTS))
+    save_config(config, os.path.join(root, CONFIG_FILE))
+    write_json(os.path.join(root, CATEGORIES_FILE), list(categories.categories))
+    out = tmp_path / "eval"
+    status = cli_main(["evaluate", "--model-dir", root, "--orders", "ranking", "detection",
+                       "--out", str(out), "--set", f"data.synthetic_dir={synthetic_dir}"])
+    assert status == 0
+    metrics = read_json(str(out / "metrics.json"))
+    for order in ("ranking", "detection"):
+        assert (out / f"panoptic_{order}.json").is_file()
+        ours, official = metrics[order]["pq"], metrics[order]["pq_panopticapi"]
+        for group in ("All", "Things", "Stuff"):
+            for key in ("pq", "sq", "rq", "n"):
+                assert abs(ours[group][key] - official[group][key]) < 1e-9
+        assert "accuracy" in metrics[order]["ownership"]
+    assert set(metrics["detection_quality"]) >= {"recall", "mask_iou"}
+    assert "heuristic (detection score)" in capsys.readouterr().out
+
+    renumbered = [{**c, "id": c["id"] + 1000} for c in categories.categories]
+    write_json(os.path.join(root, CATEGORIES_FILE), renumbered)  # same shapes, other ids
+    status = cli_main(["evaluate", "--model-dir", root, "--out", str(out),
+                       "--set", f"data.synthetic_dir={synthetic_dir}"])
+    assert status == 2 and "differ from the model" in capsys.readouterr().err

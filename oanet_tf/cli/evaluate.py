@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
 
 ORDERS = ("ranking", "detection", "product")
@@ -39,6 +40,10 @@ def run(args) -> int:
     config = trained.config
     split = resolve_split(config.data, args.split)
     dataset = PanopticDataset.from_split(split, skip_bad_images=config.data.skip_bad_images)
+    if dataset.categories.semantic_ids != trained.categories.semantic_ids:
+        raise OANetError(f"{split.panoptic_json}: its categories {dataset.categories.semantic_ids} "
+                         f"differ from the model's {trained.categories.semantic_ids} "
+                         f"({args.model_dir}/categories.json)")
     orders = tuple(args.orders or (config.eval.merge_order,))
     out = args.out or os.path.join(args.model_dir, f"eval_{args.split}")
     writers = {order: PanopticWriter(os.path.join(out, f"panoptic_{order}.json"),
