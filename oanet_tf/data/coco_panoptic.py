@@ -26,9 +26,10 @@ from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 
 from oanet_tf.config import SplitConfig
-from oanet_tf.data.panoptic_format import IGNORE_LABEL, VOID_ID, CategoryMap
+from oanet_tf.data.panoptic_format import (IGNORE_LABEL, VOID_ID, CategoryMap,
+                                           annotations_by_image, load_panoptic_json,
+                                           read_id_png)
 from oanet_tf.errors import DatasetError
-from oanet_tf.evaluation.pq import annotations_by_image, load_panoptic_json, read_id_png
 from oanet_tf.fileio import read_json
 
 logger = logging.getLogger(__name__)

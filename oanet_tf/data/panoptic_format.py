@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import numpy as np
+from PIL import Image
+
+from oanet_tf.errors import DatasetError
+from oanet_tf.fileio import read_json
 
 IGNORE_LABEL = 255  # semantic / ownership label of void and crowd pixels
 VOID_ID = 0  # segment id of unlabeled pixels
 ID_BASE = 256  # R + ID_BASE * G + ID_BASE**2 * B
+MAX_SEGMENT_ID = ID_BASE ** 3  # ids are R + 256 G + 256^2 B
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
@@ -112,3 +118,49 @@ class CategoryMap:
 
     def names(self) -> list:
         return [c["name"] for c in self.categories]
+
+
+def read_id_png(path: str, role: str) -> np.ndarray:
+    """[H, W] int32 segment ids of a COCO panoptic PNG (RGB; an alpha channel is ignored)."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"{role} PNG not found: {path}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read the {role} PNG ({err})") from None
+    with image:
+        if image.mode not in ("RGB", "RGBA"):
+            raise DatasetError(f"{path}: {role} PNG has mode {image.mode}; COCO panoptic PNGs "
+                               f"are RGB")
+        width, height = image.size
+        # Four bytes a pixel (PIL's own layout, so no repacking); masking off the fourth
+        # leaves R + 256 G + 256^2 B.
+        raw = image.tobytes("raw", "RGBX" if image.mode == "RGB" else "RGBA")
+    return np.frombuffer(raw, "<i4").reshape(height, width) & (MAX_SEGMENT_ID - 1)
+
+
+def load_panoptic_json(path: str, what: str) -> dict:
+    """A COCO panoptic JSON (a dict with an 'annotations' list); DatasetError otherwise."""
+    try:
+        data = read_json(path, what)
+    except (FileNotFoundError, ValueError) as err:
+        raise DatasetError(str(err)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise DatasetError(f"{path}: {what} has no 'annotations' list")
+    return data
+
+
+def annotations_by_image(data: dict, path: str) -> dict:
+    """{image_id: annotation} of a panoptic JSON, each checked for its required fields."""
+    found = {}
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= set(ann):
+            raise DatasetError(f"{path}: annotation {str(ann)[:80]} needs image_id, file_name and "
+                               f"segments_info")
+        if not isinstance(ann["segments_info"], list):
+            raise DatasetError(f"{path}: image {ann['image_id']}: segments_info is not a list")
+        if ann["image_id"] in found:
+            raise DatasetError(f"{path}: image {ann['image_id']} has two annotations")
+        found[ann["image_id"]] = ann
+    return found

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from oanet_tf.data.panoptic_format import ID_BASE, VOID_ID, id_to_rgb
-from oanet_tf.evaluation.pq import annotations_by_image, load_panoptic_json, read_id_png
+from oanet_tf.data.panoptic_format import annotations_by_image, load_panoptic_json, read_id_png
 from oanet_tf.fileio import atomic_open, write_json
 
 DROP_PROBABILITY = 0.1

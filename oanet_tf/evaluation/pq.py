@@ -30,15 +30,14 @@ import sys
 import threading
 
 import numpy as np
-from PIL import Image
 
-from oanet_tf.data.panoptic_format import CategoryMap, ID_BASE, VOID_ID
+from oanet_tf.data.panoptic_format import (MAX_SEGMENT_ID, VOID_ID, CategoryMap,
+                                           annotations_by_image, load_panoptic_json,
+                                           read_id_png)
 from oanet_tf.errors import DatasetError
-from oanet_tf.fileio import read_json
 
 MATCH_IOU = 0.5  # a match needs IoU strictly above this
 IGNORED_FRACTION = 0.5  # an unmatched prediction more than this on void/crowd is not an FP
-MAX_SEGMENT_ID = ID_BASE ** 3  # ids are R + 256 G + 256^2 B
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 # Statistics rows of the accumulator arrays.
 IOU, TP, FP, FN = range(4)
@@ -220,52 +219,6 @@ def image_statistics(accumulator: PQAccumulator, gt_ids, gt_segments, pred_ids, 
     false_positive = ~match.any(axis=0) & ~(ignored / pred_area > IGNORED_FRACTION)
     stats[FP] = np.bincount(pred_cat[false_positive], minlength=num_categories)
     return stats
-
-
-def read_id_png(path: str, role: str) -> np.ndarray:
-    """[H, W] int32 segment ids of a COCO panoptic PNG (RGB; an alpha channel is ignored)."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"{role} PNG not found: {path}")
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot read the {role} PNG ({err})") from None
-    with image:
-        if image.mode not in ("RGB", "RGBA"):
-            raise DatasetError(f"{path}: {role} PNG has mode {image.mode}; COCO panoptic PNGs "
-                               f"are RGB")
-        width, height = image.size
-        # Four bytes a pixel (PIL's own layout, so no repacking); masking off the fourth
-        # leaves R + 256 G + 256^2 B.
-        raw = image.tobytes("raw", "RGBX" if image.mode == "RGB" else "RGBA")
-    return np.frombuffer(raw, "<i4").reshape(height, width) & (MAX_SEGMENT_ID - 1)
-
-
-def load_panoptic_json(path: str, what: str) -> dict:
-    """A COCO panoptic JSON (a dict with an 'annotations' list); DatasetError otherwise."""
-    try:
-        data = read_json(path, what)
-    except (FileNotFoundError, ValueError) as err:
-        raise DatasetError(str(err)) from None
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise DatasetError(f"{path}: {what} has no 'annotations' list")
-    return data
-
-
-def annotations_by_image(data: dict, path: str) -> dict:
-    """{image_id: annotation} of a panoptic JSON, each checked for its required fields."""
-    found = {}
-    for ann in data["annotations"]:
-        if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= set(ann):
-            raise DatasetError(f"{path}: annotation {str(ann)[:80]} needs image_id, file_name and "
-                               f"segments_info")
-        if not isinstance(ann["segments_info"], list):
-            raise DatasetError(f"{path}: image {ann['image_id']}: segments_info is not a list")
-        if ann["image_id"] in found:
-            raise DatasetError(f"{path}: image {ann['image_id']} has two annotations")
-        found[ann["image_id"]] = ann
-    return found
 
 
 def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str):

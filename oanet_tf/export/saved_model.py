@@ -45,7 +45,7 @@ from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data import pipeline
 from oanet_tf.data.panoptic_format import VOID_ID, CategoryMap
 from oanet_tf.fileio import write_json
-from oanet_tf.inference.panoptic_merge import _segment_extents, to_original_size
+from oanet_tf.inference.panoptic_merge import segment_extents, to_original_size
 from oanet_tf.inference.predictor import PanopticPredictor
 
 IMAGES_SIGNATURE = "serving_default"
@@ -243,7 +243,7 @@ class ServingGraph:
 
         # Area and box of every segment id, measured on the original-size maps.
         num_ids = self.num_segments + 1
-        areas, boxes = _segment_extents(tf.maximum(panoptic, VOID_ID), num_ids)
+        areas, boxes = segment_extents(tf.maximum(panoptic, VOID_ID), num_ids)
         segment_ids = merged["segment_ids"]
         area = tf.gather(areas, segment_ids, batch_dims=1)
         present = (segment_ids != VOID_ID) & (area > 0)

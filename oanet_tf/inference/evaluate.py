@@ -14,9 +14,10 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
-from oanet_tf.evaluation.pq import PQAccumulator, read_id_png
+from oanet_tf.data.panoptic_format import read_id_png
+from oanet_tf.evaluation.pq import PQAccumulator
 from oanet_tf.inference.panoptic_merge import to_original_size
-from oanet_tf.modeling.srm import MASK_THRESHOLD
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.inference.writer import segments_info
 

@@ -95,7 +95,7 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
 
     canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area)
     num_ids = num + num_stuff + 1
-    area, box = _segment_extents(canvas, num_ids)  # [B, num_ids], [B, num_ids, 4]
+    area, box = segment_extents(canvas, num_ids)  # [B, num_ids], [B, num_ids, 4]
 
     # Candidate segments in output order: things by merge position, then stuff by class.
     ids = tf.range(1, num_ids)[tf.newaxis, :] + tf.zeros([batch, 1], tf.int32)
@@ -158,7 +158,7 @@ def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, num_stuff, mi
     return tf.where(free & large, num_things_ids + 1 + label, canvas)
 
 
-def _segment_extents(canvas, num_ids):
+def segment_extents(canvas, num_ids):
     """Area and box of every segment id: canvas [B, H, W] -> [B, N] int32, [B, N, 4] float32."""
     batch, height, width = _shape(canvas)
     flat_ids = tf.reshape(canvas + num_ids * tf.range(batch)[:, None, None], [-1])

@@ -54,7 +54,8 @@ def write_overlays(dataset, pred_json: str, pred_dir: str, out_dir: str, count: 
     """Draw the first `count` predicted images of `dataset` (prediction | ground truth) as
     PNGs in `out_dir`; returns their paths."""
     from oanet_tf.data.coco_panoptic import read_image
-    from oanet_tf.evaluation.pq import annotations_by_image, load_panoptic_json, read_id_png
+    from oanet_tf.data.panoptic_format import (annotations_by_image, load_panoptic_json,
+                                               read_id_png)
     from oanet_tf.fileio import atomic_open
 
     predictions = annotations_by_image(load_panoptic_json(pred_json, "predictions"), pred_json)

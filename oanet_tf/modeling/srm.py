@@ -20,9 +20,9 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this is inside
 
 KERNELS = ("gcn", "3x3", "1x1")
-MASK_THRESHOLD = 0.5  # a predicted mask probability >= this is inside the mask
 MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
 
 

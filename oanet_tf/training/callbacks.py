@@ -18,11 +18,11 @@ import tensorflow as tf
 from oanet_tf.config import Config
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.evaluation.pq import read_id_png
+from oanet_tf.data.panoptic_format import read_id_png
 from oanet_tf.inference.evaluate import evaluate_model, image_prediction
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.inference.visualize import overlay, side_by_side
-from oanet_tf.modeling.srm import MASK_THRESHOLD
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 
 EVAL_SUBDIR = "eval"
 PQ_GROUPS = {"all": "All", "things": "Things", "stuff": "Stuff"}
