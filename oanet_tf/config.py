@@ -29,6 +29,9 @@ class SplitConfig:
     # COCO *instances* JSON (polygons or RLE) with overlapping masks: the paper's setting.
     # Empty: instance masks are derived from the panoptic PNG (Table 3, "pano-instance GT").
     instances_json: str = ""
+    # Sharded TFRecords written by scripts/convert_to_tfrecords.py (read instead of the
+    # files above when set; sharded by file across workers).
+    tfrecord_dir: str = ""
 
 
 @dataclass
@@ -123,6 +126,9 @@ class TrainConfig:
     eval_every_epochs: int = 1
     # What to do with a non-finite loss: "skip" the step or "stop" training.
     on_nonfinite_loss: str = "stop"
+    # Backups for resuming after a crash (MODEL_DIR/backup): every this many steps and at
+    # each epoch end.
+    backup_every_steps: int = 200
 
 
 @dataclass
