@@ -15,9 +15,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from oanet_tf.modeling import srm as srm_lib
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
+from oanet_tf.modeling import guarded_update
 from oanet_tf.modeling import rpn as rpn_lib
+from oanet_tf.modeling import srm as srm_lib
 from oanet_tf.ops import anchors as anchors_lib
 from oanet_tf.ops import box_coder, iou, mask_ops, matcher, nms, roi_align, sampling
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
@@ -25,6 +26,8 @@ from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 LOSS_NAMES = ("rpn_cls", "rpn_box", "cls", "box", "mask", "seg", "srm")
 ROI_LEVELS = (2, 5)  # RoIAlign reads P2..P5; P6 feeds the RPN only
 SEMANTIC_STRIDE = 4  # the stuff branch predicts at 1/4 of the input
+# Independent random streams of one training step (stateless, keyed by seed and step).
+RPN_SAMPLING_STREAM, ROI_SAMPLING_STREAM = 0, 1
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
@@ -96,6 +99,8 @@ class OANet(keras.Model):
         self._anchors = tf.concat(level_anchors, axis=0)  # [N, 4], a constant of the graph
         self.loss_trackers = {name: keras.metrics.Mean(name=f"{name}_loss")
                               for name in LOSS_NAMES + ("total",)}
+        # Steps whose loss or gradients were not finite (their update was skipped).
+        self.nonfinite_tracker = keras.metrics.Sum(name="nonfinite_steps")
         self._build_roi_heads_and_srm(fpn.channels)
 
     def _build_roi_heads_and_srm(self, channels: int):
@@ -112,17 +117,36 @@ class OANet(keras.Model):
     # ----------------------------------------------------------------------------- training
     @property
     def metrics(self):
-        return list(self.loss_trackers.values()) + super().metrics
+        return list(self.loss_trackers.values()) + [self.nonfinite_tracker] + super().metrics
 
-    def compute_losses(self, batch, training: bool) -> dict:
-        """Every term of Eq. 1 for one (per-replica) batch -> {name: scalar float32}."""
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """OANet creates its variables when constructed; only the optimizer is left to build.
+
+        Keras' default draws a sample batch from the training iterator and reduces it across
+        replicas with `strategy.reduce`, which fails under MultiWorkerMirroredStrategy
+        (keras-team/keras#20585) and takes one batch out of the training stream, so a resumed
+        run would read different data than the run it continues.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        self._post_build()
+
+    def compute_losses(self, batch, training: bool, step=0) -> dict:
+        """Every term of Eq. 1 for one (per-replica) batch -> {name: scalar float32}.
+
+        `step` keys the random sampling of anchors and RoIs (stateless), so that a step gives
+        the same losses whenever it is run: after a resume, on any worker layout, twice.
+        """
         outputs = self(batch["images"], training=training)
         gt_boxes = batch["gt_boxes"]
         gt_classes = tf.cast(batch["gt_classes"], tf.int32)
         gt_valid = gt_classes > 0
         losses = {}
-        losses["rpn_cls"], losses["rpn_box"] = self._rpn_losses(outputs, gt_boxes, gt_valid)
-        losses.update(self._roi_losses(outputs, batch, gt_boxes, gt_classes, gt_valid))
+        losses["rpn_cls"], losses["rpn_box"] = self._rpn_losses(
+            outputs, gt_boxes, gt_valid, self._sampling_seed(step, RPN_SAMPLING_STREAM))
+        losses.update(self._roi_losses(outputs, batch, gt_boxes, gt_classes, gt_valid,
+                                       self._sampling_seed(step, ROI_SAMPLING_STREAM)))
         losses["seg"] = self._semantic_loss(outputs["semantic_logits"], batch["semantic"])
         losses["srm"] = self._srm_loss(batch["gt_masks"], gt_classes, batch["owner"],
                                        training=training)
@@ -134,34 +158,57 @@ class OANet(keras.Model):
         return tf.add_n([weights.get(name, 1.0) * value for name, value in losses.items()])
 
     def train_step(self, data):
+        step = self.optimizer.iterations
         with tf.GradientTape() as tape:
-            losses = self.compute_losses(data, training=True)
+            losses = self.compute_losses(data, training=True, step=step)
             total = self.total_loss(losses)
             # Each replica's gradient is summed across replicas: scale the mean once here.
             scaled = self.optimizer.scale_loss(total / _num_replicas())
         gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._track(losses, total)
+        # A loss-scale optimizer skips overflowing gradients itself (and lowers its scale);
+        # otherwise a non-finite gradient skips the step as a non-finite loss does.
+        checked = [total] + ([] if _scales_loss(self.optimizer) else gradients)
+        finite = guarded_update.all_replicas_finite(checked)
+        guarded_update.apply_if(self.optimizer, finite, gradients, self.trainable_variables)
+        return self._track(losses, total, finite)
 
     def test_step(self, data):
         losses = self.compute_losses(data, training=False)
-        return self._track(losses, self.total_loss(losses))
+        total = self.total_loss(losses)
+        return self._track(losses, total, guarded_update.all_replicas_finite([total]))
 
-    def _track(self, losses, total):
-        for name, value in losses.items():
-            self.loss_trackers[name].update_state(value)
-        self.loss_trackers["total"].update_state(total)
-        return {f"{name}_loss" if name != "total" else "loss": tracker.result()
+    def _track(self, losses, total, finite):
+        """Update the loss means with a finite step (a skipped one only counts as skipped)
+        and return the logs of the step."""
+        weight = tf.cast(finite, tf.float32)
+        for name, value in list(losses.items()) + [("total", total)]:
+            self.loss_trackers[name].update_state(tf.where(finite, value, 0.0), weight)
+        self.nonfinite_tracker.update_state(1.0 - weight)
+        logs = {f"{name}_loss" if name != "total" else "loss": tracker.result()
                 for name, tracker in self.loss_trackers.items()}
+        logs["nonfinite_steps"] = self.nonfinite_tracker.result()
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras reduces step logs across workers with strategy.reduce(MEAN, axis=0),
+            # which rejects scalars (keras-team/keras#20585): give each a batch axis of 1.
+            logs = {name: value[tf.newaxis] for name, value in logs.items()}
+        return logs
 
-    def _rpn_losses(self, outputs, gt_boxes, gt_valid):
+    def _sampling_seed(self, step, stream: int):
+        """A stateless seed [2] for one random stream of one step on this replica."""
+        seed = tf.constant([self.seed, stream], tf.int64)
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int64))
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        return tf.random.experimental.stateless_fold_in(seed, replica)
+
+    def _rpn_losses(self, outputs, gt_boxes, gt_valid, seed):
         batch = tf.shape(gt_boxes)[0]
         anchors = tf.broadcast_to(self._anchors, [batch] + self._anchors.shape.as_list())
         overlaps = iou.pairwise_iou(anchors, gt_boxes)  # [B, N, M]
         matched, labels = matcher.match_boxes(overlaps, gt_valid, self.rpn_iou_thresholds[0],
                                               self.rpn_iou_thresholds[1], allow_low_quality=True)
         sampled = sampling.sample_balanced(labels, self.rpn_batch_size_per_image,
-                                           self.rpn_positive_fraction, seed=self.seed)
+                                           self.rpn_positive_fraction, seed=seed)
         targets = box_coder.encode_boxes(tf.gather(gt_boxes, matched, batch_dims=1), anchors)
         return rpn_lib.rpn_losses(outputs["rpn_logits"], outputs["rpn_deltas"], sampled, labels,
                                   targets, self.rpn_batch_size_per_image)
@@ -173,7 +220,7 @@ class OANet(keras.Model):
                                         self._anchors, self._level_sizes, self.image_size,
                                         pre, post, self.rpn_nms_threshold)
 
-    def _roi_losses(self, outputs, batch, gt_boxes, gt_classes, gt_valid) -> dict:
+    def _roi_losses(self, outputs, batch, gt_boxes, gt_classes, gt_valid, seed) -> dict:
         proposals, _, proposal_valid = self._proposals(outputs, training=True)
         # The ground-truth boxes join the proposals, as in Detectron2.
         rois = tf.concat([proposals, gt_boxes], axis=1)
@@ -183,7 +230,7 @@ class OANet(keras.Model):
                                               self.roi_iou_threshold, allow_low_quality=False)
         labels = tf.where(rois_valid, labels, -1)
         index, valid = sampling.sample_balanced_indices(
-            labels, self.roi_batch_size_per_image, self.roi_positive_fraction, seed=self.seed)
+            labels, self.roi_batch_size_per_image, self.roi_positive_fraction, seed=seed)
         rois = tf.gather(rois, index, batch_dims=1)  # [B, S, 4]
         labels = tf.gather(labels, index, batch_dims=1)
         matched = tf.gather(matched, index, batch_dims=1)
@@ -339,6 +386,19 @@ class OANet(keras.Model):
             if config.get(name) is not None:
                 config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
+
+
+def _scales_loss(optimizer) -> bool:
+    return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several worker processes (Keras then reduces step logs with
+    collectives)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker")) > 1
 
 
 def _num_replicas() -> float:
