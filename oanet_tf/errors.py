@@ -11,3 +11,8 @@ class ConfigError(OANetError, ValueError):
 
 class DatasetError(OANetError, ValueError):
     """A dataset file is missing, unreadable or inconsistent; the message names it."""
+
+
+class NonFiniteLossError(OANetError):
+    """Training stopped at a step whose loss or gradients were NaN or Inf
+    (train.on_nonfinite_loss: stop); the message says which step and what is intact."""

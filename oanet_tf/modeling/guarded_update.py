@@ -3,8 +3,8 @@
 One NaN or Inf (a corrupt annotation, an overflow) would otherwise poison every weight and,
 through momentum, every later step. The decision is all-reduced so that all replicas (and
 all workers) skip together: a step applied on some replicas only would desynchronise the
-mirrored weights. A skipped step leaves weights, optimizer slots and the iteration counter
-(hence the learning rate) exactly as they were.
+mirrored weights. A skipped step leaves weights, optimizer slots, the iteration counter
+(hence the learning rate) and batch-norm statistics exactly as they were.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def apply_if(optimizer: keras.optimizers.Optimizer, condition, gradients, variab
                 _skip)
 
     context.merge_call(cross_replica, args=(condition, gradients))
+
+
+def restore_unless(condition, variables, saved):
+    """Put `saved` values back into `variables` unless `condition` holds: a skipped step must
+    not keep what its forward pass wrote (batch-norm moving statistics)."""
+    for variable, value in zip(variables, saved):
+        variable.assign(tf.where(condition, variable, value))
 
 
 def _apply(optimizer, gradients, variables):

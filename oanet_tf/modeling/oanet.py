@@ -159,6 +159,7 @@ class OANet(keras.Model):
 
     def train_step(self, data):
         step = self.optimizer.iterations
+        state = [tf.identity(v) for v in self.non_trainable_variables]  # before the forward
         with tf.GradientTape() as tape:
             losses = self.compute_losses(data, training=True, step=step)
             total = self.total_loss(losses)
@@ -170,6 +171,7 @@ class OANet(keras.Model):
         checked = [total] + ([] if _scales_loss(self.optimizer) else gradients)
         finite = guarded_update.all_replicas_finite(checked)
         guarded_update.apply_if(self.optimizer, finite, gradients, self.trainable_variables)
+        guarded_update.restore_unless(finite, self.non_trainable_variables, state)
         return self._track(losses, total, finite)
 
     def test_step(self, data):

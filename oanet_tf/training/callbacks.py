@@ -23,6 +23,7 @@ from oanet_tf.inference.evaluate import evaluate_model, image_prediction
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.inference.visualize import overlay, side_by_side
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
+from oanet_tf.training.strategy import is_chief
 
 EVAL_SUBDIR = "eval"
 PQ_GROUPS = {"all": "All", "things": "Things", "stuff": "Stuff"}
@@ -72,17 +73,6 @@ def ranking_image(ranking_map, instance_masks, classes, image_size) -> np.ndarra
     return np.where(covered, score, 0.0).astype(np.float32)[:ih, :iw]
 
 
-def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
-    """False only for a non-chief worker of a multi-worker cluster (chief, or worker 0 when the
-    cluster has no chief)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if "chief" in resolver.cluster_spec().as_dict():
-        return resolver.task_type == "chief"
-    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
-
-
 class PanopticEvalCallback(keras.callbacks.Callback):
     """Scores the validation split every `config.train.eval_every_epochs` epochs and after the
     last one; see the module docstring for what is logged where."""
@@ -104,7 +94,8 @@ class PanopticEvalCallback(keras.callbacks.Callback):
         self._writer = None
 
     def _due(self, epoch: int) -> bool:
-        last = self.params.get("epochs") if self.params else None
+        # The run's last epoch, not the fit call's: a resumed run may call fit twice.
+        last = self.config.train.epochs
         return (epoch + 1) % self.config.train.eval_every_epochs == 0 or epoch + 1 == last
 
     def on_epoch_end(self, epoch, logs=None):

@@ -26,3 +26,29 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
                           "starting Python")
         return tf.distribute.MirroredStrategy()
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
+    """False only for a non-chief worker of a multi-worker cluster (chief, or worker 0 when the
+    cluster has no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int | None:
+    """This process's index among the workers of a multi-worker cluster (the chief first),
+    or None in a single-process run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    spec = resolver.cluster_spec().as_dict()
+    if sum(len(spec.get(job, [])) for job in ("chief", "worker")) <= 1:
+        return None
+    has_chief = "chief" in spec
+    if resolver.task_type == "chief":
+        return 0
+    return int(resolver.task_id or 0) + (1 if has_chief else 0)

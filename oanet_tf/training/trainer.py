@@ -1,7 +1,9 @@
 """Train OANet with `model.fit` under a tf.distribute strategy.
 
 Everything a run needs to resume lives in its model dir: the resolved config, the categories,
-the BackupAndRestore state, the last and best weights, and the TensorBoard logs.
+the step-level backups, the last and best weights, and the TensorBoard logs. Under
+MultiWorkerMirroredStrategy the chief alone writes checkpoints, logs and evaluations; every
+worker keeps its own backup.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import tensorflow as tf
 from oanet_tf.config import Config, save_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.data.splits import resolve_split
+from oanet_tf.data.splits import open_split, resolve_split
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training import backup
+from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.model_dir import BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
+from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
-from oanet_tf.training.strategy import make_strategy
-
+from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
 
 
 @dataclasses.dataclass
@@ -57,39 +61,105 @@ def build_compiled_model(config: Config, categories, strategy: tf.distribute.Str
 
 def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="auto",
           extra_callbacks=()) -> TrainingRun:
-    """Train for `config.train.epochs` epochs; resumes from `model_dir` when a backup exists."""
-    os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
-    save_config(config, os.path.join(model_dir, CONFIG_FILE))
+    """Train for `config.train.epochs` epochs; resumes from the last backup in `model_dir`
+    at the step where it was written (see `oanet_tf.training.backup`)."""
     configure_numerics(config)
     strategy = make_strategy(strategy_name)
+    chief, worker = is_chief(strategy), worker_index(strategy)
+    if chief:
+        os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+        save_config(config, os.path.join(model_dir, CONFIG_FILE))
 
-    train_data = PanopticDataset.from_split(resolve_split(config.data, "train"),
-                                            skip_bad_images=config.data.skip_bad_images)
+    train_data = open_split(config.data, "train", config.data.skip_bad_images)
     val_data = PanopticDataset.from_split(resolve_split(config.data, "val"),
                                           skip_bad_images=config.data.skip_bad_images)
-    write_json(os.path.join(model_dir, CATEGORIES_FILE), list(train_data.categories.categories))
-    batch = config.train.batch_size
-    train_ds = build_dataset(train_data, config.data, training=True, batch_size=batch,
-                             seed=config.train.seed)
-    val_ds = build_dataset(val_data, config.data, training=False, batch_size=batch,
-                           seed=config.train.seed)
-
+    if chief:
+        write_json(os.path.join(model_dir, CATEGORIES_FILE),
+                   list(train_data.categories.categories))
     model = build_compiled_model(config, train_data.categories, strategy)
-    callbacks = [
-        # First, so that the callbacks after it (checkpoints, TensorBoard, History) see val_pq.
-        PanopticEvalCallback(val_data, config, os.path.join(model_dir, "logs")),
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
-                                         save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, LAST_WEIGHTS),
-                                        save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(os.path.join(model_dir, BEST_WEIGHTS),
-                                        save_weights_only=True, save_best_only=True,
-                                        monitor="val_loss", mode="min"),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch"),
-        *extra_callbacks,
-    ]
-    history = model.fit(train_ds, epochs=config.train.epochs,
-                        steps_per_epoch=config.train.steps_per_epoch, validation_data=val_ds,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
+    backup_dir = backup_dir_for(model_dir, worker)
+    with strategy.scope():
+        done = backup.restore(model, backup_dir)
+    steps = config.train.steps_per_epoch
+    if done:
+        print(f"resuming from {backup_dir} after step {done} (epoch {done // steps + 1}, "
+              f"step {done % steps} of {steps}; optimizer step "
+              f"{int(model.optimizer.iterations.numpy())})")
+
+    callbacks = _callbacks(config, model_dir, val_data, chief, backup_dir, done)
+    val_ds, val_steps = _validation_input(val_data, config, strategy, worker)
+    histories = []
+    # A run killed mid-epoch first finishes that epoch, then runs whole ones.
+    for first_epoch, last_epoch, epoch_steps in _epoch_plan(done, steps, config.train.epochs):
+        start = first_epoch * steps + (steps - epoch_steps)
+        train_ds = strategy.distribute_datasets_from_function(
+            lambda context, start=start: build_dataset(
+                train_data, config.data, training=True, batch_size=config.train.batch_size,
+                seed=config.train.seed, input_context=context, start_batch=start))
+        history = model.fit(train_ds, initial_epoch=first_epoch, epochs=last_epoch,
+                            steps_per_epoch=epoch_steps, validation_data=val_ds,
+                            validation_steps=val_steps, callbacks=callbacks, verbose=verbose,
+                            shuffle=False)
+        histories.append(history)
     train_data.report_bad_images()
-    return TrainingRun(model, history, model_dir)
+    return TrainingRun(model, _merged(histories), model_dir)
+
+
+def _epoch_plan(done: int, steps: int, epochs: int):
+    """[(initial_epoch, epochs, steps_per_epoch)] of the fit calls that finish a run of
+    `epochs` x `steps` batches of which `done` are done: the rest of an interrupted epoch,
+    then whole epochs."""
+    epoch, into_epoch = divmod(done, steps)
+    plan = []
+    if into_epoch and epoch < epochs:
+        plan.append((epoch, epoch + 1, steps - into_epoch))
+        epoch += 1
+    if epoch < epochs:
+        plan.append((epoch, epochs, steps))
+    return plan
+
+
+def _callbacks(config, model_dir, val_data, chief, backup_dir, done):
+    """Evaluation, checkpoints and TensorBoard on the chief; backups and the non-finite loss
+    guard on every worker (the guard first: a stopped run writes nothing after a bad step)."""
+    callbacks = [NonFiniteLossGuard(config.train.on_nonfinite_loss, done, backup_dir)]
+    if chief:
+        # Before the checkpoints, so that they (and TensorBoard, History) see val_pq.
+        callbacks.append(PanopticEvalCallback(val_data, config, os.path.join(model_dir, "logs")))
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(os.path.join(model_dir, LAST_WEIGHTS),
+                                            save_weights_only=True),
+            keras.callbacks.ModelCheckpoint(os.path.join(model_dir, BEST_WEIGHTS),
+                                            save_weights_only=True, save_best_only=True,
+                                            monitor="val_loss", mode="min"),
+            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch"),
+        ]
+    callbacks.append(backup.TrainingBackup(backup_dir, config.train.backup_every_steps, done))
+    return callbacks
+
+
+def _validation_input(val_data, config, strategy, worker):
+    """The validation dataset and step count for fit. Workers of a multi-worker run must run
+    the same number of steps (each step all-reduces): they read their shard repeated, for
+    as many steps as the whole split needs."""
+    batch = config.train.batch_size
+    if worker is None:
+        return build_dataset(val_data, config.data, training=False, batch_size=batch,
+                             seed=config.train.seed), None
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: build_dataset(val_data, config.data, training=False, batch_size=batch,
+                                      seed=config.train.seed, input_context=context,
+                                      repeat=True))
+    return dataset, max(1, -(-len(val_data) // batch))
+
+
+def _merged(histories) -> keras.callbacks.History:
+    """One History over the fit calls of a run."""
+    merged = keras.callbacks.History()
+    for history in histories:
+        merged.epoch += history.epoch
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+    if histories:
+        merged.set_model(histories[-1].model)
+    return merged

@@ -1,0 +1,95 @@
+"""Step-level backups, so that a run killed at any moment resumes where it was.
+
+A backup is a weights file that includes the optimizer's state (slots and iteration count,
+hence the learning rate) plus `state.json`, which names that file and counts the batches
+consumed. Both are written to temporary files and renamed, the weights first: a kill at any
+instant leaves the previous complete backup in place. Keras' BackupAndRestore resumes at an
+epoch boundary only and writes in place; this one resumes at the step, and the input
+pipeline skips exactly the batches already consumed (`build_dataset(start_batch=...)`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import keras
+
+from oanet_tf.errors import OANetError
+from oanet_tf.fileio import read_json, write_json
+
+STATE_FILE = "state.json"
+WEIGHTS_PATTERN = "step-{:09d}.weights.h5"
+_TEMP_SUFFIX = ".tmp.weights.h5"  # Keras insists on the .weights.h5 ending
+
+
+def backup_dir_for(model_dir: str, worker: int | None) -> str:
+    """MODEL_DIR/backup, or MODEL_DIR/backup/worker-<i> for worker i of a multi-worker run
+    (each worker keeps its own: workers must not write the same files)."""
+    base = os.path.join(model_dir, "backup")
+    return base if worker is None else os.path.join(base, f"worker-{worker}")
+
+
+def read_state(backup_dir: str) -> dict | None:
+    """The last complete backup's state ({"batches": int, "weights": file name}) or None."""
+    path = os.path.join(backup_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    state = read_json(path, "backup state")
+    if not isinstance(state, dict) or not {"batches", "weights"} <= set(state):
+        raise OANetError(f"{path}: not a backup state (expected keys batches, weights); "
+                         f"move the backup directory away to start afresh")
+    return state
+
+
+def restore(model: keras.Model, backup_dir: str) -> int:
+    """Load the last backup into `model` (weights and optimizer); returns the number of
+    batches consumed before it (0 when there is no backup)."""
+    state = read_state(backup_dir)
+    if state is None:
+        return 0
+    path = os.path.join(backup_dir, state["weights"])
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError) as err:
+        raise OANetError(f"backup {path} cannot be loaded ({str(err).splitlines()[0]}); "
+                         f"move {backup_dir} away to start afresh") from None
+    return int(state["batches"])
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Writes a backup every `every_steps` batches and at the end of every epoch."""
+
+    def __init__(self, backup_dir: str, every_steps: int, batches_done: int = 0):
+        super().__init__()
+        if every_steps <= 0:
+            raise OANetError(f"train.backup_every_steps must be positive, got {every_steps}")
+        self.backup_dir = backup_dir
+        self.every_steps = int(every_steps)
+        self.batches_done = int(batches_done)
+        self._saved_at = self.batches_done
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done += 1
+        if self.batches_done % self.every_steps == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save()
+
+    def save(self):
+        if self._saved_at == self.batches_done and read_state(self.backup_dir) is not None:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = WEIGHTS_PATTERN.format(self.batches_done)
+        temp = os.path.join(self.backup_dir, name[:-len(".weights.h5")] + _TEMP_SUFFIX)
+        self.model.save_weights(temp, overwrite=True)
+        os.replace(temp, os.path.join(self.backup_dir, name))
+        write_json(os.path.join(self.backup_dir, STATE_FILE),
+                   {"batches": self.batches_done, "weights": name})
+        self._saved_at = self.batches_done
+        for old in glob.glob(os.path.join(self.backup_dir, "step-*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
