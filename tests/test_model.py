@@ -18,6 +18,13 @@ CATEGORIES = CategoryMap.from_categories([
 SIZE = (64, 64)
 SYNTHETIC_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.yaml")
 MAX_INSTANCES = 3
+# For comparing distributed runs with one device: sampling takes every labelled anchor and
+# RoI, so no random draw separates the runs.
+EVERYTHING_SAMPLED = ["model.rpn_batch_size_per_image=4096", "model.rpn_positive_fraction=1.0",
+                      "model.roi_batch_size_per_image=64", "model.roi_positive_fraction=1.0",
+                      "train.warmup_steps=0", "train.batch_size=2",
+                      "train.reference_batch_size=2"]
+DISTRIBUTED_STEPS = 3
 
 
 def tiny_config(*overrides):

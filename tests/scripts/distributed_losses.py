@@ -19,17 +19,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from test_model import CATEGORIES, tiny_batch, tiny_config  # noqa: E402
+from test_model import (CATEGORIES, DISTRIBUTED_STEPS as STEPS, EVERYTHING_SAMPLED,  # noqa: E402
+                        tiny_batch, tiny_config)
 
 from oanet_tf.modeling.builder import build_oanet  # noqa: E402
 from oanet_tf.training.schedule import build_optimizer  # noqa: E402
 
-STEPS = 3
-# Sampling takes every labelled anchor and RoI, so no random draw separates the two runs.
-EVERYTHING_SAMPLED = ["model.rpn_batch_size_per_image=4096", "model.rpn_positive_fraction=1.0",
-                      "model.roi_batch_size_per_image=64", "model.roi_positive_fraction=1.0",
-                      "train.warmup_steps=0", "train.batch_size=2",
-                      "train.reference_batch_size=2"]
 
 
 def run(strategy, weights):
