@@ -120,9 +120,10 @@ def test_stuff_plus_things_supervision():
 
 def test_train_step_compiles_with_xla():
     """The whole train step (proposals, sampling, RoIAlign, every loss) is XLA-compilable."""
-    config = tiny_config()
+    config = tiny_config("train.jit_compile=true")  # builds with the XLA-compilable ops
     keras.utils.set_random_seed(0)
     net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    assert net.xla_ops
     net.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
     data = tf.data.Dataset.from_tensors(tiny_batch()).repeat()
     history = net.fit(data, epochs=2, steps_per_epoch=1, verbose=0, shuffle=False)

@@ -78,6 +78,7 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig, categories
         test_score_threshold=m.test_score_threshold,
         test_nms_threshold=m.test_nms_threshold,
         detections_per_image=m.detections_per_image,
+        xla_ops=train_config.jit_compile == "true",
         seg_loss_weight=train_config.seg_loss_weight,
         srm_loss_weight=train_config.srm_loss_weight,
         seed=train_config.seed,

@@ -46,7 +46,7 @@ class OANet(keras.Model):
                  box_coder_weights=(10.0, 10.0, 5.0, 5.0), box_pooler_resolution=7,
                  mask_pooler_resolution=14, pooler_sampling_ratio=2,
                  test_score_threshold=0.05, test_nms_threshold=0.5, detections_per_image=100,
-                 seg_loss_weight=0.25, srm_loss_weight=1.0, seed=0, **kwargs):
+                 seg_loss_weight=0.25, srm_loss_weight=1.0, seed=0, xla_ops=False, **kwargs):
         height, width = (int(s) for s in image_size)
         images = keras.Input(shape=(height, width, 3), name="images")
         c_features = backbone(images)
@@ -92,6 +92,8 @@ class OANet(keras.Model):
         self.seg_loss_weight = float(seg_loss_weight)
         self.srm_loss_weight = float(srm_loss_weight)
         self.seed = int(seed)
+        # The XLA-compilable variants of proposal NMS and RoIAlign (slower without XLA).
+        self.xla_ops = bool(xla_ops)
 
         level_anchors = anchors_lib.multilevel_anchors(
             self.image_size, 2, 6, self.anchor_sizes, self.anchor_aspect_ratios)
@@ -220,7 +222,7 @@ class OANet(keras.Model):
         post = self.rpn_post_nms_topk_train if training else self.rpn_post_nms_topk_test
         return rpn_lib.select_proposals(outputs["rpn_logits"], outputs["rpn_deltas"],
                                         self._anchors, self._level_sizes, self.image_size,
-                                        pre, post, self.rpn_nms_threshold)
+                                        pre, post, self.rpn_nms_threshold, xla=self.xla_ops)
 
     def _roi_losses(self, outputs, batch, gt_boxes, gt_classes, gt_valid, seed) -> dict:
         proposals, _, proposal_valid = self._proposals(outputs, training=True)
@@ -377,7 +379,7 @@ class OANet(keras.Model):
             "roi_batch_size_per_image", "roi_positive_fraction", "roi_iou_threshold",
             "box_coder_weights", "box_pooler_resolution", "mask_pooler_resolution",
             "pooler_sampling_ratio", "test_score_threshold", "test_nms_threshold",
-            "detections_per_image", "seg_loss_weight", "srm_loss_weight", "seed")}
+            "detections_per_image", "seg_loss_weight", "srm_loss_weight", "seed", "xla_ops")}
         return {"name": self.name, "trainable": self.trainable, **components, **settings}
 
     @classmethod

@@ -72,7 +72,7 @@ def rpn_losses(logits, deltas, sampled, labels, target_deltas, batch_size_per_im
 
 
 def select_proposals(logits, deltas, anchors, level_sizes, image_size, pre_nms_topk: int,
-                     post_nms_topk: int, nms_threshold: float):
+                     post_nms_topk: int, nms_threshold: float, xla: bool = False):
     """Top-k anchors per level, decoded and clipped, then NMS over all levels.
 
     logits [B, N], deltas [B, N, 4], anchors [N, 4], level_sizes: anchors per level ->
@@ -96,6 +96,6 @@ def select_proposals(logits, deltas, anchors, level_sizes, image_size, pre_nms_t
     boxes = tf.concat(boxes_per_level, axis=1)
     scores = tf.concat(scores_per_level, axis=1)
     boxes, scores, _, count = nms.batched_nms(boxes, scores, max_output=post_nms_topk,
-                                              iou_threshold=nms_threshold)
+                                              iou_threshold=nms_threshold, xla=xla)
     valid = tf.range(post_nms_topk)[tf.newaxis, :] < count[:, tf.newaxis]
     return boxes, scores, valid

@@ -1,11 +1,16 @@
 """Greedy non-maximum suppression on batched, padded inputs.
 
-batched_nms: class-agnostic, on tf.image.non_max_suppression_padded (a tiled pure-TF
-algorithm that compiles with XLA). multiclass_nms: per class, on
-tf.image.combined_non_max_suppression (C++ kernel, CPU only, no XLA kernel): this is the one
-op of `oanet_tf.ops` that does not compile with jit_compile=True. Both suppress a box whose
-IoU with a kept higher-scoring box exceeds the threshold, as torchvision's nms. Boxes are
-pixel coordinates; neither op needs them normalised.
+batched_nms: class-agnostic, per image. `xla=True` runs tf.image.non_max_suppression_padded
+(a tiled pure-TF algorithm that compiles with XLA, and is slow without it); the default runs
+the greedy C++ kernel of tf.image.non_max_suppression once per image. multiclass_nms: per
+class; it moves every class's boxes to a region of their own (so boxes of two classes never
+overlap) and runs one greedy class-agnostic pass that stops at the output size, which keeps
+exactly what per-class NMS followed by the best `max_total` keeps, at a fraction of the cost
+of tf.image.combined_non_max_suppression (still used when `max_per_class < max_total`). It
+has no XLA kernel: it is the one op of `oanet_tf.ops` that does not compile with
+jit_compile=True (it serves inference only). All suppress a box whose IoU with a kept
+higher-scoring box exceeds the threshold, as torchvision's nms. Boxes are pixel
+coordinates; no op needs them normalised.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def _gather_padded(values, indices, valid):
 
 
 def batched_nms(boxes, scores, max_output: int, iou_threshold: float,
-                score_threshold: float = float("-inf")):
+                score_threshold: float = float("-inf"), xla: bool = False):
     """Class-agnostic greedy NMS per image, kept boxes in descending score order.
 
     boxes [B, N, 4], scores [B, N] (boxes with score <= score_threshold are dropped) ->
@@ -36,6 +41,12 @@ def batched_nms(boxes, scores, max_output: int, iou_threshold: float,
     """
     boxes = tf.cast(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
+    if not xla:
+        indices, count = _greedy_per_image(boxes, scores, max_output, iou_threshold,
+                                           score_threshold)
+        valid = tf.range(max_output)[None, :] < count[:, None]
+        return (_gather_padded(boxes, indices, valid), _gather_padded(scores, indices, valid),
+                indices, count)
     shift = NMS_COORDINATE_FLOOR - tf.reduce_min(boxes, axis=[1, 2], keepdims=True)
     # non_max_suppression_padded suppresses at IoU >= threshold; the next float32 up gives >.
     above = float(np.nextafter(np.float32(iou_threshold), np.float32(np.inf)))
@@ -61,6 +72,8 @@ def multiclass_nms(boxes, scores, max_per_class: int, max_total: int, iou_thresh
     """
     boxes = tf.cast(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
+    if max_per_class >= max_total:
+        return _multiclass_by_offsets(boxes, scores, max_total, iou_threshold, score_threshold)
     out_boxes, out_scores, out_classes, count = tf.image.combined_non_max_suppression(
         boxes, scores, max_output_size_per_class=max_per_class, max_total_size=max_total,
         iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False,
@@ -69,3 +82,43 @@ def multiclass_nms(boxes, scores, max_per_class: int, max_total: int, iou_thresh
     valid = tf.range(max_total)[None, :] < count[:, None]
     classes = tf.where(valid, tf.cast(out_classes, tf.int32), 0)
     return out_boxes, out_scores, classes, count
+
+
+def _greedy_per_image(boxes, scores, max_output: int, iou_threshold: float,
+                      score_threshold: float):
+    """The C++ greedy kernel on each image.
+
+    boxes [B, N, 4], scores [B, N] -> indices [B, K] int32 (0 after count), count [B] int32.
+    """
+    def one_image(inputs):
+        image_boxes, image_scores = inputs
+        keep = tf.image.non_max_suppression(image_boxes, image_scores, max_output,
+                                            iou_threshold=iou_threshold,
+                                            score_threshold=score_threshold)
+        count = tf.shape(keep)[0]
+        return tf.pad(keep, [[0, max_output - count]]), count
+
+    return tf.map_fn(one_image, (boxes, scores), parallel_iterations=1,
+                     fn_output_signature=(tf.TensorSpec([max_output], tf.int32),
+                                          tf.TensorSpec([], tf.int32)))
+
+
+def _multiclass_by_offsets(boxes, scores, max_total: int, iou_threshold: float,
+                           score_threshold: float):
+    """multiclass_nms when no class can hold more than `max_total` boxes (see module doc).
+
+    boxes [B, N, C, 4], scores [B, N, C] -> as multiclass_nms.
+    """
+    num_classes = boxes.shape[2]
+    flat_boxes = tf.reshape(boxes, [-1, boxes.shape[1] * num_classes, 4])  # [B, N*C, 4]
+    flat_scores = tf.reshape(scores, [-1, boxes.shape[1] * num_classes])
+    classes = tf.tile(tf.range(num_classes), [boxes.shape[1]])  # [N*C], class of each box
+    # Class c's boxes move by c times the span of all coordinates: no two classes overlap.
+    low = tf.reduce_min(flat_boxes, axis=[1, 2], keepdims=True)
+    span = tf.reduce_max(flat_boxes, axis=[1, 2], keepdims=True) - low + 1.0
+    offsets = tf.cast(classes, tf.float32)[None, :, None] * span
+    indices, count = _greedy_per_image(flat_boxes - low + offsets, flat_scores, max_total,
+                                       iou_threshold, score_threshold)
+    valid = tf.range(max_total)[None, :] < count[:, None]
+    return (_gather_padded(flat_boxes, indices, valid), _gather_padded(flat_scores, indices, valid),
+            tf.where(valid, tf.gather(classes, indices), 0), count)
