@@ -1,0 +1,49 @@
+"""Mixed precision through the Keras 3 API: bfloat16 compute with float32 variables trains
+on CPU; float16 goes through the Keras loss-scale optimizer."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training.schedule import build_optimizer
+from test_model import CATEGORIES, tiny_batch, tiny_config
+
+STEPS = 3
+
+
+@pytest.fixture
+def policy():
+    """Set a global dtype policy for one test and restore float32 afterwards."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_trains_in_mixed_precision(policy, precision):
+    config = tiny_config(f"train.mixed_precision={precision}", "train.warmup_steps=0")
+    policy(config.train.mixed_precision)
+    keras.utils.set_random_seed(0)
+    net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    optimizer = build_optimizer(config.train, 2)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (
+        precision == "mixed_float16")
+    net.compile(optimizer=optimizer, jit_compile=False)
+    compute = "bfloat16" if precision == "mixed_bfloat16" else "float16"
+    # Variables stay float32; the convolutions compute in the low precision.
+    assert all(v.dtype == "float32" for v in net.trainable_variables)
+    outputs = net(tiny_batch(2)["images"], training=False)
+    assert outputs["semantic_logits"].dtype == compute
+    assert outputs["features"][0].dtype == compute
+
+    data = tf.data.Dataset.from_tensors(tiny_batch(2)).repeat()
+    history = net.fit(data, epochs=STEPS, steps_per_epoch=1, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    assert all(np.isfinite(losses)), losses
+    assert losses[-1] < losses[0]
+    assert history.history["nonfinite_steps"] == [0.0] * STEPS
+    assert int(net.optimizer.iterations.numpy()) == STEPS
+    detections = net.detect(tiny_batch(2)["images"])
+    assert detections["scores"].dtype == tf.float32
+    assert np.isfinite(detections["ranking_map"].numpy()).all()
