@@ -39,7 +39,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TORCH_PYTHON = "/tmp/bench-venv/bin/python"
 DEFAULT_CATEGORIES = "/work/shared/coco/panoptic_coco_categories.json"
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "coco_r50.yaml")
-MODES = ("infer", "train")
+# serve: encoded JPEG bytes in, results out (ours: the export's serving function, with the
+# panoptic merge at the original size; theirs: decode_jpeg + the model); infer: the model
+# (and our merge) on decoded tensors; train: one training step.
+MODES = ("serve", "infer", "train")
+JPEG_QUALITY = 90
 DEFAULT_SIZE = (512, 512)  # the default run (2 batch sizes, 2 modes) fits in ~15 min on 2 cores
 # Parts of OANet.detect timed alone by --breakdown (the rest of detect is their difference).
 DETECT_PARTS = ("dense", "roi_align_box", "box_head", "roi_align_mask", "mask_head",
@@ -97,6 +101,18 @@ def random_instances(seed: int, batch: int, height: int, width: int, count: int,
             masks[b, i, y1:y1 + box_h, x1:x1 + box_w] = 1
     classes = rng.integers(1, num_things + 1, size=(batch, count)).astype(np.int32)
     return boxes, classes, masks
+
+
+def encoded_jpeg(seed: int, height: int, width: int) -> bytes:
+    """A JPEG of random pixels (PIL, the same bytes in both processes)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = random_images(seed, 1, height, width)[0].astype("uint8")
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
 
 
 def median(values):
@@ -160,6 +176,18 @@ class TorchWorker:
             def call():
                 with torch.inference_mode():
                     return self.model(images)
+        elif mode == "serve":
+            import torchvision
+
+            self.model.eval()
+            data = torch.frombuffer(bytearray(encoded_jpeg(seed, height, width)),
+                                    dtype=torch.uint8)
+
+            def call():
+                with torch.inference_mode():
+                    decoded = [torchvision.io.decode_jpeg(data).float() / PIXEL_MAX
+                               for _ in range(batch)]
+                    return self.model(decoded)
         elif mode == "backbone_fpn":
             self.model.eval()
             normalized = self.model.transform(images)[0].tensors
@@ -288,6 +316,16 @@ class OursBench:
             self._predictor = PanopticPredictor(self.model, self.config.eval)
         return self._predictor
 
+    def serving_function(self):
+        """The function behind the export's serving_default signature (string batch in)."""
+        import tensorflow as tf
+
+        from oanet_tf.export.saved_model import ServingGraph
+
+        graph = ServingGraph(self.model, self.categories, self.config.data, self.config.eval,
+                             self.config.export.max_image_side)
+        return tf.function(graph.from_encoded, reduce_retracing=True)
+
     def train_batch(self, batch, seed, instances):
         """A training batch in the layout of docs/ARCHITECTURE.md, random instances."""
         import numpy as np
@@ -328,7 +366,13 @@ class OursBench:
         import tensorflow as tf
 
         height, width = self.size
-        if mode == "infer":
+        if mode == "serve":
+            serve = self.serving_function()
+            encoded = tf.constant([encoded_jpeg(seed, height, width)] * batch)
+
+            def call():
+                return serve(encoded)["num_segments"].numpy()
+        elif mode == "infer":
             images = tf.constant(random_images(seed, batch, height, width))
             size = tf.constant(np.array([[height, width]] * batch, np.int32))
             predictor = self.predictor()
