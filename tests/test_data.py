@@ -673,3 +673,82 @@ def test_real_coco_sample(coco_sample_dir):
     batches = list(build_dataset(from_json, config, training=False, batch_size=2))
     assert len(batches) == 1
     np.testing.assert_array_equal(batches[0]["image_size"].numpy(), [[256, 384], [225, 400]])
+
+
+# ------------------------------------------------------------------------------ resuming
+
+def _counting_loads(data):
+    """Record the index of every `load_example` call on `data` (from any thread)."""
+    calls = []
+    load = data.load_example
+
+    def counted(index):
+        calls.append(index)
+        return load(index)
+
+    data.load_example = counted
+    return calls
+
+
+def test_resume_skips_without_decoding(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 6)])
+    data = PanopticDataset.from_split(split)
+    calls = _counting_loads(data)
+    resumed = list(build_dataset(data, _config(), training=False, batch_size=1, start_batch=3))
+    assert [b["image_id"].numpy().tolist() for b in resumed] == [[4], [5]]
+    assert sorted(calls) == [3, 4]
+    # Shuffled, one pass: the two skipped batches of 2 are never decoded.
+    calls.clear()
+    fresh = list(build_dataset(data, _config(), training=True, batch_size=2, seed=1,
+                               repeat=False))
+    assert len(calls) == 5
+    calls.clear()
+    resumed = list(build_dataset(data, _config(), training=True, batch_size=2, seed=1,
+                                 repeat=False, start_batch=1))
+    assert len(calls) == 3
+    np.testing.assert_array_equal(resumed[0]["image_id"], fresh[1]["image_id"])
+    # Ten epochs in: only what the resumed stream reads ahead is decoded.
+    calls.clear()
+    config = _config(num_parallel_calls=1)
+    next(iter(build_dataset(data, config, training=True, batch_size=1, seed=1,
+                            start_batch=50)))
+    assert 1 <= len(calls) < 50, calls
+
+
+def test_resume_with_a_seed_only(scene_split):
+    data = PanopticDataset.from_split(scene_split)
+    with pytest.raises(ValueError, match="needs a fixed seed"):
+        build_dataset(data, _config(), training=True, batch_size=1, seed=None, start_batch=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        build_dataset(data, _config(), training=True, batch_size=1, start_batch=-1)
+
+
+def test_shuffle_order_ignores_the_global_seed(tmp_path):
+    # The order depends on `seed` only (a resumed run may set another global seed).
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 6)])
+    data = PanopticDataset.from_split(split)
+    orders = []
+    try:
+        for global_seed in (0, 1234):
+            tf.random.set_seed(global_seed)
+            ds = build_dataset(data, _config(), training=True, batch_size=5, seed=2)
+            orders.append([b["image_id"].numpy().tolist() for b in ds.take(3)])
+    finally:
+        tf.random.set_seed(None)
+    assert orders[0] == orders[1]
+    assert len({tuple(epoch) for epoch in orders[0]}) > 1
+
+
+def test_truncation_ties_keep_the_earlier_instance(tmp_path):
+    # Three instances with areas 6, 4, 6 (file order): keeping 2 keeps the two of area 6,
+    # keeping 1 keeps the first of them; order as in the file.
+    boxes = [(0, 0, 2, 3), (5, 0, 7, 2), (8, 10, 10, 13)]
+    anns = [{"image_id": 1, "category_id": cat, "iscrowd": 0, "segmentation": _rle(_rect(box))}
+            for cat, box in zip((TIE, PERSON, PERSON), boxes)]
+    split = _write_dataset(str(tmp_path), [_scene_image()], anns)
+    areas = np.array([_rect(b).sum() for b in boxes])
+    for keep in (1, 2, 3):
+        expected = np.sort(np.argsort(-areas, kind="stable")[:keep])  # numpy reference
+        out = _first(split, max_instances=keep)
+        assert out["gt_count"] == keep
+        np.testing.assert_array_equal(out["gt_boxes"][:keep], 2 * np.array(boxes)[expected])

@@ -1,10 +1,17 @@
-"""The tf.data input pipeline: parallel decode, resize with scale jitter, flip, pad, batch.
+"""The tf.data input pipeline: decode, resize with scale jitter, flip, pad, batch.
 
-Images are decoded by `PanopticDataset.load_example` (numpy, inside `tf.numpy_function`) on
-several threads; the geometry runs as TensorFlow ops. Batches have the static shapes of the
-table "A training batch" in docs/ARCHITECTURE.md. With a seed the output is reproducible:
-element order is kept, and the random scale and flip of an element come from stateless ops
-seeded by (seed, input pipeline, position in the stream).
+Two sources give the same batches. A `PanopticDataset` streams image indices, decoded by
+`load_example` (numpy, inside `tf.numpy_function`) on several threads; a `TFRecordSource`
+streams records, decoded by `parse_example` in TensorFlow ops. The geometry runs as
+TensorFlow ops. Batches have the static shapes of the table "A training batch" in
+docs/ARCHITECTURE.md.
+
+With a seed the output is reproducible and resumable: each epoch's shuffle is seeded by
+(seed, epoch), and the random scale and flip of an element by (seed, input pipeline, its
+position in the stream before decoding). So a pipeline built with `start_batch=k` starts
+directly at the epoch holding batch k, steps over that epoch's earlier items on the cheap
+index/record stream (records are read, never decoded), and yields exactly what a fresh
+pipeline yields from batch k on.
 """
 
 from __future__ import annotations
@@ -15,21 +22,16 @@ import tensorflow as tf
 from oanet_tf.config import DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
+from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
+                                     parse_example)
+from oanet_tf.errors import DatasetError
 
 AUTOTUNE_SETTING = -1  # data.num_parallel_calls value meaning tf.data.AUTOTUNE
 FLIP_PROBABILITY = 0.5
+# Graph-level seed of the per-epoch shuffle: with it fixed, the order depends on `seed` and
+# the epoch only, not on the process's global seed.
+SHUFFLE_GRAPH_SEED = 1
 
-# What the decode step yields: name, dtype, shape (an image of any size).
-_DECODED = (
-    ("image", tf.uint8, [None, None, 3]),
-    ("boxes", tf.float32, [None, 4]),
-    ("classes", tf.int32, [None]),
-    ("masks", tf.uint8, [None, None, None]),
-    ("semantic", tf.int32, [None, None]),
-    ("owner", tf.int32, [None, None]),
-    ("image_id", tf.int64, []),
-    ("original_size", tf.int32, [2]),
-)
 _PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
     "image": np.zeros((1, 1, 3), np.uint8),
     "boxes": np.zeros((0, 4), np.float32),
@@ -42,24 +44,40 @@ _PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
 }
 
 
-def build_dataset(dataset: PanopticDataset, data_config: DataConfig, training: bool,
-                  batch_size: int, seed: int | None = 0,
+def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataConfig,
+                  training: bool, batch_size: int, seed: int | None = 0,
                   input_context: tf.distribute.InputContext | None = None,
-                  repeat: bool | None = None) -> tf.data.Dataset:
-    """Batches of `dataset` as dicts (see docs/ARCHITECTURE.md, "A training batch"):
+                  repeat: bool | None = None, start_batch: int = 0) -> tf.data.Dataset:
+    """Batches of `source` as dicts (see docs/ARCHITECTURE.md, "A training batch"):
     images float32 [B, H, W, 3], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
     gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W],
     image_id int64 [B], original_size / image_size int32 [B, 2]; (H, W) = padded_size,
     M = max_instances.
 
-    Training shuffles, repeats (unless `repeat` says otherwise), jitters the scale, flips and
-    drops the last partial batch (so B is static); evaluation keeps the files' order and
-    every image. With `input_context` (tf.distribute) this pipeline reads its shard of the
-    images and `batch_size` is the global batch, split over the replicas. `seed=None` gives
-    fresh randomness and lets elements come out of order for speed.
+    `source` is a `PanopticDataset` (COCO files) or a `TFRecordSource` (converted shards);
+    both give identical batches. Training shuffles, repeats (unless `repeat` says
+    otherwise), jitters the scale, flips and drops the last partial batch (so B is static);
+    evaluation keeps the files' order and every image. With `input_context` (tf.distribute)
+    this pipeline reads its share of the images (COCO: every n-th image; TFRecords: every
+    n-th shard file) and `batch_size` is the global batch, split over the replicas.
+    `seed=None` gives fresh randomness and lets elements come out of order for speed.
+
+    `start_batch`: batches this pipeline already produced in an earlier run with the same
+    arguments (resuming after a crash; under tf.distribute a step takes
+    num_replicas_in_sync / num_input_pipelines batches from each pipeline, so steps done
+    times that); the dataset continues exactly where that run left off, without decoding
+    the skipped images. Exact as long as no image failed to decode in
+    the skipped part (a COCO source skipping bad images filters them after decoding, so
+    each one there makes the resumed stream start one image early).
     """
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    if start_batch and seed is None:
+        raise ValueError("start_batch needs a fixed seed: without one the earlier run's "
+                         "order cannot be reproduced")
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+    num_pipelines = input_context.num_input_pipelines if input_context is not None else 1
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
     parallel = (tf.data.AUTOTUNE if data_config.num_parallel_calls == AUTOTUNE_SETTING
                 else data_config.num_parallel_calls)
@@ -68,51 +86,106 @@ def build_dataset(dataset: PanopticDataset, data_config: DataConfig, training: b
         seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
     repeat = training if repeat is None else repeat
 
-    ds = tf.data.Dataset.range(len(dataset))
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, pipeline_id)
-    if training and data_config.shuffle_buffer > 1:
-        ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(_decoder(dataset, data_config.max_instances), num_parallel_calls=parallel,
-                deterministic=deterministic)
-    if dataset.skip_bad_images:
-        ds = ds.filter(lambda example: example["ok"])
-    # The position in the stream seeds each element's augmentation.
-    ds = ds.enumerate()
-    augment = _augmenter(data_config, training, tf.constant([seed, pipeline_id], tf.int64))
-    ds = ds.map(augment, num_parallel_calls=parallel, deterministic=deterministic)
+    if isinstance(source, TFRecordSource):
+        files, epoch_length = source.shard_files(num_pipelines, pipeline_id)
+        items = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES)
+        decode = parse_example
+        filter_bad = False
+    else:
+        items = tf.data.Dataset.range(len(source))
+        if num_pipelines > 1:
+            items = items.shard(num_pipelines, pipeline_id)
+        epoch_length = len(range(pipeline_id, len(source), num_pipelines))
+        decode = index_decoder(source)
+        filter_bad = source.skip_bad_images
+
+    if repeat and epoch_length == 0:
+        raise DatasetError(f"input pipeline {pipeline_id} of {num_pipelines} gets no image "
+                           f"({len(source)} in all): nothing to repeat")
+    skipped = start_batch * batch_size
+    first_epoch = skipped // epoch_length if repeat and epoch_length else 0
+    epochs = (tf.data.Dataset.counter(first_epoch) if repeat
+              else tf.data.Dataset.range(first_epoch, first_epoch + 1))
+    shuffle_buffer = data_config.shuffle_buffer if training else 0
+    ds = epochs.flat_map(_epoch_stream(items, shuffle_buffer, seed))
+    # The position in the stream, counted before anything is skipped or decoded, seeds each
+    # element's augmentation.
+    ds = ds.enumerate(start=first_epoch * epoch_length)
+    if skipped > first_epoch * epoch_length:
+        ds = ds.skip(skipped - first_epoch * epoch_length)
+    process = _processor(decode, data_config, training,
+                         tf.constant([seed, pipeline_id], tf.int64), keep_ok=filter_bad)
+    ds = ds.map(process, num_parallel_calls=parallel, deterministic=deterministic)
+    if filter_bad:
+        ds = ds.filter(lambda example: example["ok"]).map(
+            lambda example: {k: v for k, v in example.items() if k != "ok"})
     ds = ds.batch(batch_size, drop_remainder=training)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_stream(items: tf.data.Dataset, shuffle_buffer: int, seed: int):
+    """epoch -> the items of that epoch, shuffled (buffer > 1) with a seed drawn from
+    (seed, epoch), so any epoch can be started without replaying the ones before."""
+
+    def stream(epoch):
+        if shuffle_buffer <= 1:
+            return items
+        tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside this function's graph only
+        epoch_seed = tf.random.stateless_uniform(
+            [], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=None, maxval=None,
+            dtype=tf.int64)
+        return items.shuffle(shuffle_buffer, seed=epoch_seed)
+
+    return stream
+
+
+def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_ok: bool):
+    """(position, index or record) -> padded example with the batch keys (plus "ok" with
+    `keep_ok`, False for a skipped bad image)."""
+    augment = _augmenter(data_config, training, base_seed)
+
+    def process(position, item):
+        example = decode(item)
+        output = augment(position, _keep_largest(example, data_config.max_instances))
+        if keep_ok:
+            output["ok"] = example["ok"]
+        return output
+
+    return process
 
 
 # ---------------------------------------------------------------------------- decoding
 
 def _keep_largest(example: dict, max_instances: int) -> dict:
-    """At most `max_instances` instances: the largest by mask area, in their file order."""
-    if len(example["classes"]) <= max_instances:
-        return example
-    areas = example["masks"].sum(axis=(1, 2), dtype=np.int64)
-    keep = np.sort(np.argsort(-areas, kind="stable")[:max_instances])
-    return {**example, "boxes": example["boxes"][keep], "classes": example["classes"][keep],
-            "masks": example["masks"][keep]}
+    """At most `max_instances` instances: the largest by mask area (ties: the earlier), in
+    their file order; boxes [m, 4], classes [m], masks [m, h, w]."""
+    boxes, classes, masks = example["boxes"], example["classes"], example["masks"]
+
+    def largest():
+        areas = tf.math.count_nonzero(masks, axis=[1, 2])
+        keep = tf.sort(tf.argsort(-areas, stable=True)[:max_instances])
+        return tf.gather(boxes, keep), tf.gather(classes, keep), tf.gather(masks, keep)
+
+    boxes, classes, masks = tf.cond(tf.shape(classes)[0] > max_instances, largest,
+                                    lambda: (boxes, classes, masks))
+    return {**example, "boxes": boxes, "classes": classes, "masks": masks}
 
 
-def _decoder(dataset: PanopticDataset, max_instances: int):
-    """index -> decoded example dict (plus "ok": False for a skipped bad image)."""
+def index_decoder(dataset: PanopticDataset):
+    """index -> decoded example dict (EXAMPLE_SPEC, plus "ok": False for a skipped bad
+    image)."""
 
     def decode_numpy(index):
         example = dataset.load_or_skip(int(index))
         ok = example is not None
-        example = _keep_largest(example, max_instances) if ok else _PLACEHOLDER
-        return tuple(example[name] for name, _, _ in _DECODED) + (np.bool_(ok),)
+        example = example if ok else _PLACEHOLDER
+        return tuple(example[name] for name, _, _ in EXAMPLE_SPEC) + (np.bool_(ok),)
 
     def decode(index):
         values = tf.numpy_function(decode_numpy, [index],
-                                   [dtype for _, dtype, _ in _DECODED] + [tf.bool])
+                                   [dtype for _, dtype, _ in EXAMPLE_SPEC] + [tf.bool])
         example = {"ok": tf.ensure_shape(values[-1], [])}
-        for (name, _, shape), value in zip(_DECODED, values):
+        for (name, _, shape), value in zip(EXAMPLE_SPEC, values):
             example[name] = tf.ensure_shape(value, shape)
         return example
 
@@ -142,10 +215,15 @@ def _nearest_indices(in_size, out_size):
                    tf.int32)
 
 
-def _resize_nearest(x, rows, cols, row_axis: int):
-    """Nearest-neighbour resize of x along (row_axis, row_axis + 1); any dtype, any count
-    of leading masks (including none)."""
-    return tf.gather(tf.gather(x, rows, axis=row_axis), cols, axis=row_axis + 1)
+def _resize_nearest(x, rows, cols):
+    """Nearest-neighbour resize of the last two axes, [..., H, W] -> [..., h, w], any dtype
+    (labels, or any count of masks). The columns are gathered with W moved to the front,
+    where each gathered slice is a contiguous block instead of a single element (several
+    times faster on full-size masks)."""
+    rank = x.shape.rank
+    columns_first = tf.transpose(x, [rank - 1] + list(range(rank - 1)))  # [W, ..., H]
+    picked = tf.gather(columns_first, cols, axis=0)  # [w, ..., H]
+    return tf.gather(tf.transpose(picked, list(range(1, rank)) + [0]), rows, axis=rank - 2)
 
 
 def _augmenter(data_config: DataConfig, training: bool, base_seed):
@@ -166,9 +244,9 @@ def _augmenter(data_config: DataConfig, training: bool, base_seed):
 
         image = tf.image.resize(example["image"], [new_h, new_w], method="bilinear")
         rows, cols = _nearest_indices(height, new_h), _nearest_indices(width, new_w)
-        semantic = _resize_nearest(example["semantic"], rows, cols, 0)
-        owner = _resize_nearest(example["owner"], rows, cols, 0)
-        masks = _resize_nearest(example["masks"], rows, cols, 1)
+        semantic = _resize_nearest(example["semantic"], rows, cols)
+        owner = _resize_nearest(example["owner"], rows, cols)
+        masks = _resize_nearest(example["masks"], rows, cols)
         ratio_y = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
         ratio_x = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
         boxes = example["boxes"] * tf.stack([ratio_y, ratio_x, ratio_y, ratio_x])

@@ -1,4 +1,5 @@
-"""Where a split's files are: the config's paths, or the synthetic dataset (made on demand)."""
+"""Where a split's files are: the config's paths, its TFRecords, or the synthetic dataset
+(made on demand); and opening a split as an input-pipeline source."""
 
 from __future__ import annotations
 
@@ -35,3 +36,20 @@ def resolve_split(data_config: DataConfig, split: str, generate: bool = True) ->
                                data_config.synthetic_val, data_config.synthetic_seed,
                                tuple(data_config.synthetic_size), progress=True)
     return paths
+
+
+def open_split(data_config: DataConfig, split: str, skip_bad_images: bool):
+    """The source the input pipeline reads for `split`: a `TFRecordSource` when
+    `data.<split>.tfrecord_dir` is set, else a `PanopticDataset` of `resolve_split`'s files.
+    (Imported here: resolving paths alone never loads TensorFlow.)"""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; one of {SPLITS}")
+    tfrecord_dir = getattr(data_config, split).tfrecord_dir
+    if tfrecord_dir:
+        from oanet_tf.data.tfrecords import TFRecordSource
+
+        return TFRecordSource.from_dir(tfrecord_dir)
+    from oanet_tf.data.coco_panoptic import PanopticDataset
+
+    return PanopticDataset.from_split(resolve_split(data_config, split),
+                                      skip_bad_images=skip_bad_images)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import json
 import logging
 import os
-import tempfile
+import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +29,7 @@ import tensorflow as tf
 from oanet_tf.data.coco_panoptic import MAX_LISTED, PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import DatasetError
-from oanet_tf.fileio import read_json, write_json
+from oanet_tf.fileio import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +157,15 @@ def parse_example(serialized) -> dict:
     image = tf.cond(tf.equal(features["image/format"], JPEG),
                     lambda: _decode_image(encoded, JPEG), lambda: _decode_image(encoded, PNG))
     labels_png = features["labels/encoded"]
+    # A 2-channel PNG (grey + alpha) decodes with channels=0, "as stored".
     labels = tf.cond(
         tf.equal(features["labels/depth"], LABEL_DEPTH_16),
-        lambda: tf.cast(tf.io.decode_png(labels_png, channels=2, dtype=tf.uint16), tf.int32),
-        lambda: tf.cast(tf.io.decode_png(labels_png, channels=2), tf.int32))
+        lambda: tf.cast(tf.io.decode_png(labels_png, channels=0, dtype=tf.uint16), tf.int32),
+        lambda: tf.cast(tf.io.decode_png(labels_png, channels=0), tf.int32))
     classes = tf.cast(tf.sparse.to_dense(features["classes"]), tf.int32)
     planes = tf.reshape(tf.io.decode_png(features["masks/encoded"], channels=1),
                         [-1, 1, height, width])
-    shifts = tf.range(BITS_PER_BYTE, dtype=tf.uint8)[None, :, None, None]
+    shifts = tf.constant(np.arange(BITS_PER_BYTE, dtype=np.uint8)[None, :, None, None])
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(planes, shifts), 1)
     masks = tf.reshape(bits, [-1, height, width])[:tf.shape(classes)[0]]
     example = {
@@ -198,15 +200,18 @@ def _ordered_map(function, items, workers: int):
                 future.cancel()
 
 
+def _temporary_path(path: str) -> str:
+    """A unique hidden name beside `path` (created by its writer, so the umask applies)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
+
+
 @contextlib.contextmanager
-def _atomic_record_writer(path: str):
-    """A TFRecordWriter on a temporary file that replaces `path` when the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path),
-                               dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
+def _replaced_on_success(path: str):
+    """Yield a temporary path that replaces `path` when the block succeeds."""
+    tmp = _temporary_path(path)
     try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            yield writer
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -239,17 +244,22 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
         example = dataset.load_or_skip(index)
         if example is None:
             return None
-        return serialize_example(example, dataset.records[index].image_file)
+        image_file = dataset.records[index].image_file
+        try:
+            return serialize_example(example, image_file)
+        except ValueError as err:
+            raise DatasetError(f"{image_file}: cannot store it in a record ({err})") from None
 
     records = _ordered_map(encode, range(len(dataset)), workers or os.cpu_count() or 1)
     shards = []
-    with tqdm(total=len(dataset), unit="image", disable=not progress,
-              desc=f"converting {split}") as bar:
+    with contextlib.closing(records), tqdm(total=len(dataset), unit="image",
+                                           disable=not progress,
+                                           desc=f"converting {split}") as bar:
         for shard in range(num_shards):
             name = shard_name(split, shard, num_shards)
             path = os.path.join(out_dir, name)
             count = 0
-            with _atomic_record_writer(path) as writer:
+            with _replaced_on_success(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
                 for _ in range(shard * len(dataset) // num_shards,
                                (shard + 1) * len(dataset) // num_shards):
                     record = next(records)
@@ -273,7 +283,8 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
         "source": {"panoptic_json": dataset.panoptic_json,
                    "instances_json": dataset.instances_json},
     }
-    write_json(manifest_path, manifest, indent=1)
+    with _replaced_on_success(manifest_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
     return manifest
 
 

@@ -95,7 +95,8 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
         train_ds = strategy.distribute_datasets_from_function(
             lambda context, start=start: build_dataset(
                 train_data, config.data, training=True, batch_size=config.train.batch_size,
-                seed=config.train.seed, input_context=context, start_batch=start))
+                seed=config.train.seed, input_context=context,
+                start_batch=start * _batches_per_step(context)))
         history = model.fit(train_ds, initial_epoch=first_epoch, epochs=last_epoch,
                             steps_per_epoch=epoch_steps, validation_data=val_ds,
                             validation_steps=val_steps, callbacks=callbacks, verbose=verbose,
@@ -103,6 +104,11 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
         histories.append(history)
     train_data.report_bad_images()
     return TrainingRun(model, _merged(histories), model_dir)
+
+
+def _batches_per_step(context: tf.distribute.InputContext) -> int:
+    """Batches one input pipeline gives per step: one per replica it feeds."""
+    return context.num_replicas_in_sync // context.num_input_pipelines
 
 
 def _epoch_plan(done: int, steps: int, epochs: int):
