@@ -8,7 +8,8 @@ cotangent). Both run as tf.function without XLA, as the model calls them. The tw
 alternate call by call (the order flipping every round), so both see the same machine load;
 each gets --warmup untimed calls (tracing included), then --repeats timed calls, and the
 median is reported, with gather / crop_and_resize as the speed-up. The largest absolute
-difference between the two methods' outputs (and gradients) is recorded as well.
+difference between the two methods' outputs (and gradients) is recorded as well, next to
+the largest absolute value of the gather method's (its scale).
 --check-xla also tries the crop_and_resize method under jit_compile=True on the smallest case.
 
     python scripts/benchmark_roi_align.py [--sizes 800x1344 512x512] [--boxes 1000]
@@ -65,7 +66,7 @@ def make_case(seed: int, size: tuple, batch: int, channels: int, num_boxes: int,
 
 def make_function(method: str, mode: str, output_size: int, sampling_ratio: int):
     """A tf.function (no AutoGraph, no XLA) of features, boxes, cotangent: the pooled
-    features, or the gradients w.r.t. the features."""
+    features, or those and the gradients w.r.t. the features."""
 
     def forward(features, boxes, cotangent):
         del cotangent
@@ -75,8 +76,11 @@ def make_function(method: str, mode: str, output_size: int, sampling_ratio: int)
     def backward(features, boxes, cotangent):
         with tf.GradientTape() as tape:
             tape.watch(features)
-            total = tf.reduce_sum(forward(features, boxes, None) * cotangent)
-        return tape.gradient(total, features)
+            pooled = forward(features, boxes, None)
+            total = tf.reduce_sum(pooled * cotangent)
+        # The gradient of a linear op does not need its output: return it too, or the
+        # forward pass would be pruned from the graph.
+        return pooled, tape.gradient(total, features)
 
     return tf.function(forward if mode == "forward" else backward, autograph=False)
 
@@ -87,9 +91,12 @@ def synced(call):
     tf.reshape(first, [-1])[:1].numpy()
 
 
-def max_difference(a, b) -> float:
-    return max(float(tf.reduce_max(tf.abs(tf.cast(x, tf.float32) - tf.cast(y, tf.float32))))
-               for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)))
+def max_difference(a, b) -> tuple:
+    """Largest |a - b| over all outputs, and largest |a| (its scale)."""
+    pairs = [(tf.cast(x, tf.float32), tf.cast(y, tf.float32))
+             for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b))]
+    return (max(float(tf.reduce_max(tf.abs(x - y))) for x, y in pairs),
+            max(float(tf.reduce_max(tf.abs(x))) for x, _ in pairs))
 
 
 def time_case(functions: dict, inputs, warmup: int, repeats: int) -> dict:
@@ -131,13 +138,13 @@ def benchmark(args) -> dict:
         for mode in MODES:
             functions = {m: make_function(m, mode, args.output_size, args.sampling_ratio)
                          for m in METHODS}
-            difference = max_difference(*(functions[m](*inputs) for m in METHODS))
+            difference, scale = max_difference(*(functions[m](*inputs) for m in METHODS))
             seconds = time_case(functions, inputs, args.warmup, args.repeats)
             medians = {m: statistics.median(s) for m, s in seconds.items()}
             cases.append({"size": list(size), "mode": mode, "boxes_per_level": per_level,
                           "median_s": medians, "seconds": seconds,
                           "speedup": medians["gather"] / medians["crop_and_resize"],
-                          "max_abs_difference": difference})
+                          "max_abs_difference": difference, "max_abs_gather": scale})
             print(f"{size[0]}x{size[1]} {mode}: gather {medians['gather']:.3f} s, "
                   f"crop_and_resize {medians['crop_and_resize']:.3f} s", flush=True)
     report = {"conditions": {
@@ -157,14 +164,14 @@ def benchmark(args) -> dict:
 
 def print_table(report: dict):
     header = (f"{'size':>10} {'mode':>17} {'gather s':>9} {'crop s':>9} {'ratio':>6} "
-              f"{'max |diff|':>10}")
+              f"{'max |diff|':>10} {'max |gather|':>12}")
     print(header)
     print("-" * len(header))
     for case in report["cases"]:
         size = "x".join(str(v) for v in case["size"])
         print(f"{size:>10} {case['mode']:>17} {case['median_s']['gather']:9.3f} "
               f"{case['median_s']['crop_and_resize']:9.3f} {case['speedup']:6.2f} "
-              f"{case['max_abs_difference']:10.2e}")
+              f"{case['max_abs_difference']:10.2e} {case['max_abs_gather']:12.2f}")
     if "crop_and_resize_xla" in report:
         xla = report["crop_and_resize_xla"]
         print(f"crop_and_resize under jit_compile=True: "

@@ -346,6 +346,7 @@ def test_crop_and_resize_roi_align_matches_gather_and_numpy(batch, image_size, o
                 for shape in _level_shapes(image_size)]
     boxes = _boxes_on_all_levels(rng, batch, 24, image_size)
     boxes[0, 0] = 0.0  # a padding box
+    boxes[0, 1] = [0.0, 0.0, *image_size]  # touching every border
     boxes[-1, -1] = [-300.0, -300.0, -200.0, -250.0]  # entirely outside the map: zeros
     assert set(roi_align.assign_levels(boxes).numpy().ravel()) == {2, 3, 4, 5}
     assert ((boxes[..., :2] < 0) | (boxes[..., 2:] > image_size)).any(-1).sum() >= 5
@@ -401,6 +402,35 @@ def test_crop_and_resize_roi_align_gradient_matches_gather():
     for level, (want, got) in enumerate(zip(*grads)):
         assert float(tf.reduce_max(tf.abs(want))) > 0.0, f"no gradient on level {level}"
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"level {level}")
+
+
+RACE_TRIES = 8
+
+
+def test_crop_and_resize_roi_align_gradient_with_many_overlapping_boxes():
+    """A thousand boxes on one small map, enough work for TensorFlow to split the boxes over
+    threads: the gradient must still add up every box (crop_and_resize's own CPU gradient
+    loses updates here)."""
+    rng = np.random.default_rng(25)
+    features = [tf.constant(rng.normal(size=(1, 6, 6, 64)).astype(np.float32))]  # P2 only
+    corner = rng.uniform(0.0, 12.0, size=(1, 1000, 2))
+    boxes = tf.constant(np.concatenate([corner, corner + rng.uniform(4.0, 12.0, (1, 1000, 2))],
+                                       -1), tf.float32)
+    cotangent = tf.constant(rng.normal(size=(1, 1000, 7, 7, 64)).astype(np.float32))
+
+    def gradient(method):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            total = tf.reduce_sum(cotangent * roi_align.multilevel_roi_align(
+                features, boxes, 7, method=method))
+        return tape.gradient(total, features)[0]
+
+    want = gradient("gather")
+    # Sums of ~10^4 float32 terms in a different order: compare at float32 precision of the
+    # largest gradient. Lost updates are a race: several tries.
+    scale = float(tf.reduce_max(tf.abs(want)))
+    for _ in range(RACE_TRIES):
+        np.testing.assert_allclose(gradient("crop_and_resize"), want, atol=1e-5 * scale)
 
 
 MANTISSA_BITS = {tf.bfloat16: 7, tf.float16: 10}

@@ -1,4 +1,5 @@
-"""RoIAlign (Mask R-CNN) with FPN level assignment, as gathers that compile with XLA.
+"""RoIAlign (Mask R-CNN) with FPN level assignment: gathers that compile with XLA, or
+crop_and_resize, which is faster without XLA.
 
 Geometry of Detectron2's ROIAlign(aligned=True): a box is scaled to the feature map
 (1 / stride) and shifted by -0.5, so that feature pixel i, which covers [i, i + 1) in
@@ -27,6 +28,12 @@ Two implementations compute the same values (up to float rounding), chosen by `m
   beyond -1 (or H) falls outside and gets the extrapolation value 0. Only at exactly -1
   or H can rounding in crop_and_resize's own coordinate arithmetic flip a sample between
   the border value and 0.
+  The gradient is not crop_and_resize's: TensorFlow's CPU kernel for it splits the boxes
+  over threads that add into the same image unsynchronised, so overlapping boxes lose
+  updates (tensorflow/tensorflow#42033; measured here: errors of 1.3 on gradients of 47),
+  and its GPU kernel refuses op determinism. Instead the gradient is scattered with
+  unsorted_segment_sum over the four bilinear taps of every sample, the taps and weights
+  of the gather method, so it equals that method's gradient.
 """
 
 from __future__ import annotations
@@ -169,39 +176,65 @@ def multilevel_roi_align(features, boxes, output_size: int, sampling_ratio: int 
         output_size, sampling_ratio, aligned)
 
 
-def _crop_and_resize(image, boxes, box_indices, crop_size: int):
-    """Bilinear crops that back-propagate to the image only (the boxes are constants here,
-    so the box gradient that TensorFlow's registered gradient always computes is skipped).
+def _level_roi_align(feature, boxes, image_index, scale: float, output_size: int,
+                     sampling_ratio: int, aligned: bool):
+    """RoIAlign of boxes on one level by crop_and_resize, with a scattered gradient.
 
-    image [N, H, W, C] float32, boxes [M, 4] normalised, box_indices [M]
-    -> [M, crop_size, crop_size, C] float32.
+    feature [N, H, W, C] float32 (static H, W), boxes [M, 4] pixels, image_index [M] int32,
+    scale = 1 / stride -> [M, S, S, C] float32.
     """
+    n = output_size * sampling_ratio
+    height, width = feature.shape[1:3]
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+    ys = _sample_coordinates(y1, y2, scale, n, aligned)  # [M, n]
+    xs = _sample_coordinates(x1, x2, scale, n, aligned)
+    y_norm = (ys + BORDER) / (height + 2 * BORDER - 1.0)  # crop_and_resize on the padded map
+    x_norm = (xs + BORDER) / (width + 2 * BORDER - 1.0)
+    crop_boxes = tf.stack([y_norm[:, 0], x_norm[:, 0], y_norm[:, -1], x_norm[:, -1]], axis=-1)
 
     @tf.custom_gradient
-    def crop(image):
+    def pool(feature):
+        padded = tf.pad(feature, [[0, 0], [BORDER, BORDER], [BORDER, BORDER], [0, 0]],
+                        mode="SYMMETRIC")
+        crops = tf.image.crop_and_resize(padded, crop_boxes, image_index, [n, n],
+                                         extrapolation_value=OUTSIDE_VALUE)
+        pooled = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
+
         def grad(upstream):
-            return tf.raw_ops.CropAndResizeGradImage(
-                grads=upstream, boxes=boxes, box_ind=box_indices,
-                image_size=tf.shape(image), T=image.dtype)
-        return tf.image.crop_and_resize(image, boxes, box_indices, [crop_size, crop_size],
-                                        extrapolation_value=OUTSIDE_VALUE), grad
+            return _scatter_samples(upstream, ys, xs, image_index, tf.shape(feature),
+                                    sampling_ratio)
 
-    return crop(image)
+        return pooled, grad
+
+    return pool(feature)
 
 
-def _crop_boxes(boxes, scale: float, padded_height: float, padded_width: float,
-                num_samples: int, aligned: bool):
-    """crop_and_resize boxes whose corner samples are the first and last RoIAlign samples.
+def _scatter_samples(upstream, ys, xs, image_index, feature_shape, sampling_ratio: int):
+    """Gradient of RoIAlign w.r.t. one level: every sample hands its bin's upstream value,
+    divided by sampling_ratio^2, to its four bilinear taps (the gather method's taps).
 
-    boxes [M, 4] pixels on a level of stride 1 / scale -> [M, 4] in the coordinates of
-    crop_and_resize on the padded level: (index + BORDER) / (padded size - 1).
+    upstream [M, S, S, C], ys / xs [M, n] sample coordinates, image_index [M],
+    feature_shape [4] = (N, H, W, C) -> [N, H, W, C].
     """
-    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
-    ys = (_sample_coordinates(y1, y2, scale, num_samples, aligned) + BORDER) / (
-        padded_height - 1.0)
-    xs = (_sample_coordinates(x1, x2, scale, num_samples, aligned) + BORDER) / (
-        padded_width - 1.0)
-    return tf.stack([ys[:, 0], xs[:, 0], ys[:, -1], xs[:, -1]], axis=-1)
+    batch, height, width, channels = tf.unstack(feature_shape)
+    num_boxes, size = tf.shape(upstream)[0], upstream.shape[1]
+    y_index, y_weight = _taps(ys, tf.fill([num_boxes], tf.cast(height, tf.float32)))
+    x_index, x_weight = _taps(xs, tf.fill([num_boxes], tf.cast(width, tf.float32)))
+    # Sample (i, j) lies in bin (i // sampling_ratio, j // sampling_ratio): broadcasting the
+    # bins over [M, S, ratio, S, ratio] spreads them without copying the upstream first.
+    per_bin = upstream[:, :, None, :, None, :] / float(sampling_ratio ** 2)
+    y_shape = [num_boxes, size, sampling_ratio, 1, 1, 1]
+    x_shape = [num_boxes, 1, 1, size, sampling_ratio, 1]
+    start = (image_index * height * width)[:, None, None]
+    grad = 0.0
+    for yi, wy in zip(y_index, y_weight):
+        for xi, wx in zip(x_index, x_weight):
+            values = per_bin * (tf.reshape(wy, y_shape) * tf.reshape(wx, x_shape))
+            rows = start + yi[:, :, None] * width + xi[:, None, :]  # [M, n, n]
+            grad += tf.math.unsorted_segment_sum(tf.reshape(values, [-1, channels]),
+                                                 tf.reshape(rows, [-1]),
+                                                 batch * height * width)
+    return tf.reshape(grad, feature_shape)
 
 
 def _crop_and_resize_roi_align(features, boxes, output_size: int, sampling_ratio: int,
@@ -209,28 +242,21 @@ def _crop_and_resize_roi_align(features, boxes, output_size: int, sampling_ratio
     """multilevel_roi_align by one crop_and_resize per level (method="crop_and_resize").
 
     Computes in float32 whatever the features' dtype (crop_and_resize interpolates in float32
-    and has no bfloat16 kernel; a float16 gradient would accumulate in float16).
-    -> [B, K, S, S, C] in the features' dtype.
+    and has no bfloat16 kernel). -> [B, K, S, S, C] in the features' dtype.
     """
     dtype = features[0].dtype
     boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
     batch, num_boxes = _dim(boxes, 0), _dim(boxes, 1)
     channels = features[0].shape[-1]
-    n = output_size * sampling_ratio
     flat_boxes = tf.reshape(boxes, [-1, 4])
     image_index = tf.repeat(tf.range(batch, dtype=tf.int32), num_boxes)
     level = assign_levels(boxes, min_level, min_level + len(features) - 1) - min_level
     level = tf.reshape(level, [-1])
     positions = tf.dynamic_partition(tf.range(tf.size(level)), level, len(features))
-    pooled = []
-    for i, (feature, where) in enumerate(zip(features, positions)):
-        padded = tf.pad(tf.cast(feature, tf.float32),
-                        [[0, 0], [BORDER, BORDER], [BORDER, BORDER], [0, 0]], mode="SYMMETRIC")
-        height, width = (float(d + 2 * BORDER) for d in feature.shape[1:3])
-        crop_boxes = _crop_boxes(tf.gather(flat_boxes, where), 2.0 ** -(min_level + i),
-                                 height, width, n, aligned)
-        crops = _crop_and_resize(padded, crop_boxes, tf.gather(image_index, where), n)
-        pooled.append(tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID"))
+    pooled = [_level_roi_align(tf.cast(feature, tf.float32), tf.gather(flat_boxes, where),
+                               tf.gather(image_index, where), 2.0 ** -(min_level + i),
+                               output_size, sampling_ratio, aligned)
+              for i, (feature, where) in enumerate(zip(features, positions))]
     merged = tf.dynamic_stitch(positions, pooled)  # [B * K, S, S, C]
     merged = tf.reshape(merged, [batch, num_boxes, output_size, output_size, channels])
     return tf.cast(merged, dtype)
