@@ -120,6 +120,11 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
         ds = ds.filter(lambda example: example["ok"]).map(
             lambda example: {k: v for k, v in example.items() if k != "ok"})
     ds = ds.batch(batch_size, drop_remainder=training)
+    if not repeat and not filter_bad:
+        # The per-epoch stream hides the length; Keras needs it to end an evaluation quietly.
+        remaining = max(epoch_length - skipped, 0)
+        batches = remaining // batch_size if training else -(-remaining // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

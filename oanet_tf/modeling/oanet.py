@@ -304,9 +304,9 @@ class OANet(keras.Model):
         return srm_lib.srm_loss(logits, owner, count)
 
     def _roi_align(self, features, boxes, size):
-        return roi_align.multilevel_roi_align(features, boxes, size,
-                                              sampling_ratio=self.pooler_sampling_ratio,
-                                              min_level=ROI_LEVELS[0])
+        return roi_align.multilevel_roi_align(
+            features, boxes, size, sampling_ratio=self.pooler_sampling_ratio,
+            min_level=ROI_LEVELS[0], method="gather" if self.xla_ops else "crop_and_resize")
 
     # ---------------------------------------------------------------------------- inference
     def detect(self, images) -> dict:

@@ -87,6 +87,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
               f"{int(model.optimizer.iterations.numpy())})")
 
     callbacks = _callbacks(config, model_dir, val_data, chief, backup_dir, done)
+    callbacks += list(extra_callbacks)
     val_ds, val_steps = _validation_input(val_data, config, strategy, worker)
     histories = []
     # A run killed mid-epoch first finishes that epoch, then runs whole ones.
@@ -162,6 +163,7 @@ def _validation_input(val_data, config, strategy, worker):
 def _merged(histories) -> keras.callbacks.History:
     """One History over the fit calls of a run."""
     merged = keras.callbacks.History()
+    merged.epoch = []
     for history in histories:
         merged.epoch += history.epoch
         for key, values in history.history.items():
