@@ -752,3 +752,17 @@ def test_truncation_ties_keep_the_earlier_instance(tmp_path):
         out = _first(split, max_instances=keep)
         assert out["gt_count"] == keep
         np.testing.assert_array_equal(out["gt_boxes"][:keep], 2 * np.array(boxes)[expected])
+
+
+def test_resolve_split_reuses_an_existing_synthetic_dataset(tmp_path):
+    from oanet_tf.config import DataConfig
+    from oanet_tf.data.splits import resolve_split
+    from oanet_tf.data.synthetic import make_synthetic_dataset
+
+    root = str(tmp_path / "synthetic")
+    make_synthetic_dataset(root, 2, 1, 0, (32, 32), progress=False)
+    config = DataConfig(synthetic_dir=root, synthetic_train=2, synthetic_val=1)
+    stamp = os.stat(os.path.join(root, "train", "panoptic.json")).st_mtime_ns
+    split = resolve_split(config, "train")
+    assert split.panoptic_json == os.path.join(root, "train", "panoptic.json")
+    assert os.stat(split.panoptic_json).st_mtime_ns == stamp  # not written again

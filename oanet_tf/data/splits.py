@@ -29,7 +29,8 @@ def resolve_split(data_config: DataConfig, split: str, generate: bool = True) ->
     if configured.panoptic_json:
         return dataclasses.replace(configured)
     paths = synthetic_split(data_config.synthetic_dir, split)
-    if generate and not all(os.path.exists(p) for p in dataclasses.astuple(paths)):
+    if generate and not all(os.path.exists(p) for p in (
+            paths.image_dir, paths.panoptic_json, paths.panoptic_dir, paths.instances_json)):
         from oanet_tf.data.synthetic import make_synthetic_dataset
 
         make_synthetic_dataset(data_config.synthetic_dir, data_config.synthetic_train,

@@ -16,9 +16,10 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """auto: MirroredStrategy over all GPUs when there are several, else one device."""
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy {name!r}: one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "multi_worker":
+        # Before anything that starts TensorFlow's runtime (listing devices does).
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         if not gpus and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
             warnings.warn("MirroredStrategy over CPU devices: oneDNN kernels can crash when "

@@ -63,8 +63,9 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
           extra_callbacks=()) -> TrainingRun:
     """Train for `config.train.epochs` epochs; resumes from the last backup in `model_dir`
     at the step where it was written (see `oanet_tf.training.backup`)."""
-    configure_numerics(config)
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any TF op runs.
     strategy = make_strategy(strategy_name)
+    configure_numerics(config)
     chief, worker = is_chief(strategy), worker_index(strategy)
     if chief:
         os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
