@@ -17,16 +17,24 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy {name!r}: one of {', '.join(STRATEGIES)}")
     if name == "multi_worker":
-        # Before anything that starts TensorFlow's runtime (listing devices does).
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Created before anything that starts TensorFlow's runtime (listing devices does).
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _warn_about_onednn(tf.config.list_logical_devices("GPU"), "MultiWorkerMirroredStrategy")
+        return strategy
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        if not gpus and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
-            warnings.warn("MirroredStrategy over CPU devices: oneDNN kernels can crash when "
-                          "replicas run them concurrently; set TF_ENABLE_ONEDNN_OPTS=0 before "
-                          "starting Python")
+        _warn_about_onednn(gpus, "MirroredStrategy")
         return tf.distribute.MirroredStrategy()
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def _warn_about_onednn(gpus, strategy_name: str):
+    """Replicas (or a replica and the collectives) running oneDNN CPU kernels concurrently
+    crash with a double free (measured with TF 2.21); GPUs are unaffected."""
+    if not gpus and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+        warnings.warn(f"{strategy_name} on CPU: oneDNN kernels can crash (double free) when "
+                      f"replicas run them concurrently; set TF_ENABLE_ONEDNN_OPTS=0 before "
+                      f"starting Python")
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

@@ -22,6 +22,7 @@ parser.add_argument("--slow", type=float, default=0.0)
 parser.add_argument("--worker", nargs=2, metavar=("INDEX", "PORTS"))
 args = parser.parse_args()
 if args.worker:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # see make_strategy's warning
     os.environ["TF_CONFIG"] = json.dumps({
         "cluster": {"worker": [f"127.0.0.1:{p}" for p in args.worker[1].split(",")]},
         "task": {"type": "worker", "index": int(args.worker[0])}})
