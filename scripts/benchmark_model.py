@@ -406,7 +406,7 @@ class OursBench:
 
         from oanet_tf.modeling import srm as srm_lib
         from oanet_tf.modeling.oanet import ROI_LEVELS
-        from oanet_tf.ops import mask_ops, roi_align
+        from oanet_tf.ops import mask_ops
 
         model = self.model
         height, width = self.size
@@ -420,10 +420,8 @@ class OursBench:
         mask_rois = box_rois[:, :positives]
         matched = tf.zeros([1, positives], tf.int32)
 
-        def pool(boxes, resolution):
-            return roi_align.multilevel_roi_align(
-                features, boxes, resolution, sampling_ratio=model.pooler_sampling_ratio,
-                min_level=ROI_LEVELS[0])
+        def pool(boxes, resolution):  # the model's own RoIAlign method
+            return model._roi_align(features, boxes, resolution)
 
         dense_variables = [v for layer in (model.backbone, model.fpn, model.rpn_head,
                                            model.stuff_head)
@@ -480,7 +478,7 @@ class OursBench:
 
         from oanet_tf.modeling import srm as srm_lib
         from oanet_tf.modeling.oanet import ROI_LEVELS
-        from oanet_tf.ops import mask_ops, roi_align
+        from oanet_tf.ops import mask_ops
 
         model = self.model
         height, width = self.size
@@ -495,10 +493,8 @@ class OursBench:
         proposals = tf.constant(random_instances(
             seed, 1, height, width, model.rpn_post_nms_topk_test, 1)[0])
 
-        def pool(boxes, resolution):
-            return roi_align.multilevel_roi_align(
-                features, boxes, resolution, sampling_ratio=model.pooler_sampling_ratio,
-                min_level=ROI_LEVELS[0])
+        def pool(boxes, resolution):  # the model's own RoIAlign method
+            return model._roi_align(features, boxes, resolution)
 
         box_pooled = pool(proposals, model.box_pooler_resolution)
         mask_pooled = pool(detections["boxes"], model.mask_pooler_resolution)
