@@ -262,9 +262,15 @@ class OANet(keras.Model):
         return {"cls": cls_loss, "box": box_loss, "mask": mask_loss}
 
     def _mask_loss(self, features, gt_masks, rois, positive, classes, matched):
-        """Per-pixel sigmoid BCE of the ground-truth class's 28x28 mask, positive RoIs only."""
+        """Per-pixel sigmoid BCE of the ground-truth class's 28x28 mask, positive RoIs only
+        (static: up to roi_batch_size_per_image * roi_positive_fraction slots per image)."""
         max_positives = int(self.roi_batch_size_per_image * self.roi_positive_fraction)
         _, order = tf.math.top_k(tf.cast(positive, tf.int32), k=max_positives)  # positives first
+        if not self.xla_ops:
+            # Without XLA shapes may vary: run the head on the positives only (the most of
+            # any image in the batch), as Detectron2 does, instead of on every slot.
+            most = tf.reduce_max(tf.reduce_sum(tf.cast(positive, tf.int32), axis=1))
+            order = order[:, :tf.maximum(most, 1)]
         take = lambda t: tf.gather(t, order, batch_dims=1)  # noqa: E731
         pos_rois, pos_valid, pos_classes, pos_matched = (
             take(rois), take(positive), take(classes), take(matched))

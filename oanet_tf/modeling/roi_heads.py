@@ -82,8 +82,9 @@ class MaskHead(keras.layers.Layer):
         self.built = True
 
     def call(self, pooled):
-        # pooled [B, K, S, S, C] -> mask logits [B, K, 2S, 2S, T]
-        batch, rois = tf.shape(pooled)[0], pooled.shape[1]
+        # pooled [B, K, S, S, C] -> mask logits [B, K, 2S, 2S, T]; K may be dynamic
+        batch = tf.shape(pooled)[0]
+        rois = pooled.shape[1] if pooled.shape[1] is not None else tf.shape(pooled)[1]
         x = tf.reshape(pooled, [-1] + list(pooled.shape[2:]))
         for conv in self.convs:
             x = conv(x)

@@ -123,7 +123,8 @@ def roi_align_flat(flat, region_start, region_height, region_width, boxes, scale
     start = tf.cast(region_start, tf.int32)[..., None, None]
     row_stride = tf.cast(region_width, tf.int32)[..., None, None]
     batch = tf.shape(boxes)[0]
-    num_boxes, channels = boxes.shape[1], flat.shape[-1]
+    num_boxes = boxes.shape[1] if boxes.shape[1] is not None else tf.shape(boxes)[1]
+    channels = flat.shape[-1]
     pooled = 0.0
     for yi, wy in zip(y_index, y_weight):
         for xi, wx in zip(x_index, x_weight):
