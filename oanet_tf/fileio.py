@@ -8,24 +8,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 
 
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
-    """Open a temporary file that replaces `path` only when the block exits cleanly."""
-    directory = os.path.dirname(os.path.abspath(path))
+def atomic_path(path: str):
+    """A temporary path beside `path` (its name ends like `path`'s, for writers that check
+    the extension) that replaces `path` only when the block exits cleanly."""
+    directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    binary = "b" in mode
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
-            yield f
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary file that replaces `path` only when the block exits cleanly."""
+    binary = "b" in mode
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if binary else encoding) as f:
+        yield f
 
 
 def write_json(path: str, data, indent: int | None = None):

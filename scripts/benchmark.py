@@ -37,7 +37,8 @@ SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SCRIPTS)
 from benchmark_model import (DEFAULT_CATEGORIES, DEFAULT_CONFIG, DEFAULT_TORCH_PYTHON,  # noqa: E402
                              REPO_ROOT, TORCH_OMP_WAIT_POLICY, OursBench, TorchClient,
-                             interleaved, machine_load, median, parse_size)
+                             interleaved, load_line, machine_load, median,
+                             parse_size)
 
 sys.path.insert(0, REPO_ROOT)
 SUITES = ("model", "synthetic", "input", "evaluator")
@@ -214,13 +215,10 @@ def main(argv=None) -> int:
             torch_client.close()
     report["load_after"] = machine_load()
     report["wall_seconds"] = time.perf_counter() - started
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, report, indent=2)
     print()
     print(format_rows(report["rows"]))
-    print(f"load average {report['load_before']['load_1min']:.2f} before, "
-          f"{report['load_after']['load_1min']:.2f} after, on {report['cpu_count']} cores; "
-          f"{report['wall_seconds']:.0f} s; written to {args.out}")
+    print(f"{load_line(report)}; {report['wall_seconds']:.0f} s; written to {args.out}")
     return 0
 
 

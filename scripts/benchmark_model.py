@@ -619,6 +619,12 @@ def machine_load() -> dict:
     return {"load_1min": one, "load_5min": five, "load_15min": fifteen}
 
 
+def load_line(report: dict) -> str:
+    """The machine load a report saw, in words."""
+    return (f"load average before {report['load_before']['load_1min']:.2f}, after "
+            f"{report['load_after']['load_1min']:.2f} (1 min) on {report['cpu_count']} cores")
+
+
 def run(args) -> dict:
     import keras
     import tensorflow as tf
@@ -731,9 +737,7 @@ def main(argv=None) -> int:
     report = run(args)
     print()
     print(format_table(report["cases"]))
-    print(f"load average before {report['load_before']['load_1min']:.2f}, after "
-          f"{report['load_after']['load_1min']:.2f} (1 min) on {report['cpu_count']} cores; "
-          f"report written to {args.out}")
+    print(f"{load_line(report)}; report written to {args.out}")
     return 0
 
 

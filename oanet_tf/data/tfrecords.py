@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +28,7 @@ import tensorflow as tf
 from oanet_tf.data.coco_panoptic import MAX_LISTED, PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import DatasetError
-from oanet_tf.fileio import read_json
+from oanet_tf.fileio import atomic_path, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -200,25 +199,6 @@ def _ordered_map(function, items, workers: int):
                 future.cancel()
 
 
-def _temporary_path(path: str) -> str:
-    """A unique hidden name beside `path` (created by its writer, so the umask applies)."""
-    directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{name}")
-
-
-@contextlib.contextmanager
-def _replaced_on_success(path: str):
-    """Yield a temporary path that replaces `path` when the block succeeds."""
-    tmp = _temporary_path(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
 def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
                     progress: bool = True, split: str = "train",
                     workers: int | None = None) -> dict:
@@ -259,7 +239,7 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
             name = shard_name(split, shard, num_shards)
             path = os.path.join(out_dir, name)
             count = 0
-            with _replaced_on_success(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+            with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
                 for _ in range(shard * len(dataset) // num_shards,
                                (shard + 1) * len(dataset) // num_shards):
                     record = next(records)
@@ -283,7 +263,7 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
         "source": {"panoptic_json": dataset.panoptic_json,
                    "instances_json": dataset.instances_json},
     }
-    with _replaced_on_success(manifest_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(manifest_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
     return manifest
 

@@ -16,11 +16,10 @@ import os
 import keras
 
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import read_json, write_json
+from oanet_tf.fileio import atomic_path, read_json, write_json
 
 STATE_FILE = "state.json"
 WEIGHTS_PATTERN = "step-{:09d}.weights.h5"
-_TEMP_SUFFIX = ".tmp.weights.h5"  # Keras insists on the .weights.h5 ending
 
 
 def backup_dir_for(model_dir: str, worker: int | None) -> str:
@@ -84,9 +83,8 @@ class TrainingBackup(keras.callbacks.Callback):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         name = WEIGHTS_PATTERN.format(self.batches_done)
-        temp = os.path.join(self.backup_dir, name[:-len(".weights.h5")] + _TEMP_SUFFIX)
-        self.model.save_weights(temp, overwrite=True)
-        os.replace(temp, os.path.join(self.backup_dir, name))
+        with atomic_path(os.path.join(self.backup_dir, name)) as temp:
+            self.model.save_weights(temp, overwrite=True)
         write_json(os.path.join(self.backup_dir, STATE_FILE),
                    {"batches": self.batches_done, "weights": name})
         self._saved_at = self.batches_done
