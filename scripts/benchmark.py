@@ -13,6 +13,11 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
              TFRecords, in images per second, against the train step it feeds (target: at
              least 3 times its images per second).
   evaluator  our PQ evaluator against panopticapi's pq_compute, images per second.
+  ops        the ops the model picks when it does not compile with XLA against their
+             XLA-compilable variants, at each --sizes: RoIAlign (crop_and_resize vs
+             gather, 1000 boxes, forward and forward+backward), proposal NMS (greedy C++
+             kernel vs padded, 4000 boxes -> 1000) and detection NMS (class offsets vs
+             combined_non_max_suppression, 1000 boxes x 80 classes -> 100).
 
 "speed-up" is the peer's time over ours (above 1: we are faster); for the input rows it is
 the pipeline's images per second over the train step's. A table goes to stdout, everything
@@ -41,7 +46,7 @@ from benchmark_model import (DEFAULT_CATEGORIES, DEFAULT_CONFIG, DEFAULT_TORCH_P
                              parse_size)
 
 sys.path.insert(0, REPO_ROOT)
-SUITES = ("model", "synthetic", "input", "evaluator")
+SUITES = ("model", "synthetic", "input", "evaluator", "ops")
 SYNTHETIC_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic.yaml")
 MODEL_MODES = ("serve", "infer", "train")
 INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
@@ -49,6 +54,9 @@ INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per s
 EVALUATOR_IMAGES = 500
 EVALUATOR_SIZE = (128, 128)
 INSTANCES = 8  # random ground-truth instances per training image
+# The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
+OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS, OPS_CLASSES, OPS_DETECTIONS = 4000, 1000, 80, 100
+OPS_CHANNELS = 256
 
 
 def row(suite, case, size, batch, unit, ours, peer=None, peer_name="", speedup=None,
@@ -152,6 +160,58 @@ def evaluator_suite(args, work_dir) -> list:
                 note=f"max |difference| {report['max_abs_difference']:.1e}")]
 
 
+def ops_suite(args) -> list:
+    """The fast ops against the XLA-compilable ones, same inputs, alternating calls."""
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmark_roi_align import make_case, make_function, time_case
+    from oanet_tf.ops import nms
+
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    for size in args.sizes:
+        features, boxes, cotangent = make_case(args.seed, size, 1, OPS_CHANNELS, OPS_PROPOSALS,
+                                               tf.float32)
+        for mode in ("forward", "forward+backward"):
+            functions = {method: make_function(method, mode, 7, 2)
+                         for method in ("crop_and_resize", "gather")}
+            seconds = time_case(functions, (features, boxes, cotangent), args.warmup,
+                                args.repeats)
+            rows.append(_ops_row(f"RoIAlign 7x7 {mode}", size, seconds, "crop_and_resize",
+                                 "gather (XLA-compilable)"))
+        scale = np.array(size * 2, np.float32)
+        corners = np.sort(rng.uniform(0, 1, (1, OPS_PROPOSAL_CANDIDATES, 2, 2)), axis=2)
+        candidates = tf.constant(corners.transpose(0, 1, 3, 2).reshape(1, -1, 4) * scale)
+        scores = tf.constant(rng.uniform(size=(1, OPS_PROPOSAL_CANDIDATES)), tf.float32)
+        functions = {xla: tf.function(lambda b, s, xla=xla: nms.batched_nms(
+            b, s, OPS_PROPOSALS, 0.7, xla=xla)[3]) for xla in (False, True)}
+        seconds = time_case(functions, (candidates, scores), args.warmup, args.repeats)
+        rows.append(_ops_row(f"proposal NMS {OPS_PROPOSAL_CANDIDATES}->{OPS_PROPOSALS}", size,
+                             seconds, False, True))
+        class_boxes = tf.tile(candidates[:, :OPS_PROPOSALS, None, :], [1, 1, OPS_CLASSES, 1])
+        class_boxes += tf.constant(rng.normal(0, 4, class_boxes.shape), tf.float32)
+        class_scores = tf.constant(rng.dirichlet(np.ones(OPS_CLASSES), (1, OPS_PROPOSALS)),
+                                   tf.float32)
+        # max_per_class below max_total sends multiclass_nms to combined_non_max_suppression.
+        functions = {per_class: tf.function(lambda b, s, per_class=per_class: nms.multiclass_nms(
+            b, s, per_class, OPS_DETECTIONS, 0.5, 0.0)[3])
+            for per_class in (OPS_DETECTIONS, OPS_DETECTIONS - 1)}
+        seconds = time_case(functions, (class_boxes, class_scores), args.warmup, args.repeats)
+        rows.append(_ops_row(f"detection NMS {OPS_PROPOSALS}x{OPS_CLASSES}->{OPS_DETECTIONS}",
+                             size, seconds, OPS_DETECTIONS, OPS_DETECTIONS - 1))
+        rows[-1]["peer_name"] = "combined_non_max_suppression"
+    print(format_rows(rows, header=False), flush=True)
+    return rows
+
+
+def _ops_row(case, size, seconds, ours_key, peer_key):
+    ours, peer = median(seconds[ours_key]), median(seconds[peer_key])
+    names = {False: "greedy C++ per image", True: "padded (XLA-compilable)"}
+    return row("ops", case, size, 1, "s/call", ours, peer, names.get(peer_key, str(peer_key)),
+               peer / ours)
+
+
 def format_rows(rows, header=True) -> str:
     lines = [f"{'suite':<10}{'case':<34}{'size':>10}{'batch':>6}{'ours':>10}{'peer':>10}"
              f"{'unit':>10}{'speed-up':>10}  peer"] if header else []
@@ -210,6 +270,8 @@ def main(argv=None) -> int:
                 report["rows"] += input_suite(args, work_dir, report["rows"])
             if "evaluator" in args.suites:
                 report["rows"] += evaluator_suite(args, work_dir)
+            if "ops" in args.suites:
+                report["rows"] += ops_suite(args)
     finally:
         if torch_client is not None:
             torch_client.close()
