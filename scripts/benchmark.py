@@ -15,9 +15,8 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
   evaluator  our PQ evaluator against panopticapi's pq_compute, images per second.
   ops        the ops the model picks when it does not compile with XLA against their
              XLA-compilable variants, at each --sizes: RoIAlign (crop_and_resize vs
-             gather, 1000 boxes, forward and forward+backward), proposal NMS (greedy C++
-             kernel vs padded, 4000 boxes -> 1000) and detection NMS (class offsets vs
-             combined_non_max_suppression, 1000 boxes x 80 classes -> 100).
+             gather, 1000 boxes, forward and forward+backward) and proposal NMS (greedy
+             C++ kernel vs padded, 4000 boxes -> 1000).
 
 "speed-up" is the peer's time over ours (above 1: we are faster); for the input rows it is
 the pipeline's images per second over the train step's. A table goes to stdout, everything
@@ -55,7 +54,7 @@ EVALUATOR_IMAGES = 500
 EVALUATOR_SIZE = (128, 128)
 INSTANCES = 8  # random ground-truth instances per training image
 # The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
-OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS, OPS_CLASSES, OPS_DETECTIONS = 4000, 1000, 80, 100
+OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS = 4000, 1000
 OPS_CHANNELS = 256
 
 
@@ -179,37 +178,25 @@ def ops_suite(args) -> list:
             seconds = time_case(functions, (features, boxes, cotangent), args.warmup,
                                 args.repeats)
             rows.append(_ops_row(f"RoIAlign 7x7 {mode}", size, seconds, "crop_and_resize",
-                                 "gather (XLA-compilable)"))
+                                 "gather", "gather (XLA-compilable)"))
         scale = np.array(size * 2, np.float32)
         corners = np.sort(rng.uniform(0, 1, (1, OPS_PROPOSAL_CANDIDATES, 2, 2)), axis=2)
-        candidates = tf.constant(corners.transpose(0, 1, 3, 2).reshape(1, -1, 4) * scale)
+        candidates = tf.constant(corners.transpose(0, 1, 3, 2).reshape(1, -1, 4) * scale,
+                                 tf.float32)
         scores = tf.constant(rng.uniform(size=(1, OPS_PROPOSAL_CANDIDATES)), tf.float32)
         functions = {xla: tf.function(lambda b, s, xla=xla: nms.batched_nms(
             b, s, OPS_PROPOSALS, 0.7, xla=xla)[3]) for xla in (False, True)}
         seconds = time_case(functions, (candidates, scores), args.warmup, args.repeats)
         rows.append(_ops_row(f"proposal NMS {OPS_PROPOSAL_CANDIDATES}->{OPS_PROPOSALS}", size,
-                             seconds, False, True))
-        class_boxes = tf.tile(candidates[:, :OPS_PROPOSALS, None, :], [1, 1, OPS_CLASSES, 1])
-        class_boxes += tf.constant(rng.normal(0, 4, class_boxes.shape), tf.float32)
-        class_scores = tf.constant(rng.dirichlet(np.ones(OPS_CLASSES), (1, OPS_PROPOSALS)),
-                                   tf.float32)
-        # max_per_class below max_total sends multiclass_nms to combined_non_max_suppression.
-        functions = {per_class: tf.function(lambda b, s, per_class=per_class: nms.multiclass_nms(
-            b, s, per_class, OPS_DETECTIONS, 0.5, 0.0)[3])
-            for per_class in (OPS_DETECTIONS, OPS_DETECTIONS - 1)}
-        seconds = time_case(functions, (class_boxes, class_scores), args.warmup, args.repeats)
-        rows.append(_ops_row(f"detection NMS {OPS_PROPOSALS}x{OPS_CLASSES}->{OPS_DETECTIONS}",
-                             size, seconds, OPS_DETECTIONS, OPS_DETECTIONS - 1))
-        rows[-1]["peer_name"] = "combined_non_max_suppression"
+                             seconds, False, True, "padded (XLA-compilable)"))
     print(format_rows(rows, header=False), flush=True)
     return rows
 
 
-def _ops_row(case, size, seconds, ours_key, peer_key):
+def _ops_row(case, size, seconds, ours_key, peer_key, peer_name):
+    """A row of the ops suite from time_case's {variant: [seconds]}."""
     ours, peer = median(seconds[ours_key]), median(seconds[peer_key])
-    names = {False: "greedy C++ per image", True: "padded (XLA-compilable)"}
-    return row("ops", case, size, 1, "s/call", ours, peer, names.get(peer_key, str(peer_key)),
-               peer / ours)
+    return row("ops", case, size, 1, "s/call", ours, peer, peer_name, peer / ours)
 
 
 def format_rows(rows, header=True) -> str:
@@ -260,18 +247,17 @@ def main(argv=None) -> int:
         torch_client = TorchClient(args.torch_python, 0, TORCH_OMP_WAIT_POLICY)
         report.update(torch_client.request("versions"))
     print(format_rows([]), flush=True)
+    suites = {"model": lambda work_dir: model_suite(args, torch_client),
+              "synthetic": lambda work_dir: synthetic_suite(args, work_dir),
+              "input": lambda work_dir: input_suite(args, work_dir, report["rows"]),
+              "evaluator": lambda work_dir: evaluator_suite(args, work_dir),
+              "ops": lambda work_dir: ops_suite(args)}
     try:
         with tempfile.TemporaryDirectory() as work_dir:
-            if "model" in args.suites:
-                report["rows"] += model_suite(args, torch_client)
-            if "synthetic" in args.suites:
-                report["rows"] += synthetic_suite(args, work_dir)
-            if "input" in args.suites:
-                report["rows"] += input_suite(args, work_dir, report["rows"])
-            if "evaluator" in args.suites:
-                report["rows"] += evaluator_suite(args, work_dir)
-            if "ops" in args.suites:
-                report["rows"] += ops_suite(args)
+            for name in SUITES:
+                if name in args.suites:
+                    report["rows"] += suites[name](work_dir)
+                    write_json(args.out, report, indent=2)  # a later failure keeps these rows
     finally:
         if torch_client is not None:
             torch_client.close()

@@ -1,16 +1,14 @@
 """Greedy non-maximum suppression on batched, padded inputs.
 
 batched_nms: class-agnostic, per image. `xla=True` runs tf.image.non_max_suppression_padded
-(a tiled pure-TF algorithm that compiles with XLA, and is slow without it); the default runs
-the greedy C++ kernel of tf.image.non_max_suppression once per image. multiclass_nms: per
-class; it moves every class's boxes to a region of their own (so boxes of two classes never
-overlap) and runs one greedy class-agnostic pass that stops at the output size, which keeps
-exactly what per-class NMS followed by the best `max_total` keeps, at a fraction of the cost
-of tf.image.combined_non_max_suppression (still used when `max_per_class < max_total`). It
-has no XLA kernel: it is the one op of `oanet_tf.ops` that does not compile with
-jit_compile=True (it serves inference only). All suppress a box whose IoU with a kept
-higher-scoring box exceeds the threshold, as torchvision's nms. Boxes are pixel
-coordinates; no op needs them normalised.
+(a tiled pure-TF algorithm that compiles with XLA); the default runs the greedy C++ kernel
+of tf.image.non_max_suppression once per image (1.2-1.3x faster at 4000 -> 1000 boxes,
+scripts/benchmark.py --suites ops). multiclass_nms: per class, on
+tf.image.combined_non_max_suppression (C++ kernel, no XLA kernel): the one op of
+`oanet_tf.ops` that does not compile with jit_compile=True (it serves inference only). One
+class-agnostic pass over class-shifted boxes was measured at 0.74-0.87x its speed, so it
+stays. All suppress a box whose IoU with a kept higher-scoring box exceeds the threshold,
+as torchvision's nms. Boxes are pixel coordinates; no op needs them normalised.
 """
 
 from __future__ import annotations
@@ -72,8 +70,6 @@ def multiclass_nms(boxes, scores, max_per_class: int, max_total: int, iou_thresh
     """
     boxes = tf.cast(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
-    if max_per_class >= max_total:
-        return _multiclass_by_offsets(boxes, scores, max_total, iou_threshold, score_threshold)
     out_boxes, out_scores, out_classes, count = tf.image.combined_non_max_suppression(
         boxes, scores, max_output_size_per_class=max_per_class, max_total_size=max_total,
         iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False,
@@ -101,24 +97,3 @@ def _greedy_per_image(boxes, scores, max_output: int, iou_threshold: float,
     return tf.map_fn(one_image, (boxes, scores), parallel_iterations=1,
                      fn_output_signature=(tf.TensorSpec([max_output], tf.int32),
                                           tf.TensorSpec([], tf.int32)))
-
-
-def _multiclass_by_offsets(boxes, scores, max_total: int, iou_threshold: float,
-                           score_threshold: float):
-    """multiclass_nms when no class can hold more than `max_total` boxes (see module doc).
-
-    boxes [B, N, C, 4], scores [B, N, C] -> as multiclass_nms.
-    """
-    num_classes = boxes.shape[2]
-    flat_boxes = tf.reshape(boxes, [-1, boxes.shape[1] * num_classes, 4])  # [B, N*C, 4]
-    flat_scores = tf.reshape(scores, [-1, boxes.shape[1] * num_classes])
-    classes = tf.tile(tf.range(num_classes), [boxes.shape[1]])  # [N*C], class of each box
-    # Class c's boxes move by c times the span of all coordinates: no two classes overlap.
-    low = tf.reduce_min(flat_boxes, axis=[1, 2], keepdims=True)
-    span = tf.reduce_max(flat_boxes, axis=[1, 2], keepdims=True) - low + 1.0
-    offsets = tf.cast(classes, tf.float32)[None, :, None] * span
-    indices, count = _greedy_per_image(flat_boxes - low + offsets, flat_scores, max_total,
-                                       iou_threshold, score_threshold)
-    valid = tf.range(max_total)[None, :] < count[:, None]
-    return (_gather_padded(flat_boxes, indices, valid), _gather_padded(flat_scores, indices, valid),
-            tf.where(valid, tf.gather(classes, indices), 0), count)
