@@ -79,9 +79,8 @@ class TrainingBackup(keras.callbacks.Callback):
         self.save()
 
     def save(self):
-        if self._saved_at == self.batches_done and read_state(self.backup_dir) is not None:
+        if self._saved_at == self.batches_done:  # an epoch end right after a step backup
             return
-        os.makedirs(self.backup_dir, exist_ok=True)
         name = WEIGHTS_PATTERN.format(self.batches_done)
         with atomic_path(os.path.join(self.backup_dir, name)) as temp:
             self.model.save_weights(temp, overwrite=True)
