@@ -404,7 +404,6 @@ class OursBench:
         step (sampled RoIs for the box head, the most positives for the mask head)."""
         import tensorflow as tf
 
-        from oanet_tf.modeling import srm as srm_lib
         from oanet_tf.modeling.oanet import ROI_LEVELS
         from oanet_tf.ops import mask_ops
 
@@ -438,10 +437,9 @@ class OursBench:
                                   for t in tf.nest.flatten(forward())])
             return [g for g in tf.nest.flatten(tape.gradient(total, sources)) if g is not None]
 
-        def srm_loss():
-            channels, count = srm_lib.srm_inputs(data["gt_masks"], data["gt_classes"],
-                                                 model.num_things)
-            return srm_lib.srm_loss(model.srm(channels, training=True), data["owner"], count)
+        def srm_loss():  # the model's own path (sparse without XLA)
+            return model._srm_loss(data["gt_masks"], tf.cast(data["gt_classes"], tf.int32),
+                                   data["owner"], training=True)
 
         functions = {
             "train_step": self.call,
@@ -499,6 +497,12 @@ class OursBench:
         box_pooled = pool(proposals, model.box_pooler_resolution)
         mask_pooled = pool(detections["boxes"], model.mask_pooler_resolution)
         binary = tf.cast(detections["instance_masks"] >= srm_lib.MASK_THRESHOLD, tf.float32)
+
+        def srm_score_map(channels):  # as detect computes it
+            if model.xla_ops:
+                return tf.nn.softmax(model.srm(channels, training=False))
+            return model.srm.covered_score_map(channels)
+
         channels, _ = srm_lib.srm_inputs(binary, detections["classes"], model.num_things)
         functions = {
             "backbone_fpn": (graph_function(lambda x: model.fpn(model.backbone(x))), (images,)),
@@ -518,8 +522,7 @@ class OursBench:
                             (detections["masks"], detections["boxes"])),
             "srm_inputs": (graph_function(lambda m, c: srm_lib.srm_inputs(m, c, model.num_things)),
                            (binary, detections["classes"])),
-            "srm": (graph_function(lambda c: tf.nn.softmax(model.srm(c, training=False))),
-                    (channels,)),
+            "srm": (graph_function(srm_score_map), (channels,)),
             "ranking_scores": (graph_function(srm_lib.ranking_scores),
                                (detections["ranking_map"], binary, detections["classes"])),
             "stuff_probabilities": (graph_function(model.stuff_probabilities),

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
-from oanet_tf.modeling.srm import SpatialRankingModule, ranking_scores, srm_inputs, srm_loss
+from oanet_tf.modeling.srm import (SpatialRankingModule, conflict_targets, ranking_scores,
+                                   srm_inputs, srm_loss, srm_loss_at)
 
 T, H, W = 3, 16, 24
 
@@ -250,3 +251,95 @@ def test_mixed_precision_logits_give_a_float32_loss():
     assert loss.dtype == tf.float32
     want = _np_loss(tf.cast(logits, tf.float32).numpy(), owner, count)
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+
+
+# ------------------------------------------------------------ the sparse path (no XLA)
+def _random_weights(layer, seed):
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(size=w.shape).astype(np.float32)
+                       for w in layer.get_weights()])
+
+
+def _sparse_inputs(seed, num_things=5):
+    """Channels in which category 3 (index 2) is absent, with their count and an owner."""
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((2, 4, H, W)) < 0.35).astype(np.float32)
+    classes = np.array([[1, 2, 2, 4], [5, 1, 0, 4]], np.int32)
+    channels, count = srm_inputs(tf.constant(masks), tf.constant(classes), num_things)
+    owner = rng.integers(0, num_things, size=(2, H, W)).astype(np.int32)
+    owner[rng.random((2, H, W)) < 0.2] = IGNORE_LABEL
+    return channels, count, tf.constant(owner)
+
+
+@pytest.mark.parametrize("kernel", ["gcn", "3x3", "1x1"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_logits_at_equal_the_dense_logits_at_those_cells(kernel, stride):
+    layer = SpatialRankingModule(5, kernel=kernel, kernel_size=5, stride=stride)
+    layer.build((None, H, W, 5))
+    _random_weights(layer, 10)
+    channels, _, _ = _sparse_inputs(11)
+    assert not np.any(channels.numpy()[..., 2])  # an absent category is skipped
+    dense = layer(channels).numpy()
+    h, w = H // stride, W // stride
+    every = np.stack(np.meshgrid(np.arange(2), np.arange(h), np.arange(w), indexing="ij"),
+                     -1).reshape(-1, 3)
+    some = every[np.random.default_rng(12).random(len(every)) < 0.2]
+    corners = np.array([[0, 0, 0], [1, h - 1, w - 1], [0, h - 1, 0], [1, 0, w - 1]])
+    for cells in (every, np.concatenate([some, corners]), np.zeros((0, 3), np.int64)):
+        got = layer.logits_at(channels, tf.constant(cells)).numpy()
+        assert got.shape == (len(cells), 5)
+        np.testing.assert_allclose(got, dense[tuple(cells.T)], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_sparse_loss_and_gradients_equal_the_dense_ones(stride):
+    layer = SpatialRankingModule(5, kernel="gcn", kernel_size=5, stride=stride)
+    layer.build((None, H, W, 5))
+    _random_weights(layer, 13)
+    channels, count, owner = _sparse_inputs(14)
+    with tf.GradientTape() as tape:
+        dense = srm_loss(layer(channels), owner, count)
+    dense_gradients = tape.gradient(dense, layer.trainable_variables)
+    with tf.GradientTape() as tape:
+        conflict, labels = conflict_targets(owner, count, (H // stride, W // stride), 5)
+        cells = tf.where(conflict)
+        sparse = srm_loss_at(layer.logits_at(channels, cells), tf.gather_nd(labels, cells))
+    sparse_gradients = tape.gradient(sparse, layer.trainable_variables)
+    assert int(tf.shape(cells)[0]) > 0
+    np.testing.assert_allclose(float(sparse), float(dense), rtol=1e-5)
+    for want, got in zip(dense_gradients, sparse_gradients):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # The absent category's input weights get exactly zero gradient, as in the dense path.
+    assert not np.any(sparse_gradients[0].numpy()[:, :, 2])
+
+
+def test_sparse_loss_without_conflicts_is_zero_with_zero_gradient():
+    layer = SpatialRankingModule(T, kernel="gcn", kernel_size=5)
+    layer.build((None, H, W, T))
+    with tf.GradientTape() as tape:
+        logits = layer.logits_at(tf.zeros([1, H, W, T]), tf.zeros([0, 3], tf.int64))
+        loss = srm_loss_at(logits, tf.zeros([0], tf.int32))
+    gradients = tape.gradient(loss, layer.trainable_variables)
+    assert float(loss) == 0.0
+    assert all(g is None or not np.any(g) for g in gradients)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_covered_score_map_is_the_softmax_where_instances_lie(stride):
+    layer = SpatialRankingModule(5, kernel="gcn", kernel_size=5, stride=stride)
+    layer.build((None, H, W, 5))
+    _random_weights(layer, 15)
+    rng = np.random.default_rng(16)
+    masks = np.zeros((2, 2, H, W), np.float32)
+    masks[0, 0, 2:6, 3:9] = 1
+    masks[0, 1, 5:7, 1:4] = 1
+    masks[1, 0] = rng.random((H, W)) < 0.1
+    channels, _ = srm_inputs(tf.constant(masks), tf.constant([[1, 4], [2, 0]]), 5)
+    logits = layer(channels).numpy().astype(np.float64)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    covered = (masks[:, 0] > 0) | ((masks[:, 1] > 0) & np.array([True, False])[:, None, None])
+    covered = covered.reshape(2, H // stride, stride, W // stride, stride).any(axis=(2, 4))
+    np.testing.assert_array_equal(layer.covered_cells(channels), covered)
+    got = layer.covered_score_map(channels).numpy()
+    np.testing.assert_allclose(got, softmax * covered[..., None], rtol=1e-5, atol=1e-6)

@@ -92,7 +92,10 @@ class OANet(keras.Model):
         self.seg_loss_weight = float(seg_loss_weight)
         self.srm_loss_weight = float(srm_loss_weight)
         self.seed = int(seed)
-        # The XLA-compilable variants of proposal NMS and RoIAlign (slower without XLA).
+        # Static shapes for XLA: padded proposal NMS, RoIAlign by gathers, the mask head on
+        # fixed slots and the SRM on every pixel. Without XLA the model picks the faster
+        # data-sized paths (greedy NMS, crop_and_resize, positives only, SRM on the cells
+        # its loss or Eq. 3 reads).
         self.xla_ops = bool(xla_ops)
 
         level_anchors = anchors_lib.multilevel_anchors(
@@ -306,8 +309,14 @@ class OANet(keras.Model):
 
     def _srm_loss(self, gt_masks, gt_classes, owner, training):
         channels, count = srm_lib.srm_inputs(gt_masks, gt_classes, self.num_things)
-        logits = self.srm(channels, training=training)
-        return srm_lib.srm_loss(logits, owner, count)
+        if self.xla_ops:  # static shapes: the ranking logits of every pixel
+            return srm_lib.srm_loss(self.srm(channels, training=training), owner, count)
+        # Eq. 2 reads the conflicting pixels only: compute the logits there alone.
+        grid = self.srm.compute_output_shape(channels.shape)[1:3]
+        conflict, labels = srm_lib.conflict_targets(owner, count, grid, self.num_things)
+        cells = tf.where(conflict)
+        return srm_lib.srm_loss_at(self.srm.logits_at(channels, cells),
+                                   tf.gather_nd(labels, cells))
 
     def _roi_align(self, features, boxes, size):
         return roi_align.multilevel_roi_align(
@@ -322,7 +331,8 @@ class OANet(keras.Model):
           boxes [B, D, 4], classes [B, D] (1..T, 0 = none), scores [B, D], masks [B, D, 28, 28]
           (probabilities), num_detections [B], stuff_probs [B, H, W, S] (softmax over stuff),
           instance_masks [B, D, H, W] (pasted probabilities), ranking_scores [B, D] (Eq. 3),
-          ranking_map [B, h, w, T] (SRM score map).
+          ranking_map [B, h, w, T] (the SRM's score map on the cells detections cover, 0 on
+          the others).
         """
         outputs = self(images, training=False)
         proposals, _, proposal_valid = self._proposals(outputs, training=False)
@@ -350,7 +360,12 @@ class OANet(keras.Model):
         instance_masks = mask_ops.paste_masks(masks, det_boxes, self.image_size)
         binary = tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32)
         channels, _ = srm_lib.srm_inputs(binary, det_classes, self.num_things)
-        ranking_map = tf.nn.softmax(tf.cast(self.srm(channels, training=False), tf.float32))
+        if self.xla_ops:  # static shapes: S everywhere, kept where an instance lies
+            covered = tf.cast(self.srm.covered_cells(channels), tf.float32)[..., tf.newaxis]
+            ranking_map = covered * tf.nn.softmax(
+                tf.cast(self.srm(channels, training=False), tf.float32))
+        else:
+            ranking_map = self.srm.covered_score_map(channels)
         ranking = srm_lib.ranking_scores(ranking_map, binary, det_classes)
         return {"boxes": det_boxes, "classes": det_classes, "scores": det_scores,
                 "masks": masks, "num_detections": count,

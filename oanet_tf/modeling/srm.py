@@ -93,6 +93,78 @@ class SpatialRankingModule(keras.layers.Layer):
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
         return left_1xk(left_kx1(x)) + right_kx1(right_1xk(x))
 
+    def logits_at(self, channels, cells):
+        """The ranking logits at chosen cells only, equal to `tf.gather_nd(self(channels),
+        cells)` at a fraction of the cost when the cells are few (the conflicting pixels the
+        loss reads) or few categories are present.
+
+        Two exact savings: the first convolutions read only the categories present in
+        `channels` (an absent one is zero everywhere and adds nothing), and the last
+        convolution of each path runs on the gathered neighbourhoods of `cells` alone. Shapes
+        follow the data, so this is for graphs that XLA does not compile.
+
+        channels [B, H, W, T] (0/1), cells [N, 3] int (batch, row, column on the output grid)
+        -> logits [N, T] in the compute dtype.
+        """
+        x = self.pool(channels) if self.pool is not None else channels
+        x = tf.cast(x, self.compute_dtype)
+        present = _present_categories(x)
+        x = tf.gather(x, present, axis=-1)  # [B, h, w, P]
+        if self.kernel != "gcn":
+            return self._conv_at(x, self.convs[0], cells, present)
+        left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
+        return (self._conv_at(self._conv(x, left_kx1, present), left_1xk, cells)
+                + self._conv_at(self._conv(x, right_1xk, present), right_kx1, cells))
+
+    def covered_cells(self, channels):
+        """Output cells that some instance covers (any of their pixels, with a stride).
+        channels [B, H, W, T] (0/1) -> [B, H/stride, W/stride] bool"""
+        covered = tf.cast(tf.reduce_any(tf.not_equal(channels, 0), axis=-1, keepdims=True),
+                          tf.float32)
+        if self.stride > 1:
+            covered = tf.nn.max_pool2d(covered, self.stride, self.stride, "VALID")
+        return covered[..., 0] > 0
+
+    def covered_score_map(self, channels):
+        """The ranking score map S (softmax over categories) on the covered cells, 0 on the
+        others: all that Eq. 3 reads, computed on those cells alone.
+
+        channels [B, H, W, T] (0/1) -> [B, H/stride, W/stride, T] float32
+        """
+        covered = self.covered_cells(channels)
+        cells = tf.where(covered)
+        probs = tf.nn.softmax(tf.cast(self.logits_at(channels, cells), tf.float32))
+        shape = tf.concat([tf.shape(covered, out_type=tf.int64), [self.num_things]], 0)
+        return tf.scatter_nd(cells, probs, shape)
+
+    def _conv(self, x, conv, present):
+        """conv over every cell of x, whose channels are the input channels `present`.
+        x [B, h, w, P] -> [B, h, w, T]"""
+        kernel = tf.gather(tf.cast(conv.kernel, self.compute_dtype), present, axis=2)
+        y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+        return y + tf.cast(conv.bias, self.compute_dtype) if conv.use_bias else y
+
+    def _conv_at(self, x, conv, cells, present=None):
+        """conv ('same' padding) evaluated at `cells` only, as one matrix product of the
+        gathered kh x kw neighbourhoods. x [B, h, w, C] (C = len(present) when given, the
+        conv's input channels restricted to them) -> [N, T]"""
+        kh, kw = conv.kernel_size
+        kernel = tf.cast(conv.kernel, self.compute_dtype)  # [kh, kw, C, T]
+        if present is not None:
+            kernel = tf.gather(kernel, present, axis=2)
+        padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+        batch, height, width, depth = _static_or_dynamic_shape(padded)
+        flat = tf.reshape(padded, [-1, depth])  # [B * hp * wp, C]
+        cells = tf.cast(cells, tf.int64)
+        # The window of output cell (y, x) starts at padded (y, x).
+        rows = (cells[:, 0:1] * tf.cast(height, tf.int64) + cells[:, 1:2]
+                + tf.repeat(tf.range(kh, dtype=tf.int64), kw)[tf.newaxis])
+        index = rows * tf.cast(width, tf.int64) + cells[:, 2:3] + tf.tile(
+            tf.range(kw, dtype=tf.int64), [kh])[tf.newaxis]  # [N, kh * kw], kernel order
+        windows = tf.reshape(tf.gather(flat, index), [-1, kh * kw * depth])
+        y = tf.matmul(windows, tf.reshape(kernel, [kh * kw * depth, self.num_things]))
+        return y + tf.cast(conv.bias, self.compute_dtype) if conv.use_bias else y
+
     def compute_output_shape(self, input_shape):
         spatial = [None if d is None else d // self.stride for d in input_shape[1:3]]
         return (input_shape[0], spatial[0], spatial[1], self.num_things)
@@ -136,15 +208,36 @@ def srm_loss(logits, owner, instance_count):
     batch; scaling across replicas is the caller's business.
     """
     logits = tf.cast(logits, tf.float32)
-    owner = _to_logit_grid(tf.cast(owner, tf.int32), logits)
-    count = _to_logit_grid(tf.cast(instance_count, tf.int32), logits)
-    num_things = logits.shape[-1]
-    owned = (owner != IGNORE_LABEL) & (owner >= 0) & (owner < num_things)
-    conflict = (count >= MIN_CONFLICT_COUNT) & owned
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(conflict, owner, 0),
-                                                        logits=logits)
+    conflict, labels = conflict_targets(owner, instance_count, logits.shape[1:3],
+                                        logits.shape[-1])
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     weights = tf.cast(conflict, tf.float32)
     return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def srm_loss_at(logits, labels):
+    """Eq. 2 from the logits of the conflicting cells alone (`SpatialRankingModule.logits_at`
+    on the cells where `conflict_targets` is true): equal to `srm_loss`.
+
+    logits [N, T], labels [N] int -> scalar float32 (0 when N = 0)
+    """
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+    return tf.reduce_sum(ce) / tf.maximum(tf.cast(tf.size(ce), tf.float32), 1.0)
+
+
+def conflict_targets(owner, instance_count, grid_size, num_things: int):
+    """Where Eq. 2 applies, and its labels, on the SRM's output grid.
+
+    owner [B, H, W] int (see srm_loss), instance_count [B, H, W], grid_size (h, w) of the
+    logits -> conflict [B, h, w] bool (covered by two or more instances and owned by a
+    thing), labels [B, h, w] int32 (the owner there, 0 elsewhere).
+    """
+    owner = _to_grid(tf.cast(owner, tf.int32), grid_size)
+    count = _to_grid(tf.cast(instance_count, tf.int32), grid_size)
+    owned = (owner != IGNORE_LABEL) & (owner >= 0) & (owner < num_things)
+    conflict = (count >= MIN_CONFLICT_COUNT) & owned
+    return conflict, tf.where(conflict, owner, 0)
 
 
 def ranking_scores(score_map, masks, classes):
@@ -174,10 +267,10 @@ def ranking_scores(score_map, masks, classes):
     return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
 
 
-def _to_logit_grid(labels, logits):
-    """Nearest (cell-centre) sampling of [B, H, W] labels onto the logits' [B, h, w] grid."""
+def _to_grid(labels, grid_size):
+    """Nearest (cell-centre) sampling of [B, H, W] labels onto a [B, h, w] grid."""
     height, width = labels.shape[1], labels.shape[2]
-    out_h, out_w = logits.shape[1], logits.shape[2]
+    out_h, out_w = grid_size
     if (height, width) == (out_h, out_w):
         return labels
     stride = height // out_h
@@ -186,6 +279,14 @@ def _to_logit_grid(labels, logits):
                          f"{out_h}x{out_w} at an integer stride")
     offset = stride // 2
     return labels[:, offset::stride, offset::stride]
+
+
+def _present_categories(x):
+    """Indices of the channels of x [B, h, w, T] that are non-zero somewhere -> [P] int32,
+    P >= 1 (channel 0 is always kept, so that no convolution has zero input channels)."""
+    nonzero = tf.reduce_any(tf.not_equal(x, 0), axis=[0, 1, 2])
+    first = tf.equal(tf.range(tf.shape(x)[-1]), 0)
+    return tf.cast(tf.where(nonzero | first)[:, 0], tf.int32)
 
 
 def _static_or_dynamic_shape(tensor):
