@@ -132,8 +132,8 @@ def test_train_step_compiles_with_xla():
 
 
 def test_xla_and_fast_ops_give_the_same_losses_and_detections():
-    """xla_ops=False (C++ NMS, crop_and_resize RoIAlign, mask head on the positives only)
-    computes what the static XLA-compilable path computes."""
+    """xla_ops=False (C++ NMS, crop_and_resize RoIAlign, mask head on the positives only, the
+    SRM on the cells its loss and Eq. 3 read) computes what the static XLA path computes."""
     config = tiny_config()
     keras.utils.set_random_seed(0)
     fast = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
@@ -151,3 +151,7 @@ def test_xla_and_fast_ops_give_the_same_losses_and_detections():
     np.testing.assert_array_equal(fast_out["classes"], xla_out["classes"])
     np.testing.assert_allclose(fast_out["boxes"], xla_out["boxes"], atol=1e-3)
     np.testing.assert_allclose(fast_out["masks"], xla_out["masks"], atol=1e-4)
+    assert float(fast_losses["srm"]) > 0  # the batch has conflicting pixels
+    np.testing.assert_allclose(fast_out["ranking_map"], xla_out["ranking_map"], atol=1e-5)
+    np.testing.assert_allclose(fast_out["ranking_scores"], xla_out["ranking_scores"],
+                               atol=1e-5)
