@@ -16,7 +16,8 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
   ops        the ops the model picks when it does not compile with XLA against their
              XLA-compilable variants, at each --sizes: RoIAlign (crop_and_resize vs
              gather, 1000 boxes, forward and forward+backward) and proposal NMS (greedy
-             C++ kernel vs padded, 4000 boxes -> 1000).
+             C++ kernel vs padded, 4000 boxes -> 1000), and the SRM on the cells its
+             loss or Eq. 3 reads vs on every pixel (loss forward+backward, score map).
 
 "speed-up" is the peer's time over ours (above 1: we are faster); for the input rows it is
 the pipeline's images per second over the train step's. A table goes to stdout, everything
@@ -56,6 +57,9 @@ INSTANCES = 8  # random ground-truth instances per training image
 # The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
 OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS = 4000, 1000
 OPS_CHANNELS = 256
+OPS_SRM_THINGS = 80  # COCO's thing categories, the SRM's channels
+OPS_DETECTIONS = 100  # the R50 config's detections per image
+OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-map row
 
 
 def row(suite, case, size, batch, unit, ours, peer=None, peer_name="", speedup=None,
@@ -189,14 +193,68 @@ def ops_suite(args) -> list:
         seconds = time_case(functions, (candidates, scores), args.warmup, args.repeats)
         rows.append(_ops_row(f"proposal NMS {OPS_PROPOSAL_CANDIDATES}->{OPS_PROPOSALS}", size,
                              seconds, False, True, "padded (XLA-compilable)"))
+        rows.extend(_srm_rows(args, size))
     print(format_rows(rows, header=False), flush=True)
     return rows
 
 
-def _ops_row(case, size, seconds, ours_key, peer_key, peer_name):
+def _srm_rows(args, size) -> list:
+    """The SRM as the model runs it without XLA (cells read only) against every pixel: the
+    loss forward+backward on INSTANCES random ground-truth boxes, and Eq. 3's score map on
+    OPS_DETECTIONS random filled boxes of OPS_SRM_CATEGORIES categories (far more pixels
+    covered than the random-weight detections of the model rows)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmark_model import random_instances
+    from benchmark_roi_align import time_case
+    from oanet_tf.modeling import srm as srm_lib
+
+    layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, "gcn", 7)
+    layer.build((None, *size, OPS_SRM_THINGS))
+    _, classes, masks = random_instances(args.seed, 1, *size, INSTANCES, OPS_SRM_THINGS)
+    owner = np.full((1, *size), 255, np.int32)
+    for mask, cls in zip(masks[0], classes[0]):  # later instances lie on top
+        owner[0][mask > 0] = cls - 1
+    channels, count = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
+    owner = tf.constant(owner)
+
+    def loss_gradients(sparse):
+        with tf.GradientTape() as tape:
+            if sparse:
+                conflict, labels = srm_lib.conflict_targets(owner, count, size, OPS_SRM_THINGS)
+                cells = tf.where(conflict)
+                loss = srm_lib.srm_loss_at(layer.logits_at(channels, cells),
+                                           tf.gather_nd(labels, cells))
+            else:
+                loss = srm_lib.srm_loss(layer(channels), owner, count)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    functions = {sparse: tf.function(lambda sparse=sparse: loss_gradients(sparse))
+                 for sparse in (True, False)}
+    seconds = time_case(functions, (), args.warmup, args.repeats)
+    conflicting = float(np.mean(count.numpy() >= srm_lib.MIN_CONFLICT_COUNT))
+    rows = [_ops_row(f"SRM loss fwd+bwd, {INSTANCES} instances", size, seconds, True, False,
+                     "every pixel (XLA-compilable)",
+                     note=f"{conflicting:.1%} of pixels conflicting")]
+    _, classes, masks = random_instances(args.seed + 1, 1, *size, OPS_DETECTIONS,
+                                         OPS_SRM_CATEGORIES)
+    channels, _ = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
+    functions = {True: tf.function(layer.covered_score_map),
+                 False: tf.function(lambda c: tf.nn.softmax(layer(c)))}
+    seconds = time_case(functions, (channels,), args.warmup, args.repeats)
+    covered = float(np.mean(masks.any(axis=1)))
+    rows.append(_ops_row(f"SRM score map, {OPS_DETECTIONS} boxes", size, seconds, True,
+                         False, "every pixel (XLA-compilable)",
+                         note=f"{covered:.1%} of pixels covered, "
+                              f"{OPS_SRM_CATEGORIES} categories"))
+    return rows
+
+
+def _ops_row(case, size, seconds, ours_key, peer_key, peer_name, note=""):
     """A row of the ops suite from time_case's {variant: [seconds]}."""
     ours, peer = median(seconds[ours_key]), median(seconds[peer_key])
-    return row("ops", case, size, 1, "s/call", ours, peer, peer_name, peer / ours)
+    return row("ops", case, size, 1, "s/call", ours, peer, peer_name, peer / ours, note)
 
 
 def format_rows(rows, header=True) -> str:

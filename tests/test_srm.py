@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
-from oanet_tf.modeling.srm import (SpatialRankingModule, conflict_targets, ranking_scores,
-                                   srm_inputs, srm_loss, srm_loss_at)
+from oanet_tf.modeling.srm import (SPARSE_MAX_COVERED, SpatialRankingModule, conflict_targets,
+                                   ranking_scores, srm_inputs, srm_loss, srm_loss_at)
 
 T, H, W = 3, 16, 24
 
@@ -325,7 +325,8 @@ def test_sparse_loss_without_conflicts_is_zero_with_zero_gradient():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_covered_score_map_is_the_softmax_where_instances_lie(stride):
+@pytest.mark.parametrize("density", [0.1, 0.9])  # below / above SPARSE_MAX_COVERED
+def test_covered_score_map_is_the_softmax_where_instances_lie(stride, density):
     layer = SpatialRankingModule(5, kernel="gcn", kernel_size=5, stride=stride)
     layer.build((None, H, W, 5))
     _random_weights(layer, 15)
@@ -333,7 +334,8 @@ def test_covered_score_map_is_the_softmax_where_instances_lie(stride):
     masks = np.zeros((2, 2, H, W), np.float32)
     masks[0, 0, 2:6, 3:9] = 1
     masks[0, 1, 5:7, 1:4] = 1
-    masks[1, 0] = rng.random((H, W)) < 0.1
+    masks[0, 1, H // 2:] = rng.random((H // 2, W)) < density
+    masks[1, 0] = rng.random((H, W)) < density
     channels, _ = srm_inputs(tf.constant(masks), tf.constant([[1, 4], [2, 0]]), 5)
     logits = layer(channels).numpy().astype(np.float64)
     softmax = np.exp(logits - logits.max(-1, keepdims=True))
@@ -341,5 +343,6 @@ def test_covered_score_map_is_the_softmax_where_instances_lie(stride):
     covered = (masks[:, 0] > 0) | ((masks[:, 1] > 0) & np.array([True, False])[:, None, None])
     covered = covered.reshape(2, H // stride, stride, W // stride, stride).any(axis=(2, 4))
     np.testing.assert_array_equal(layer.covered_cells(channels), covered)
+    assert (covered.mean() > SPARSE_MAX_COVERED) == (density > 0.5)  # both ways are tested
     got = layer.covered_score_map(channels).numpy()
     np.testing.assert_allclose(got, softmax * covered[..., None], rtol=1e-5, atol=1e-6)

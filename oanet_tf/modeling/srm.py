@@ -24,6 +24,10 @@ from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this i
 
 KERNELS = ("gcn", "3x3", "1x1")
 MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
+# Above this fraction of covered cells the score map is cheaper computed everywhere than on
+# gathered cells. Measured at 800x1344, 10 categories present: on cells 1.19 s vs everywhere
+# 1.32 s at 46% covered, 1.53 s vs 1.25 s at 60%.
+SPARSE_MAX_COVERED = 0.5
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
@@ -109,7 +113,10 @@ class SpatialRankingModule(keras.layers.Layer):
         x = self.pool(channels) if self.pool is not None else channels
         x = tf.cast(x, self.compute_dtype)
         present = _present_categories(x)
-        x = tf.gather(x, present, axis=-1)  # [B, h, w, P]
+        return self._logits_at(tf.gather(x, present, axis=-1), present, cells)
+
+    def _logits_at(self, x, present, cells):
+        """logits_at from x [B, h, w, P] (the present categories) -> [N, T]"""
         if self.kernel != "gcn":
             return self._conv_at(x, self.convs[0], cells, present)
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
@@ -127,15 +134,39 @@ class SpatialRankingModule(keras.layers.Layer):
 
     def covered_score_map(self, channels):
         """The ranking score map S (softmax over categories) on the covered cells, 0 on the
-        others: all that Eq. 3 reads, computed on those cells alone.
+        others: all that Eq. 3 reads. Computed on those cells alone while they are at most
+        SPARSE_MAX_COVERED of the map; above that a full pass is cheaper than the gathers.
+        Either way the first convolutions read only the categories present.
 
         channels [B, H, W, T] (0/1) -> [B, H/stride, W/stride, T] float32
         """
         covered = self.covered_cells(channels)
-        cells = tf.where(covered)
-        probs = tf.nn.softmax(tf.cast(self.logits_at(channels, cells), tf.float32))
-        shape = tf.concat([tf.shape(covered, out_type=tf.int64), [self.num_things]], 0)
-        return tf.scatter_nd(cells, probs, shape)
+        x = self.pool(channels) if self.pool is not None else channels
+        x = tf.cast(x, self.compute_dtype)
+        present = _present_categories(x)
+        x = tf.gather(x, present, axis=-1)  # [B, h, w, P]
+
+        def on_cells():
+            cells = tf.where(covered)
+            probs = tf.nn.softmax(tf.cast(self._logits_at(x, present, cells), tf.float32))
+            shape = tf.concat([tf.shape(covered, out_type=tf.int64), [self.num_things]], 0)
+            return tf.scatter_nd(cells, probs, shape)
+
+        def everywhere():
+            probs = tf.nn.softmax(tf.cast(self._dense_logits(x, present), tf.float32))
+            return probs * tf.cast(covered, tf.float32)[..., tf.newaxis]
+
+        fraction = tf.reduce_mean(tf.cast(covered, tf.float32))
+        return tf.cond(fraction <= SPARSE_MAX_COVERED, on_cells, everywhere)
+
+    def _dense_logits(self, x, present):
+        """The logits of every cell from x [B, h, w, P] (the present categories) -> [B, h,
+        w, T]."""
+        if self.kernel != "gcn":
+            return self._conv(x, self.convs[0], present)
+        left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
+        return (left_1xk(self._conv(x, left_kx1, present))
+                + right_kx1(self._conv(x, right_1xk, present)))
 
     def _conv(self, x, conv, present):
         """conv over every cell of x, whose channels are the input channels `present`.
