@@ -222,10 +222,7 @@ def _srm_rows(args, size) -> list:
     def loss_gradients(sparse):
         with tf.GradientTape() as tape:
             if sparse:
-                conflict, labels = srm_lib.conflict_targets(owner, count, size, OPS_SRM_THINGS)
-                cells = tf.where(conflict)
-                loss = srm_lib.srm_loss_at(layer.logits_at(channels, cells),
-                                           tf.gather_nd(labels, cells))
+                loss = srm_lib.srm_loss_on_conflicts(layer, channels, owner, count)
             else:
                 loss = srm_lib.srm_loss(layer(channels), owner, count)
         return tape.gradient(loss, layer.trainable_variables)

@@ -312,11 +312,7 @@ class OANet(keras.Model):
         if self.xla_ops:  # static shapes: the ranking logits of every pixel
             return srm_lib.srm_loss(self.srm(channels, training=training), owner, count)
         # Eq. 2 reads the conflicting pixels only: compute the logits there alone.
-        grid = self.srm.compute_output_shape(channels.shape)[1:3]
-        conflict, labels = srm_lib.conflict_targets(owner, count, grid, self.num_things)
-        cells = tf.where(conflict)
-        return srm_lib.srm_loss_at(self.srm.logits_at(channels, cells),
-                                   tf.gather_nd(labels, cells))
+        return srm_lib.srm_loss_on_conflicts(self.srm, channels, owner, count)
 
     def _roi_align(self, features, boxes, size):
         return roi_align.multilevel_roi_align(

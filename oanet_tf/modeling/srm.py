@@ -7,6 +7,10 @@ the thing category that owns each pixel in the panoptic ground truth, on pixels 
 two or more instances only (paper 4.2). Inference: the ranking score of an instance is the
 mean of S[:, :, its class] over its mask (Eq. 3), and instances are merged in that order.
 
+Two ways to compute it, equal up to float rounding: every pixel (`call`, static shapes for
+XLA), or only the cells that are read (`logits_at`, `covered_score_map`,
+`srm_loss_on_conflicts`), with the first convolutions over the categories present.
+
 Resolution: with `stride` s > 1 the module works at 1/s of the input. Its input is
 average-pooled (each cell holds the fraction of its s x s pixels covered by the category, so
 small instances do not vanish), the loss labels are sampled at the centre pixel of each cell
@@ -256,6 +260,19 @@ def srm_loss_at(logits, labels):
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
     return tf.reduce_sum(ce) / tf.maximum(tf.cast(tf.size(ce), tf.float32), 1.0)
+
+
+def srm_loss_on_conflicts(layer, channels, owner, instance_count):
+    """`srm_loss(layer(channels), owner, instance_count)` with the logits computed at the
+    conflicting cells only (`SpatialRankingModule.logits_at`); not for XLA.
+
+    layer a SpatialRankingModule, channels [B, H, W, T], owner and instance_count [B, H, W]
+    -> scalar float32
+    """
+    grid = layer.compute_output_shape(channels.shape)[1:3]
+    conflict, labels = conflict_targets(owner, instance_count, grid, layer.num_things)
+    cells = tf.where(conflict)
+    return srm_loss_at(layer.logits_at(channels, cells), tf.gather_nd(labels, cells))
 
 
 def conflict_targets(owner, instance_count, grid_size, num_things: int):
