@@ -497,12 +497,6 @@ class OursBench:
         box_pooled = pool(proposals, model.box_pooler_resolution)
         mask_pooled = pool(detections["boxes"], model.mask_pooler_resolution)
         binary = tf.cast(detections["instance_masks"] >= srm_lib.MASK_THRESHOLD, tf.float32)
-
-        def srm_score_map(channels):  # as detect computes it
-            if model.xla_ops:
-                return tf.nn.softmax(model.srm(channels, training=False))
-            return model.srm.covered_score_map(channels)
-
         channels, _ = srm_lib.srm_inputs(binary, detections["classes"], model.num_things)
         functions = {
             "backbone_fpn": (graph_function(lambda x: model.fpn(model.backbone(x))), (images,)),
@@ -522,7 +516,7 @@ class OursBench:
                             (detections["masks"], detections["boxes"])),
             "srm_inputs": (graph_function(lambda m, c: srm_lib.srm_inputs(m, c, model.num_things)),
                            (binary, detections["classes"])),
-            "srm": (graph_function(srm_score_map), (channels,)),
+            "srm": (graph_function(model._ranking_map), (channels,)),  # as detect runs it
             "ranking_scores": (graph_function(srm_lib.ranking_scores),
                                (detections["ranking_map"], binary, detections["classes"])),
             "stuff_probabilities": (graph_function(model.stuff_probabilities),

@@ -356,18 +356,22 @@ class OANet(keras.Model):
         instance_masks = mask_ops.paste_masks(masks, det_boxes, self.image_size)
         binary = tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32)
         channels, _ = srm_lib.srm_inputs(binary, det_classes, self.num_things)
-        if self.xla_ops:  # static shapes: S everywhere, kept where an instance lies
-            covered = tf.cast(self.srm.covered_cells(channels), tf.float32)[..., tf.newaxis]
-            ranking_map = covered * tf.nn.softmax(
-                tf.cast(self.srm(channels, training=False), tf.float32))
-        else:
-            ranking_map = self.srm.covered_score_map(channels)
+        ranking_map = self._ranking_map(channels)
         ranking = srm_lib.ranking_scores(ranking_map, binary, det_classes)
         return {"boxes": det_boxes, "classes": det_classes, "scores": det_scores,
                 "masks": masks, "num_detections": count,
                 "stuff_probs": self.stuff_probabilities(outputs["semantic_logits"]),
                 "instance_masks": instance_masks, "ranking_scores": ranking,
                 "ranking_map": ranking_map}
+
+    def _ranking_map(self, channels):
+        """The SRM's score map where detections lie, 0 elsewhere: [B, H, W, T] -> [B, h, w, T]
+        float32."""
+        if self.xla_ops:  # static shapes: S everywhere, kept where an instance lies
+            covered = tf.cast(self.srm.covered_cells(channels), tf.float32)[..., tf.newaxis]
+            return covered * tf.nn.softmax(
+                tf.cast(self.srm(channels, training=False), tf.float32))
+        return self.srm.covered_score_map(channels)
 
     def stuff_probabilities(self, semantic_logits):
         """Stuff channels only, upsampled to the input size, softmax-normalised.

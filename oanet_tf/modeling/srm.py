@@ -114,10 +114,16 @@ class SpatialRankingModule(keras.layers.Layer):
         channels [B, H, W, T] (0/1), cells [N, 3] int (batch, row, column on the output grid)
         -> logits [N, T] in the compute dtype.
         """
+        x, present = self._present_inputs(channels)
+        return self._logits_at(x, present, cells)
+
+    def _present_inputs(self, channels):
+        """The (pooled) input restricted to the categories present.
+        channels [B, H, W, T] -> x [B, h, w, P] in the compute dtype, present [P] int32"""
         x = self.pool(channels) if self.pool is not None else channels
         x = tf.cast(x, self.compute_dtype)
         present = _present_categories(x)
-        return self._logits_at(tf.gather(x, present, axis=-1), present, cells)
+        return tf.gather(x, present, axis=-1), present
 
     def _logits_at(self, x, present, cells):
         """logits_at from x [B, h, w, P] (the present categories) -> [N, T]"""
@@ -145,10 +151,7 @@ class SpatialRankingModule(keras.layers.Layer):
         channels [B, H, W, T] (0/1) -> [B, H/stride, W/stride, T] float32
         """
         covered = self.covered_cells(channels)
-        x = self.pool(channels) if self.pool is not None else channels
-        x = tf.cast(x, self.compute_dtype)
-        present = _present_categories(x)
-        x = tf.gather(x, present, axis=-1)  # [B, h, w, P]
+        x, present = self._present_inputs(channels)
 
         def on_cells():
             cells = tf.where(covered)
