@@ -15,7 +15,7 @@ from oanet_tf.inference.evaluate import evaluate_model
 from oanet_tf.training.callbacks import (EVAL_SUBDIR, PanopticEvalCallback, is_chief,
                                          ranking_image)
 from oanet_tf.training.trainer import train
-from test_model import tiny_config
+from tests.tiny_model import tiny_config
 
 MAX_IMAGES = 2
 NUM_IMAGES = 2

@@ -29,8 +29,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
-from conftest import SAMPLE_ENV
-from test_model import tiny_config
+from tests.conftest import SAMPLE_ENV
+from tests.tiny_model import tiny_config
 
 from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import save_config

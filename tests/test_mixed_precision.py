@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training.schedule import build_optimizer
-from test_model import CATEGORIES, tiny_batch, tiny_config
+from tests.tiny_model import CATEGORIES, tiny_batch, tiny_config
 
 STEPS = 3
 

@@ -13,7 +13,7 @@ from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
-from test_model import CATEGORIES, tiny_batch, tiny_config
+from tests.tiny_model import CATEGORIES, tiny_batch, tiny_config
 
 NAN_STEP = 3  # 1-based: the third batch carries NaN pixels
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from oanet_tf.ops import anchors as anchors_lib
 from oanet_tf.ops import box_coder, iou, mask_ops, matcher, nms, roi_align, sampling
-import numpy_reference as ref
+from tests import numpy_reference as ref
 
 RATIOS = (0.5, 1.0, 2.0)
 SQRT2 = math.sqrt(2.0)

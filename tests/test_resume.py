@@ -16,7 +16,7 @@ import pytest
 from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.training import backup
 from oanet_tf.training.model_dir import LAST_WEIGHTS
-from test_multi_worker import free_ports
+from tests.test_multi_worker import free_ports
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "resume_run.py")
 TIMEOUT = 600

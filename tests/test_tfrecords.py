@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from test_data import (CATEGORIES, HEIGHT, WIDTH, _config, _scene_image, _scene_instances,
+from tests.test_data import (CATEGORIES, HEIGHT, WIDTH, _config, _scene_image, _scene_instances,
                        _three_image_split, _write_dataset)
 
 from oanet_tf.config import DataConfig, SplitConfig

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
-from oanet_tf.modeling import guarded_update
+from oanet_tf.training import guarded_update
 from oanet_tf.modeling import rpn as rpn_lib
 from oanet_tf.modeling import srm as srm_lib
 from oanet_tf.ops import anchors as anchors_lib

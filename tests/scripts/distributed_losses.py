@@ -18,8 +18,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from test_model import (CATEGORIES, DISTRIBUTED_STEPS as STEPS, EVERYTHING_SAMPLED,  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from tests.tiny_model import (CATEGORIES, DISTRIBUTED_STEPS as STEPS, EVERYTHING_SAMPLED,  # noqa: E402
                         tiny_batch, tiny_config)
 
 from oanet_tf.modeling.builder import build_oanet  # noqa: E402

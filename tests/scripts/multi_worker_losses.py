@@ -22,8 +22,8 @@ if sys.argv[1] == "worker":
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from test_model import (CATEGORIES, DISTRIBUTED_STEPS, EVERYTHING_SAMPLED,  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from tests.tiny_model import (CATEGORIES, DISTRIBUTED_STEPS, EVERYTHING_SAMPLED,  # noqa: E402
                         tiny_batch, tiny_config)
 
 from oanet_tf.modeling.builder import build_oanet  # noqa: E402

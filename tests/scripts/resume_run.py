@@ -29,8 +29,8 @@ if args.worker:
 
 import keras  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from test_model import tiny_config  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from tests.tiny_model import tiny_config  # noqa: E402
 
 from oanet_tf.training.trainer import train  # noqa: E402
 
