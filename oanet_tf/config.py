@@ -18,6 +18,19 @@ import yaml
 from oanet_tf.errors import ConfigError
 from oanet_tf.fileio import atomic_open
 
+# The names a config may choose, defined once: the modules that implement them import these.
+SMALL_RESNET, RESNET50, RESNET101 = "small_resnet", "resnet50", "resnet101"
+BACKBONES = (SMALL_RESNET, RESNET50, RESNET101)
+# Table 4: two backbones, one backbone and two FPNs, or one backbone and FPN for both.
+SEPARATE, SHARED_BACKBONE, SHARED_BACKBONE_FPN = "none", "backbone", "backbone_fpn"
+SHARING_MODES = (SEPARATE, SHARED_BACKBONE, SHARED_BACKBONE_FPN)
+# Table 2: every category a semantic class, or the stuff classes plus one "things" class.
+ALL_CATEGORIES, STUFF_PLUS_THINGS = "all", "stuff_plus_things"
+SEMANTIC_SUPERVISIONS = (ALL_CATEGORIES, STUFF_PLUS_THINGS)
+# Table 5: the SRM's kernel.
+GCN_KERNEL, KERNEL_3X3, KERNEL_1X1 = "gcn", "3x3", "1x1"
+SRM_KERNELS = (GCN_KERNEL, KERNEL_3X3, KERNEL_1X1)
+
 
 @dataclass
 class SplitConfig:
@@ -221,11 +234,11 @@ def _merge_into(obj, updates: dict, where: str):
 
 def _validate(config: Config):
     choices = {
-        "model.backbone": (config.model.backbone, ("small_resnet", "resnet50", "resnet101")),
-        "model.sharing": (config.model.sharing, ("none", "backbone", "backbone_fpn")),
+        "model.backbone": (config.model.backbone, BACKBONES),
+        "model.sharing": (config.model.sharing, SHARING_MODES),
         "model.semantic_supervision": (config.model.semantic_supervision,
-                                       ("all", "stuff_plus_things")),
-        "model.srm_kernel": (config.model.srm_kernel, ("1x1", "3x3", "gcn")),
+                                       SEMANTIC_SUPERVISIONS),
+        "model.srm_kernel": (config.model.srm_kernel, SRM_KERNELS),
         "train.mixed_precision": (config.train.mixed_precision,
                                   ("float32", "mixed_bfloat16", "mixed_float16")),
         "train.jit_compile": (config.train.jit_compile, ("auto", "true", "false")),

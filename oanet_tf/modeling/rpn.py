@@ -1,101 +1,125 @@
-"""Region Proposal Network: the head, its losses, and proposal selection (Ren et al., 2015)."""
+"""The region proposal network (Ren et al., 2015) as one component: its head on P2..P6, the
+anchors, matching and sampling behind its two losses, and proposal selection."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from oanet_tf.ops import box_coder, nms
+from oanet_tf.modeling.rpn_head import RPNHead
+from oanet_tf.ops import anchors as anchors_lib
+from oanet_tf.ops import box_coder, iou, matcher, nms, sampling
 
-HEAD_INIT_STDDEV = 0.01
+ANCHOR_LEVELS = (2, 6)  # one anchor size per FPN level P2..P6
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
-class RPNHead(keras.layers.Layer):
-    """A 3x3 conv shared over levels, then 1x1 objectness and box-delta predictors."""
+class RPN(keras.layers.Layer):
+    """Objectness and box deltas at every anchor (`call`), their losses, and the proposals.
 
-    def __init__(self, num_anchors: int, channels: int = 256, **kwargs):
+    `static_shapes`: padded proposal NMS that XLA compiles, instead of the greedy C++ kernel.
+    """
+
+    def __init__(self, *, conv_channels: int, anchor_sizes, anchor_aspect_ratios,
+                 iou_thresholds, batch_size_per_image: int, positive_fraction: float,
+                 pre_nms_topk_train: int, post_nms_topk_train: int, pre_nms_topk_test: int,
+                 post_nms_topk_test: int, nms_threshold: float, static_shapes: bool, **kwargs):
         super().__init__(**kwargs)
-        self.num_anchors = num_anchors
-        self.channels = channels
-        init = keras.initializers.RandomNormal(stddev=HEAD_INIT_STDDEV)
-        self.conv = keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
-                                        kernel_initializer=init, name="conv")
-        self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=init,
-                                              name="objectness")
-        self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=init,
-                                          name="deltas")
+        self.conv_channels = int(conv_channels)
+        self.anchor_sizes = tuple(anchor_sizes)
+        self.anchor_aspect_ratios = tuple(anchor_aspect_ratios)
+        self.iou_thresholds = tuple(iou_thresholds)
+        self.batch_size_per_image = int(batch_size_per_image)
+        self.positive_fraction = float(positive_fraction)
+        self.pre_nms_topk_train = int(pre_nms_topk_train)
+        self.post_nms_topk_train = int(post_nms_topk_train)
+        self.pre_nms_topk_test = int(pre_nms_topk_test)
+        self.post_nms_topk_test = int(post_nms_topk_test)
+        self.nms_threshold = float(nms_threshold)
+        self.static_shapes = bool(static_shapes)
+        self.head = RPNHead(anchors_lib.num_anchors_per_location(self.anchor_aspect_ratios),
+                            self.conv_channels, name="head")
 
     def build(self, input_shapes):
-        self.conv.build(input_shapes[0])
-        hidden = tuple(input_shapes[0][:-1]) + (self.channels,)
-        self.objectness.build(hidden)
-        self.deltas.build(hidden)
+        self.head.build(input_shapes)
         self.built = True
 
     def call(self, features):
-        # [P2..P6] each [B, H_l, W_l, C] -> logits [B, N], deltas [B, N, 4]; N = sum H_l*W_l*A,
-        # ordered level by level, row-major over (y, x), then anchors (ops.anchors order).
-        logits, deltas = [], []
-        for feature in features:
-            hidden = self.conv(feature)
-            h, w = feature.shape[1], feature.shape[2]
-            count = h * w * self.num_anchors
-            logits.append(tf.reshape(self.objectness(hidden), [-1, count]))
-            deltas.append(tf.reshape(self.deltas(hidden), [-1, count, 4]))
-        return tf.concat(logits, axis=1), tf.concat(deltas, axis=1)
+        # [P2..P6] -> logits [B, N], deltas [B, N, 4] over the N anchors of `anchors`
+        return self.head(features)
+
+    def anchors(self, image_size):
+        """image_size (H, W) static -> (anchors [N, 4], anchors per level), in the head's
+        output order."""
+        levels = anchors_lib.multilevel_anchors(image_size, *ANCHOR_LEVELS, self.anchor_sizes,
+                                                self.anchor_aspect_ratios)
+        return tf.concat(levels, axis=0), [int(a.shape[0]) for a in levels]
+
+    def losses(self, logits, deltas, gt_boxes, gt_valid, image_size, seed) -> dict:
+        """Objectness BCE and L1 box loss over anchors sampled against the ground truth.
+
+        logits [B, N], deltas [B, N, 4], gt_boxes [B, M, 4], gt_valid [B, M] bool, seed [2]
+        (stateless sampling) -> {"rpn_cls", "rpn_box"} scalars, both divided by
+        B * batch_size_per_image as in Detectron2.
+        """
+        anchors, _ = self.anchors(image_size)
+        batch = tf.shape(gt_boxes)[0]
+        anchors = tf.broadcast_to(anchors, [batch] + anchors.shape.as_list())
+        overlaps = iou.pairwise_iou(anchors, gt_boxes)  # [B, N, M]
+        matched, labels = matcher.match_boxes(overlaps, gt_valid, self.iou_thresholds[0],
+                                              self.iou_thresholds[1], allow_low_quality=True)
+        sampled = sampling.sample_balanced(labels, self.batch_size_per_image,
+                                           self.positive_fraction, seed=seed)
+        targets = box_coder.encode_boxes(tf.gather(gt_boxes, matched, batch_dims=1), anchors)
+
+        logits, deltas = tf.cast(logits, tf.float32), tf.cast(deltas, tf.float32)
+        normalizer = tf.cast(batch, tf.float32) * float(self.batch_size_per_image)
+        weights = tf.cast(sampled, tf.float32)
+        positive = tf.cast(tf.equal(labels, 1), tf.float32)
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=logits)
+        l1 = tf.reduce_sum(tf.abs(deltas - targets), axis=-1)
+        return {"rpn_cls": tf.reduce_sum(bce * weights) / normalizer,
+                "rpn_box": tf.reduce_sum(l1 * weights * positive) / normalizer}
+
+    def proposals(self, logits, deltas, image_size, training: bool):
+        """Top-k anchors per level, decoded and clipped, then NMS over all levels.
+
+        logits [B, N], deltas [B, N, 4] -> boxes [B, P, 4], scores [B, P] (logits), valid
+        [B, P] bool; P = post_nms_topk of the mode. No gradient flows into proposals (Faster
+        R-CNN's approximate joint training).
+        """
+        pre_nms_topk = self.pre_nms_topk_train if training else self.pre_nms_topk_test
+        post_nms_topk = self.post_nms_topk_train if training else self.post_nms_topk_test
+        anchors, level_sizes = self.anchors(image_size)
+        logits = tf.stop_gradient(tf.cast(logits, tf.float32))
+        deltas = tf.stop_gradient(tf.cast(deltas, tf.float32))
+        boxes_per_level, scores_per_level = [], []
+        start = 0
+        for size in level_sizes:
+            top_scores, top_index = tf.math.top_k(logits[:, start:start + size],
+                                                  k=min(pre_nms_topk, size), sorted=False)
+            level_deltas = tf.gather(deltas[:, start:start + size], top_index, batch_dims=1)
+            level_anchors = tf.gather(anchors[start:start + size], top_index)
+            boxes = box_coder.decode_boxes(level_deltas, level_anchors)
+            boxes_per_level.append(box_coder.clip_boxes(boxes, image_size))
+            scores_per_level.append(top_scores)
+            start += size
+        boxes, scores, _, count = nms.batched_nms(
+            tf.concat(boxes_per_level, axis=1), tf.concat(scores_per_level, axis=1),
+            max_output=post_nms_topk, iou_threshold=self.nms_threshold,
+            xla=self.static_shapes)
+        valid = tf.range(post_nms_topk)[tf.newaxis, :] < count[:, tf.newaxis]
+        return boxes, scores, valid
 
     def get_config(self):
-        return {**super().get_config(), "num_anchors": self.num_anchors,
-                "channels": self.channels}
-
-
-def rpn_losses(logits, deltas, sampled, labels, target_deltas, batch_size_per_image):
-    """Objectness BCE and L1 box loss over the sampled anchors, Detectron2's normalisation.
-
-    logits [B, N], deltas [B, N, 4], sampled [B, N] bool, labels [B, N] (1 pos, 0 neg),
-    target_deltas [B, N, 4] -> (cls_loss, box_loss) scalars, both divided by
-    B * batch_size_per_image.
-    """
-    logits = tf.cast(logits, tf.float32)
-    deltas = tf.cast(deltas, tf.float32)
-    batch = tf.cast(tf.shape(logits)[0], tf.float32)
-    normalizer = batch * float(batch_size_per_image)
-    weights = tf.cast(sampled, tf.float32)
-    targets = tf.cast(tf.equal(labels, 1), tf.float32)
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
-    cls_loss = tf.reduce_sum(bce * weights) / normalizer
-    positive = weights * targets
-    l1 = tf.reduce_sum(tf.abs(deltas - target_deltas), axis=-1)
-    box_loss = tf.reduce_sum(l1 * positive) / normalizer
-    return cls_loss, box_loss
-
-
-def select_proposals(logits, deltas, anchors, level_sizes, image_size, pre_nms_topk: int,
-                     post_nms_topk: int, nms_threshold: float, xla: bool = False):
-    """Top-k anchors per level, decoded and clipped, then NMS over all levels.
-
-    logits [B, N], deltas [B, N, 4], anchors [N, 4], level_sizes: anchors per level ->
-    boxes [B, post_nms_topk, 4], scores [B, post_nms_topk] (logits), valid [B, post] bool.
-    Gradients do not flow into proposals (as in Faster R-CNN's approximate joint training).
-    """
-    logits = tf.stop_gradient(tf.cast(logits, tf.float32))
-    deltas = tf.stop_gradient(tf.cast(deltas, tf.float32))
-    boxes_per_level, scores_per_level = [], []
-    start = 0
-    for size in level_sizes:
-        level_logits = logits[:, start:start + size]
-        k = min(pre_nms_topk, size)
-        top_scores, top_index = tf.math.top_k(level_logits, k=k, sorted=False)
-        level_deltas = tf.gather(deltas[:, start:start + size], top_index, batch_dims=1)
-        level_anchors = tf.gather(anchors[start:start + size], top_index)
-        boxes = box_coder.decode_boxes(level_deltas, level_anchors)
-        boxes_per_level.append(box_coder.clip_boxes(boxes, image_size))
-        scores_per_level.append(top_scores)
-        start += size
-    boxes = tf.concat(boxes_per_level, axis=1)
-    scores = tf.concat(scores_per_level, axis=1)
-    boxes, scores, _, count = nms.batched_nms(boxes, scores, max_output=post_nms_topk,
-                                              iou_threshold=nms_threshold, xla=xla)
-    valid = tf.range(post_nms_topk)[tf.newaxis, :] < count[:, tf.newaxis]
-    return boxes, scores, valid
+        return {**super().get_config(), "conv_channels": self.conv_channels,
+                "anchor_sizes": self.anchor_sizes,
+                "anchor_aspect_ratios": self.anchor_aspect_ratios,
+                "iou_thresholds": self.iou_thresholds,
+                "batch_size_per_image": self.batch_size_per_image,
+                "positive_fraction": self.positive_fraction,
+                "pre_nms_topk_train": self.pre_nms_topk_train,
+                "post_nms_topk_train": self.post_nms_topk_train,
+                "pre_nms_topk_test": self.pre_nms_topk_test,
+                "post_nms_topk_test": self.post_nms_topk_test,
+                "nms_threshold": self.nms_threshold, "static_shapes": self.static_shapes}

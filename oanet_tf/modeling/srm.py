@@ -23,10 +23,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from oanet_tf.config import GCN_KERNEL, KERNEL_3X3, SRM_KERNELS
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this is inside
 
-KERNELS = ("gcn", "3x3", "1x1")
 MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
 # Above this fraction of covered cells the score map is cheaper computed everywhere than on
 # gathered cells. Measured at 800x1344, 10 categories present: on cells 1.48 s vs everywhere
@@ -47,11 +47,10 @@ class SpatialRankingModule(keras.layers.Layer):
     `stride` first; the input height and width must be multiples of `stride`.
     """
 
-    def __init__(self, num_things: int, kernel: str = "gcn", kernel_size: int = 7,
-                 stride: int = 1, **kwargs):
+    def __init__(self, num_things: int, kernel: str, kernel_size: int, stride: int, **kwargs):
         super().__init__(**kwargs)
-        if kernel not in KERNELS:
-            raise ValueError(f"SRM kernel {kernel!r} is not one of {', '.join(KERNELS)}")
+        if kernel not in SRM_KERNELS:
+            raise ValueError(f"SRM kernel {kernel!r} is not one of {', '.join(SRM_KERNELS)}")
         if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"SRM kernel_size must be a positive odd integer, got "
                              f"{kernel_size!r}")
@@ -73,11 +72,11 @@ class SpatialRankingModule(keras.layers.Layer):
             return keras.layers.Conv2D(t, size, padding="same", use_bias=use_bias, name=name,
                                        dtype=policy)
 
-        if kernel == "gcn":
+        if kernel == GCN_KERNEL:
             self.convs = [conv((k, 1), "left_kx1", use_bias=False), conv((1, k), "left_1xk"),
                           conv((1, k), "right_1xk", use_bias=False), conv((k, 1), "right_kx1")]
         else:
-            size = 3 if kernel == "3x3" else 1
+            size = 3 if kernel == KERNEL_3X3 else 1
             self.convs = [conv(size, f"conv{kernel}")]
 
     def build(self, input_shape):
@@ -96,7 +95,7 @@ class SpatialRankingModule(keras.layers.Layer):
     def call(self, channels):
         # channels [B, H, W, T] (0/1) -> ranking logits [B, H/stride, W/stride, T]
         x = self.pool(channels) if self.pool is not None else channels
-        if self.kernel != "gcn":
+        if self.kernel != GCN_KERNEL:
             return self.convs[0](x)
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
         return left_1xk(left_kx1(x)) + right_kx1(right_1xk(x))
@@ -127,7 +126,7 @@ class SpatialRankingModule(keras.layers.Layer):
 
     def _logits_at(self, x, present, cells):
         """logits_at from x [B, h, w, P] (the present categories) -> [N, T]"""
-        if self.kernel != "gcn":
+        if self.kernel != GCN_KERNEL:
             return self._conv_at(x, self.convs[0], cells, present)
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
         return (self._conv_at(self._conv(x, left_kx1, present), left_1xk, cells)
@@ -169,7 +168,7 @@ class SpatialRankingModule(keras.layers.Layer):
     def _dense_logits(self, x, present):
         """The logits of every cell from x [B, h, w, P] (the present categories) -> [B, h,
         w, T]."""
-        if self.kernel != "gcn":
+        if self.kernel != GCN_KERNEL:
             return self._conv(x, self.convs[0], present)
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
         return (left_1xk(self._conv(x, left_kx1, present))

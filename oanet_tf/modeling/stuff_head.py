@@ -11,7 +11,7 @@ class StuffHead(keras.layers.Layer):
     """Per level two stacked 3x3 convs, brought to 1/4 scale and concatenated (multi-scale),
     then a 3x3 conv and a 1x1 conv to the semantic classes."""
 
-    def __init__(self, num_classes: int, channels: int = 128, num_levels: int = 4, **kwargs):
+    def __init__(self, num_classes: int, channels: int, num_levels: int, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.channels = channels

@@ -81,3 +81,13 @@ def sample_balanced(labels, num_samples: int, positive_fraction: float, seed=Non
     counts = tf.scatter_nd(scatter_index, tf.cast(valid, tf.int32),
                            tf.shape(labels, out_type=tf.int32))
     return counts > 0
+
+
+def step_seed(seed: int, stream: int, step):
+    """A stateless seed [2] for one random stream of one step on this replica, so that a step
+    draws the same samples whenever it runs: after a resume, on any worker layout, twice."""
+    key = tf.constant([seed, stream], tf.int64)
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(step, tf.int64))
+    context = tf.distribute.get_replica_context()
+    replica = context.replica_id_in_sync_group if context is not None else 0
+    return tf.random.experimental.stateless_fold_in(key, replica)

@@ -6,19 +6,20 @@ import os
 
 import keras
 
+from oanet_tf.config import RESNET50, RESNET101
 from oanet_tf.errors import ConfigError
 
 # keras.applications ResNet weights expect Caffe-style inputs: BGR, minus the ImageNet mean.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 _STAGE_OUTPUTS = {
-    "resnet50": ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
-    "resnet101": ("conv2_block3_out", "conv3_block4_out", "conv4_block23_out",
-                  "conv5_block3_out"),
+    RESNET50: ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+    RESNET101: ("conv2_block3_out", "conv3_block4_out", "conv4_block23_out",
+                "conv5_block3_out"),
 }
 _APPLICATIONS = {
-    "resnet50": keras.applications.ResNet50,
-    "resnet101": keras.applications.ResNet101,
+    RESNET50: keras.applications.ResNet50,
+    RESNET101: keras.applications.ResNet101,
 }
 
 
