@@ -13,6 +13,11 @@ from oanet_tf.modeling.srm import (SPARSE_MAX_COVERED, SpatialRankingModule, con
 T, H, W = 3, 16, 24
 
 
+def _srm(num_things, kernel="gcn", kernel_size=7, stride=1, **kwargs):
+    """The layer with the paper's kernel unless a test chooses another."""
+    return SpatialRankingModule(num_things, kernel, kernel_size, stride, **kwargs)
+
+
 def _channels(batch=2, seed=0):
     rng = np.random.default_rng(seed)
     return tf.constant(rng.random((batch, H, W, T)) < 0.3, tf.float32)
@@ -26,7 +31,7 @@ def _conv_same(x, kernel, bias=None):
 @pytest.mark.parametrize("kernel", ["gcn", "3x3", "1x1"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_shapes_and_config_round_trip(kernel, stride):
-    layer = SpatialRankingModule(T, kernel=kernel, kernel_size=5, stride=stride, name="srm")
+    layer = _srm(T, kernel=kernel, kernel_size=5, stride=stride, name="srm")
     x = _channels()
     out = layer(x)
     assert tuple(out.shape) == (2, H // stride, W // stride, T)
@@ -42,7 +47,7 @@ def test_shapes_and_config_round_trip(kernel, stride):
 
 
 def test_gcn_is_the_sum_of_two_separable_paths():
-    layer = SpatialRankingModule(T, kernel="gcn", kernel_size=7)
+    layer = _srm(T, kernel="gcn", kernel_size=7)
     x = _channels()
     out = layer(x)
     weights = {w.path.split("/")[-2] + "/" + w.name: w.numpy() for w in layer.weights}
@@ -58,7 +63,7 @@ def test_gcn_is_the_sum_of_two_separable_paths():
 @pytest.mark.parametrize("kernel,reach", [("gcn", 3), ("3x3", 1), ("1x1", 0)])
 def test_receptive_field_of_each_kernel(kernel, reach):
     """An impulse changes exactly the (2 reach + 1)^2 square around it (gcn k=7: 7x7)."""
-    layer = SpatialRankingModule(T, kernel=kernel, kernel_size=7)
+    layer = _srm(T, kernel=kernel, kernel_size=7)
     layer.build((1, H, W, T))
     layer.set_weights([np.ones_like(w) if w.ndim > 1 else np.zeros_like(w)
                        for w in layer.get_weights()])
@@ -71,7 +76,7 @@ def test_receptive_field_of_each_kernel(kernel, reach):
 
 
 def test_1x1_is_a_per_pixel_affine_map():
-    layer = SpatialRankingModule(T, kernel="1x1")
+    layer = _srm(T, kernel="1x1")
     x = _channels()
     out = layer(x).numpy()
     kernel, bias = layer.get_weights()
@@ -80,8 +85,8 @@ def test_1x1_is_a_per_pixel_affine_map():
 
 
 def test_stride_average_pools_the_input_first():
-    strided = SpatialRankingModule(T, kernel="3x3", stride=2)
-    plain = SpatialRankingModule(T, kernel="3x3", stride=1)
+    strided = _srm(T, kernel="3x3", stride=2)
+    plain = _srm(T, kernel="3x3", stride=1)
     x = _channels()
     out = strided(x)
     plain(out)  # builds
@@ -94,14 +99,14 @@ def test_stride_average_pools_the_input_first():
                                     {"num_things": 0}])
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
-        SpatialRankingModule(**{"num_things": T, **kwargs})
+        _srm(**{"num_things": T, **kwargs})
 
 
 def test_input_must_have_one_channel_per_thing_and_divide_by_stride():
     with pytest.raises(ValueError, match="channels"):
-        SpatialRankingModule(T)(tf.zeros([1, H, W, T + 1]))
+        _srm(T)(tf.zeros([1, H, W, T + 1]))
     with pytest.raises(ValueError, match="stride"):
-        SpatialRankingModule(T, stride=5)(tf.zeros([1, H, W, T]))
+        _srm(T, stride=5)(tf.zeros([1, H, W, T]))
 
 
 def _np_inputs(masks, classes, num_things):
@@ -242,7 +247,7 @@ def test_tie_on_person_is_ranked_by_the_owner_map():
 
 
 def test_mixed_precision_logits_give_a_float32_loss():
-    layer = SpatialRankingModule(T, kernel="3x3", dtype="mixed_bfloat16")
+    layer = _srm(T, kernel="3x3", dtype="mixed_bfloat16")
     logits = layer(_channels())
     assert logits.dtype == tf.bfloat16
     rng = np.random.default_rng(8)
@@ -275,7 +280,7 @@ def _sparse_inputs(seed, num_things=5):
 @pytest.mark.parametrize("kernel", ["gcn", "3x3", "1x1"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_logits_at_equal_the_dense_logits_at_those_cells(kernel, stride):
-    layer = SpatialRankingModule(5, kernel=kernel, kernel_size=5, stride=stride)
+    layer = _srm(5, kernel=kernel, kernel_size=5, stride=stride)
     layer.build((None, H, W, 5))
     _random_weights(layer, 10)
     channels, _, _ = _sparse_inputs(11)
@@ -294,7 +299,7 @@ def test_logits_at_equal_the_dense_logits_at_those_cells(kernel, stride):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_sparse_loss_and_gradients_equal_the_dense_ones(stride):
-    layer = SpatialRankingModule(5, kernel="gcn", kernel_size=5, stride=stride)
+    layer = _srm(5, kernel="gcn", kernel_size=5, stride=stride)
     layer.build((None, H, W, 5))
     _random_weights(layer, 13)
     channels, count, owner = _sparse_inputs(14)
@@ -314,7 +319,7 @@ def test_sparse_loss_and_gradients_equal_the_dense_ones(stride):
 
 
 def test_sparse_loss_without_conflicts_is_zero_with_zero_gradient():
-    layer = SpatialRankingModule(T, kernel="gcn", kernel_size=5)
+    layer = _srm(T, kernel="gcn", kernel_size=5)
     layer.build((None, H, W, T))
     with tf.GradientTape() as tape:
         logits = layer.logits_at(tf.zeros([1, H, W, T]), tf.zeros([0, 3], tf.int64))
@@ -327,7 +332,7 @@ def test_sparse_loss_without_conflicts_is_zero_with_zero_gradient():
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("density", [0.1, 0.9])  # below / above SPARSE_MAX_COVERED
 def test_covered_score_map_is_the_softmax_where_instances_lie(stride, density):
-    layer = SpatialRankingModule(5, kernel="gcn", kernel_size=5, stride=stride)
+    layer = _srm(5, kernel="gcn", kernel_size=5, stride=stride)
     layer.build((None, H, W, 5))
     _random_weights(layer, 15)
     rng = np.random.default_rng(16)
