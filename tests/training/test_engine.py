@@ -1,5 +1,6 @@
-"""Mixed precision through the Keras 3 API: bfloat16 compute with float32 variables trains
-on CPU; float16 goes through the Keras loss-scale optimizer."""
+"""The training engine: the step log's means and skip count, and train steps in mixed
+precision through the Keras 3 API (bfloat16 compute with float32 variables on CPU; float16
+through the Keras loss-scale optimizer)."""
 
 import keras
 import numpy as np
@@ -7,10 +8,25 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.training.engine import StepLog
 from oanet_tf.training.schedule import build_optimizer
 from tests.tiny_model import CATEGORIES, tiny_batch, tiny_config
 
 STEPS = 3
+
+
+def test_step_log_averages_finite_steps_and_counts_skipped_ones():
+    log = StepLog(("a", "b"))
+    log.update({"a": tf.constant(1.0), "b": tf.constant(4.0)}, tf.constant(5.0),
+               tf.constant(True))
+    log.update({"a": tf.constant(np.nan), "b": tf.constant(2.0)}, tf.constant(np.nan),
+               tf.constant(False))
+    logs = log.update({"a": tf.constant(3.0), "b": tf.constant(0.0)}, tf.constant(3.0),
+                      tf.constant(True))
+    assert {k: float(v) for k, v in logs.items()} == {
+        "a_loss": 2.0, "b_loss": 2.0, "loss": 4.0, "nonfinite_steps": 1.0}
+    assert [m.name for m in log.metrics] == ["a_loss", "b_loss", "total_loss",
+                                             "nonfinite_steps"]
 
 
 @pytest.fixture

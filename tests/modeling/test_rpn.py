@@ -1,0 +1,133 @@
+"""The RPN component: proposal selection and both losses against numpy, gradients, config."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oanet_tf.modeling.rpn import RPN
+from tests.modeling.layer_checks import round_trip
+
+IMAGE = (64, 96)
+RATIOS = (0.5, 1.0, 2.0)
+SIZES = (16, 32, 64, 128, 256)
+CHANNELS = 8
+NMS_THRESHOLD = 0.6
+DELTA_CLIP = math.log(1000.0 / 16)  # Faster R-CNN's clamp of dh, dw
+
+
+def _rpn(static_shapes=False, **overrides):
+    settings = dict(conv_channels=CHANNELS, anchor_sizes=SIZES, anchor_aspect_ratios=RATIOS,
+                    iou_thresholds=(0.3, 0.7), batch_size_per_image=256, positive_fraction=0.5,
+                    pre_nms_topk_train=40, post_nms_topk_train=30, pre_nms_topk_test=20,
+                    post_nms_topk_test=15, nms_threshold=NMS_THRESHOLD,
+                    static_shapes=static_shapes)
+    return RPN(**{**settings, **overrides})
+
+
+def _np_iou(a, b):
+    """a [N, 4], b [M, 4] (y1, x1, y2, x2) -> [N, M]"""
+    h = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
+                0, None)
+    w = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
+                0, None)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - h * w
+    return np.where(union > 0, h * w / np.where(union > 0, union, 1), 0.0)
+
+
+def _np_decode(deltas, anchors):
+    ha, wa = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    cy, cx = anchors[:, 0] + ha / 2 + deltas[:, 0] * ha, anchors[:, 1] + wa / 2 + deltas[:, 1] * wa
+    h = np.exp(np.minimum(deltas[:, 2], DELTA_CLIP)) * ha
+    w = np.exp(np.minimum(deltas[:, 3], DELTA_CLIP)) * wa
+    return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+
+
+def _np_proposals(logits, deltas, anchors, level_sizes, pre, post):
+    """One image: top `pre` per level, decoded and clipped, greedy NMS, top `post`."""
+    boxes, scores, start = [], [], 0
+    for size in level_sizes:
+        top = np.argsort(-logits[start:start + size])[:pre] + start
+        decoded = _np_decode(deltas[top], anchors[top])
+        boxes.append(np.clip(decoded, 0, [IMAGE[0], IMAGE[1], IMAGE[0], IMAGE[1]]))
+        scores.append(logits[top])
+        start += size
+    boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+    kept = []
+    for i in np.argsort(-scores):
+        if all(_np_iou(boxes[i:i + 1], boxes[j:j + 1])[0, 0] <= NMS_THRESHOLD for j in kept):
+            kept.append(i)
+    return boxes[kept[:post]]
+
+
+def _head_outputs(rpn, seed):
+    anchors, _ = rpn.anchors(IMAGE)
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, anchors.shape[0])).astype(np.float32)
+    deltas = (rng.normal(size=(2, anchors.shape[0], 4)) * 0.3).astype(np.float32)
+    return logits, deltas
+
+
+@pytest.mark.parametrize("static_shapes", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_proposals_match_numpy(static_shapes, training):
+    rpn = _rpn(static_shapes)
+    logits, deltas = _head_outputs(rpn, seed=int(training))
+    boxes, scores, valid = (t.numpy() for t in rpn.proposals(logits, deltas, IMAGE, training))
+    anchors, level_sizes = (np.asarray(x) for x in rpn.anchors(IMAGE))
+    pre = rpn.pre_nms_topk_train if training else rpn.pre_nms_topk_test
+    post = rpn.post_nms_topk_train if training else rpn.post_nms_topk_test
+    assert boxes.shape == (2, post, 4)
+    for b in range(2):
+        expected = _np_proposals(logits[b], deltas[b], anchors, level_sizes, pre, post)
+        assert valid[b].sum() == len(expected)
+        np.testing.assert_allclose(boxes[b, :len(expected)], expected, atol=1e-3)
+        assert np.all(np.diff(scores[b, :len(expected)]) <= 0)  # best first
+
+
+def test_no_gradient_flows_into_proposals():
+    rpn = _rpn()
+    logits, deltas = (tf.constant(t) for t in _head_outputs(rpn, seed=2))
+    with tf.GradientTape() as tape:
+        tape.watch([logits, deltas])
+        boxes, _, _ = rpn.proposals(logits, deltas, IMAGE, training=True)
+        total = tf.reduce_sum(boxes)
+    assert all(g is None for g in tape.gradient(total, [logits, deltas]))
+
+
+def test_losses_by_hand_with_every_labelled_anchor_sampled():
+    """A ground-truth box equal to one anchor: that anchor is the only positive; zero logits
+    give log 2 per labelled anchor, zero deltas an L1 equal to the targets' sum."""
+    rpn = _rpn(batch_size_per_image=100000, positive_fraction=1.0)
+    anchors, _ = rpn.anchors(IMAGE)
+    anchors = anchors.numpy()
+    gt = anchors[len(anchors) // 3][None]  # a P2 anchor inside the image
+    iou = _np_iou(anchors, gt)[:, 0]
+    positive = (iou >= 0.7) | (iou == iou.max())
+    labelled = positive | (iou < 0.3)
+    # Encoded targets of the positives (unit weights), L1 against zero deltas.
+    ha, wa = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    gh, gw = gt[0, 2] - gt[0, 0], gt[0, 3] - gt[0, 1]
+    targets = np.stack([(gt[0, 0] + gh / 2 - anchors[:, 0] - ha / 2) / ha,
+                        (gt[0, 1] + gw / 2 - anchors[:, 1] - wa / 2) / wa,
+                        np.log(gh / ha), np.log(gw / wa)], axis=-1)
+    normalizer = rpn.batch_size_per_image  # one image
+    losses = rpn.losses(tf.zeros([1, len(anchors)]), tf.zeros([1, len(anchors), 4]),
+                        tf.constant(gt[None]), tf.constant([[True]]), IMAGE,
+                        seed=tf.constant([0, 0]))
+    assert float(losses["rpn_cls"]) == pytest.approx(
+        labelled.sum() * math.log(2.0) / normalizer, rel=1e-5)
+    assert float(losses["rpn_box"]) == pytest.approx(
+        np.abs(targets[positive]).sum() / normalizer, rel=1e-4, abs=1e-9)
+
+
+def test_head_outputs_follow_the_anchors_and_round_trip():
+    rpn = _rpn()
+    features = [tf.random.normal([2, math.ceil(IMAGE[0] / 2 ** l), math.ceil(IMAGE[1] / 2 ** l),
+                                  CHANNELS], seed=l) for l in range(2, 7)]
+    logits, deltas = round_trip(rpn, features)
+    anchors, _ = rpn.anchors(IMAGE)
+    assert tuple(logits.shape) == (2, anchors.shape[0])
+    assert tuple(deltas.shape) == (2, anchors.shape[0], 4)
