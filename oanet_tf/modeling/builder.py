@@ -30,10 +30,13 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig, categories
     """Build every component once and hand them to the meta-architecture."""
     m = model_config
     static_shapes = train_config.jit_compile == "true"  # XLA needs static shapes
+    # Built in the order of Figure 2, which is also the order of their random initialisation.
+    backbone = build_backbone(m, image_size, "backbone")
     stuff_backbone = build_backbone(m, image_size, "stuff_backbone") if m.sharing == SEPARATE \
         else None
     stuff_fpn = FPN(m.fpn_channels, NUM_FPN_INPUTS, name="stuff_fpn") \
         if m.sharing != SHARED_BACKBONE_FPN else None
+    fpn = FPN(m.fpn_channels, NUM_FPN_INPUTS, name="fpn")
     rpn = RPN(conv_channels=m.rpn_conv_channels, anchor_sizes=m.anchor_sizes,
               anchor_aspect_ratios=m.anchor_aspect_ratios, iou_thresholds=m.rpn_iou_thresholds,
               batch_size_per_image=m.rpn_batch_size_per_image,
@@ -63,8 +66,7 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig, categories
                          kernel_size=m.srm_kernel_size, stride=m.srm_stride,
                          static_shapes=static_shapes, loss_weight=train_config.srm_loss_weight,
                          name="srm")
-    return OANet(backbone=build_backbone(m, image_size, "backbone"),
-                 fpn=FPN(m.fpn_channels, NUM_FPN_INPUTS, name="fpn"), rpn=rpn,
-                 roi_heads=roi_heads, stuff_branch=stuff_branch, srm=srm,
+    return OANet(backbone=backbone, fpn=fpn, rpn=rpn, roi_heads=roi_heads,
+                 stuff_branch=stuff_branch, srm=srm,
                  stuff_backbone=stuff_backbone, stuff_fpn=stuff_fpn,
                  image_size=tuple(image_size), seed=train_config.seed, name="oanet")

@@ -14,7 +14,7 @@ class FPN(keras.layers.Layer):
     P6 feeds the RPN only, as in Mask R-CNN.
     """
 
-    def __init__(self, channels: int = 256, num_inputs: int = 4, **kwargs):
+    def __init__(self, channels: int, num_inputs: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.num_inputs = num_inputs

@@ -33,7 +33,7 @@ class CaffePreprocess(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
-def build_resnet_backbone(name: str, weights_path: str = "", image_shape=(None, None, 3),
+def build_resnet_backbone(name: str, weights_path: str, image_shape=(None, None, 3),
                           model_name: str | None = None) -> keras.Model:
     """A functional model images -> [C2, C3, C4, C5] (strides 4..32).
 

@@ -25,7 +25,7 @@ def _basic_block(x, filters, strides, name):
     return keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def build_small_resnet_backbone(widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1),
+def build_small_resnet_backbone(widths, blocks,
                                 image_shape=(None, None, 3),
                                 model_name: str = "small_resnet") -> keras.Model:
     """A functional model images -> [C2, C3, C4, C5] (strides 4, 8, 16, 32)."""
