@@ -42,7 +42,8 @@ def test_resolve_split_without_generating_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("function", [lambda c, s: resolve_split(c, s),
-                                      lambda c, s: open_split(c, s, False)])
+                                      lambda c, s: open_split(c, s, False)],
+                         ids=["resolve_split", "open_split"])
 def test_unknown_split_is_refused(function):
     with pytest.raises(ValueError, match="unknown split 'test'"):
         function(DataConfig(), "test")

@@ -17,9 +17,9 @@ from oanet_tf.__main__ import main
 from oanet_tf.errors import DatasetError
 from oanet_tf.evaluation.perturb import perturb_panoptic
 from oanet_tf.evaluation.pq import PQAccumulator, evaluate_files, format_pq_table, read_id_png
-from tests.evaluation.panoptic_cases import (CATEGORIES, HAND_CATEGORIES, hand_case, random_dataset,
-                                             random_gt_image, random_prediction, segments_of,
-                                             write_dataset)
+from tests.evaluation.panoptic_cases import (CATEGORIES, HAND_CATEGORIES, hand_case,
+                                             random_dataset, random_gt_image, random_prediction,
+                                             segments_of, write_dataset)
 
 
 TOLERANCE = 1e-9

@@ -36,7 +36,7 @@ def _sgd(momentum=0.0):
     ([None, [0.0]], True),  # None entries (a variable without gradient) are ignored
     ([None, [NAN]], False),
     ([], True),
-])
+], ids=["finite", "nan", "inf", "minus_inf", "none_ignored", "none_and_nan", "empty"])
 def test_all_replicas_finite_in_one_replica(values, expected):
     tensors = [None if v is None else tf.constant(v) for v in values]
     finite = all_replicas_finite(tensors)

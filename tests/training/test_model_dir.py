@@ -52,7 +52,7 @@ def test_read_categories(tmp_path):
     ("{not json", "categories.json: not a list of categories"),
     ('{"id": 1}', "categories.json: not a list of categories"),
     ('[{"name": "sky"}]', "categories.json: not a list of categories"),
-])
+], ids=["missing", "not_json", "not_a_list", "no_ids"])
 def test_read_categories_errors_name_the_file(tmp_path, content, message):
     path = str(tmp_path / CATEGORIES_FILE)
     if content is not None:

@@ -118,7 +118,8 @@ CHIEF_AND_TWO_WORKERS = {"chief": ["c:1"], "worker": ["a:1", "b:1"]}
     (_Cluster(CHIEF_AND_TWO_WORKERS, "chief", 0), True, 0),  # the chief first ...
     (_Cluster(CHIEF_AND_TWO_WORKERS, "worker", 0), False, 1),  # ... then the workers
     (_Cluster(CHIEF_AND_TWO_WORKERS, "worker", 1), False, 2),
-])
+], ids=["none", "default", "no_task", "one_worker", "worker0", "worker1", "chief",
+        "chief_worker0", "chief_worker1"])
 def test_chief_and_worker_index(strategy, chief, index):
     assert is_chief(strategy) is chief
     assert worker_index(strategy) == index
