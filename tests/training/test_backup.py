@@ -10,15 +10,18 @@ import sys
 import time
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
 from oanet_tf.data.synthetic import make_synthetic_dataset
+from oanet_tf.errors import OANetError
 from oanet_tf.training import backup
 from oanet_tf.training.model_dir import LAST_WEIGHTS
-from tests.test_multi_worker import free_ports
+from tests.training.processes import free_ports
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "resume_run.py")
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                      "resume_run.py")
 TIMEOUT = 600
 KILL_AFTER = 7  # killed after batch 7 of 2 x 4: the last backup is at batch 6 (every 3)
 LAST_BACKUP = 6
@@ -160,3 +163,77 @@ def test_kill_one_worker_mid_epoch_and_resume(data_dir, tmp_path):
         check_resumed(output, killed / f"steps-{index}.jsonl",
                       reference / f"steps-{index}.jsonl", KILL_AFTER)
     assert_same_weights(weights(killed), weights(reference))
+
+
+# ------------------------------------------------------------------ the backup, in one process
+
+def _tiny_fit_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    return model
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(10, 3)).astype("float32"), rng.normal(size=(10, 2)).astype("float32")
+
+
+def test_backup_dir_for_one_process_and_each_worker():
+    assert backup.backup_dir_for("run", None) == os.path.join("run", "backup")
+    assert backup.backup_dir_for("run", 0) == os.path.join("run", "backup", "worker-0")
+    assert backup.backup_dir_for("run", 3) == os.path.join("run", "backup", "worker-3")
+
+
+def test_backups_every_n_steps_and_at_epoch_ends(tmp_path, monkeypatch):
+    saved = []
+    write_json = backup.write_json
+    monkeypatch.setattr(backup, "write_json",
+                        lambda path, data: (saved.append(data["batches"]), write_json(path, data)))
+    model = _tiny_fit_model()
+    x, y = _tiny_data()
+    callback = backup.TrainingBackup(str(tmp_path), every_steps=2)
+    model.fit(x, y, batch_size=2, epochs=2, steps_per_epoch=5, verbose=0, callbacks=[callback])
+    # Steps 2 and 4, the end of epoch 1 (5), steps 6, 8, 10; not again at the end of epoch 2.
+    assert saved == [2, 4, 5, 6, 8, 10]
+    assert backup.read_state(str(tmp_path)) == {"batches": 10,
+                                                "weights": "step-000000010.weights.h5"}
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "step-000000010.weights.h5"]
+    # Resumed at batch 10: counting goes on from there.
+    saved.clear()
+    resumed = backup.TrainingBackup(str(tmp_path), every_steps=4, batches_done=10)
+    model.fit(x, y, batch_size=2, epochs=1, steps_per_epoch=3, verbose=0, callbacks=[resumed])
+    assert saved == [12, 13]
+
+
+def test_restore_puts_back_weights_and_optimizer_state(tmp_path):
+    model = _tiny_fit_model()
+    x, y = _tiny_data()
+    assert backup.restore(model, str(tmp_path)) == 0  # no backup: a fresh start
+    model.fit(x, y, batch_size=2, epochs=1, steps_per_epoch=3, verbose=0,
+              callbacks=[backup.TrainingBackup(str(tmp_path), every_steps=3)])
+    fresh = _tiny_fit_model()
+    assert backup.restore(fresh, str(tmp_path)) == 3
+    assert int(fresh.optimizer.iterations) == int(model.optimizer.iterations) == 3
+    for restored, trained in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(restored, trained)
+    for restored, trained in zip(fresh.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(restored.numpy(), trained.numpy())  # momentum too
+    # One more step from either gives the same weights.
+    for m in (model, fresh):
+        m.fit(x[:2], y[:2], batch_size=2, epochs=1, verbose=0, shuffle=False)
+    for restored, trained in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(restored, trained, rtol=1e-6)
+
+
+def test_bad_backups_are_reported(tmp_path):
+    with pytest.raises(OANetError, match="backup_every_steps must be positive, got 0"):
+        backup.TrainingBackup(str(tmp_path), every_steps=0)
+    state = tmp_path / backup.STATE_FILE
+    state.write_text(json.dumps({"batches": 3}))
+    with pytest.raises(OANetError, match="not a backup state"):
+        backup.read_state(str(tmp_path))
+    state.write_text(json.dumps({"batches": 3, "weights": "step-000000003.weights.h5"}))
+    (tmp_path / "step-000000003.weights.h5").write_bytes(b"not HDF5")
+    with pytest.raises(OANetError, match="cannot be loaded.*move .* away to start afresh"):
+        backup.restore(_tiny_fit_model(), str(tmp_path))

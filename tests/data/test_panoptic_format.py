@@ -56,7 +56,7 @@ def test_category_map_rejects_duplicates():
 
 
 def test_coco_categories():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "coco",
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "coco",
                         "panoptic_coco_categories.json")
     if not os.path.isfile(path):
         pytest.skip("../shared/coco/panoptic_coco_categories.json is absent (fresh clone)")

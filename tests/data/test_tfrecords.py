@@ -11,19 +11,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tests.test_data import (CATEGORIES, HEIGHT, WIDTH, _config, _scene_image, _scene_instances,
-                       _three_image_split, _write_dataset)
 
-from oanet_tf.config import DataConfig, SplitConfig
+from oanet_tf.config import DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.data.splits import open_split, synthetic_split
+from oanet_tf.data.splits import synthetic_split
 from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, JPEG, MANIFEST_FILE, PNG, TFRecordSource,
                                      image_payload, parse_example, serialize_example,
                                      write_tfrecords)
 from oanet_tf.errors import DatasetError
+from tests.data.scenes import (CATEGORIES, HEIGHT, WIDTH, _config, _convert, _scene_image,
+                               _scene_instances, _three_image_split, _write_dataset)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts"))
 import convert_to_tfrecords  # noqa: E402
 
 
@@ -134,20 +135,6 @@ def test_labels_beyond_16_bits_are_refused():
 
 
 # ------------------------------------------------------------------------------ writer
-
-def _convert(split, out_dir, num_shards, skip_bad_images=False):
-    data = PanopticDataset.from_split(split, skip_bad_images=skip_bad_images)
-    write_tfrecords(data, str(out_dir), num_shards, progress=False, workers=2)
-    return data, TFRecordSource.from_dir(str(out_dir))
-
-
-@pytest.fixture
-def five_images(tmp_path):
-    """A 5-image split (overlapping masks) and its records in 2 shards (2 + 3 images)."""
-    split = _write_dataset(str(tmp_path / "coco"), [_scene_image(i) for i in range(1, 6)],
-                           [a for i in range(1, 6) for a in _scene_instances(i)])
-    return _convert(split, tmp_path / "records", 2)
-
 
 def test_shards_manifest_and_order(five_images):
     data, records = five_images
@@ -311,21 +298,7 @@ def test_resume_across_pipelines_and_in_evaluation(five_images):
                                                            start_batch=1))
 
 
-# ------------------------------------------------------------------------------ splits, CLI
-
-def test_open_split(five_images, tmp_path):
-    data, records = five_images
-    split = SplitConfig(image_dir=data.image_dir, panoptic_json=data.panoptic_json,
-                        panoptic_dir=data.panoptic_dir, instances_json=data.instances_json)
-    config = DataConfig(train=split, val=SplitConfig(tfrecord_dir=records.directory))
-    opened = open_split(config, "val", skip_bad_images=False)
-    assert isinstance(opened, TFRecordSource) and len(opened) == 5
-    opened = open_split(config, "train", skip_bad_images=True)
-    assert isinstance(opened, PanopticDataset) and opened.skip_bad_images
-    assert opened.panoptic_json == data.panoptic_json
-    with pytest.raises(DatasetError, match=MANIFEST_FILE):
-        open_split(DataConfig(train=SplitConfig(tfrecord_dir=str(tmp_path))), "train", False)
-
+# ------------------------------------------------------------------------------ CLI
 
 def test_converter_cli_with_a_config(tmp_path, capsys):
     split = _three_image_split(str(tmp_path / "coco"))

@@ -1,0 +1,326 @@
+"""oanet_tf.data.pipeline: the tf.data pipeline on the hand-made scene (batch layout, resizing,
+padding, flips, jitter, truncation, sharding, determinism and resuming), on the synthetic
+dataset, and filtering bad images."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oanet_tf.config import DataConfig
+from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.data.pipeline import build_dataset
+from oanet_tf.data.splits import synthetic_split
+from tests.data.scenes import (HEIGHT, IGNORE, PERSON, PERSON_BOX, TIE, TIE_BOX, WIDTH, _config,
+                               _expected_labels, _pixels, _rect, _rle, _scene_image,
+                               _scene_instances, _three_image_split, _write_dataset)
+
+
+def test_pipeline_filters_bad_images(tmp_path):
+    split = _three_image_split(str(tmp_path))
+    config = DataConfig(short_side=HEIGHT, max_side=WIDTH, padded_size=(32, 32),
+                        max_instances=4)
+    data = PanopticDataset.from_split(split, skip_bad_images=True)
+    batches = list(build_dataset(data, config, training=False, batch_size=2))
+    assert [b["image_id"].numpy().tolist() for b in batches] == [[1]]
+    assert len(data.bad_images) == 2
+
+
+def test_pipeline_without_skipping_stops_on_a_bad_image(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(1), _scene_image(2)])
+    path = os.path.join(split.image_dir, "000002.png")
+    with open(path, "wb") as f:
+        f.write(b"garbage")
+    config = DataConfig(short_side=HEIGHT, max_side=WIDTH, padded_size=(32, 32))
+    data = PanopticDataset.from_split(split)
+    with pytest.raises(tf.errors.OpError, match="000002.png"):
+        list(build_dataset(data, config, training=False, batch_size=1))
+
+
+BATCH_TABLE = {  # docs/ARCHITECTURE.md, "A training batch": dtype, shape after [B]
+    "images": (tf.float32, ("H", "W", 3)),
+    "gt_boxes": (tf.float32, ("M", 4)),
+    "gt_classes": (tf.int32, ("M",)),
+    "gt_masks": (tf.uint8, ("M", "H", "W")),
+    "gt_count": (tf.int32, ()),
+    "semantic": (tf.int32, ("H", "W")),
+    "owner": (tf.int32, ("H", "W")),
+    "image_id": (tf.int64, ()),
+    "original_size": (tf.int32, (2,)),
+    "image_size": (tf.int32, (2,)),
+}
+
+
+def _first(split, training=False, **overrides):
+    data = PanopticDataset.from_split(split)
+    batch = next(iter(build_dataset(data, _config(**overrides), training=training,
+                                    batch_size=1)))
+    return {key: value.numpy()[0] for key, value in batch.items()}
+
+
+def _upsample(array, factor):
+    return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+
+def _bilinear(image, out_h, out_w):
+    """Plain numpy bilinear resize with pixel-centre alignment and edge clamping."""
+    def weights(in_size, out_size):
+        src = np.clip((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0, in_size - 1)
+        low = np.floor(src).astype(int)
+        return low, np.minimum(low + 1, in_size - 1), src - low
+
+    image = image.astype(np.float64)
+    y0, y1, fy = weights(image.shape[0], out_h)
+    x0, x1, fx = weights(image.shape[1], out_w)
+    rows = image[y0] * (1 - fy)[:, None, None] + image[y1] * fy[:, None, None]
+    return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+
+
+def test_batch_keys_dtypes_and_static_shapes(scene_split):
+    config = _config(scale_jitter=(0.8, 1.2), horizontal_flip=True)
+    data = PanopticDataset.from_split(scene_split)
+    ds = build_dataset(data, config, training=True, batch_size=3)
+    sizes = {"H": 64, "W": 64, "M": 5}
+    assert set(ds.element_spec) == set(BATCH_TABLE)
+    for key, (dtype, shape) in BATCH_TABLE.items():
+        expected = [3] + [sizes.get(s, s) for s in shape]
+        assert ds.element_spec[key].dtype == dtype, key
+        assert ds.element_spec[key].shape.as_list() == expected, key  # static, batch included
+    batch = next(iter(ds))
+    for key, (dtype, shape) in BATCH_TABLE.items():
+        assert batch[key].shape.as_list() == [3] + [sizes.get(s, s) for s in shape]
+
+
+def test_resize_and_padding_values(scene_split):
+    # 12x16 -> shorter side 24: scale 2 exactly; padded to 64x64.
+    out = _first(scene_split)
+    np.testing.assert_array_equal(out["image_size"], [24, 32])
+    np.testing.assert_array_equal(out["original_size"], [HEIGHT, WIDTH])
+    assert out["image_id"] == 1 and out["gt_count"] == 2
+    semantic, owner = _expected_labels()
+    np.testing.assert_array_equal(out["semantic"][:24, :32], _upsample(semantic, 2))
+    np.testing.assert_array_equal(out["owner"][:24, :32], _upsample(owner, 2))
+    for label in (out["semantic"], out["owner"]):
+        assert (label[24:] == IGNORE).all() and (label[:, 32:] == IGNORE).all()
+    assert (out["images"][24:] == 0).all() and (out["images"][:, 32:] == 0).all()
+    np.testing.assert_array_equal(out["gt_boxes"][:2], 2 * np.array([TIE_BOX, PERSON_BOX]))
+    np.testing.assert_array_equal(out["gt_classes"], [2, 1, 0, 0, 0])
+    assert (out["gt_boxes"][2:] == 0).all() and (out["gt_masks"][2:] == 0).all()
+    np.testing.assert_array_equal(out["gt_masks"][1][:24, :32], _upsample(_rect(PERSON_BOX), 2))
+    assert (out["gt_masks"][:, 24:] == 0).all() and (out["gt_masks"][:, :, 32:] == 0).all()
+    np.testing.assert_allclose(out["images"][:24, :32], _bilinear(_pixels(seed=1), 24, 32),
+                               atol=1e-3)
+
+
+def test_longer_side_limit_and_shrink_to_fit(scene_split):
+    # max_side binds: scale = 40 / 16 = 2.5 -> 30x40; boxes scale by exactly 2.5.
+    out = _first(scene_split, short_side=48, max_side=40)
+    np.testing.assert_array_equal(out["image_size"], [30, 40])
+    np.testing.assert_allclose(out["gt_boxes"][:2], 2.5 * np.array([TIE_BOX, PERSON_BOX]))
+    # 36x48 would not fit 32x32: shrink to scale 2 (24x32), never crop.
+    out = _first(scene_split, short_side=36, padded_size=(32, 32))
+    np.testing.assert_array_equal(out["image_size"], [24, 32])
+    np.testing.assert_array_equal(out["gt_boxes"][1], 2 * np.array(PERSON_BOX))
+
+
+def test_instances_lost_in_downscaling_are_dropped(tmp_path):
+    # A 1-pixel tie at an even row and column: halving samples odd rows and columns only.
+    anns = _scene_instances()
+    anns[0]["segmentation"] = _rle(_rect((4, 6, 5, 7)))
+    split = _write_dataset(str(tmp_path), [_scene_image()], anns)
+    out = _first(split, short_side=HEIGHT // 2)
+    np.testing.assert_array_equal(out["image_size"], [6, 8])
+    assert out["gt_count"] == 1
+    np.testing.assert_array_equal(out["gt_classes"][:2], [1, 0])
+    np.testing.assert_array_equal(out["gt_boxes"][0], np.array(PERSON_BOX) / 2)
+
+
+def test_truncation_keeps_the_largest_instances(scene_split):
+    out = _first(scene_split, max_instances=1)
+    assert out["gt_count"] == 1 and out["gt_classes"].tolist() == [1]  # the person
+    np.testing.assert_array_equal(out["gt_boxes"][0], 2 * np.array(PERSON_BOX))
+
+
+def _mask_extents(mask):
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [rows[0], cols[0], rows[-1] + 1, cols[-1] + 1]
+
+
+def test_flip_is_consistent(scene_split):
+    data = PanopticDataset.from_split(scene_split)
+    config = _config(horizontal_flip=True)
+    semantic = _upsample(_expected_labels()[0], 2)
+    reference = _first(scene_split)  # evaluation: never flipped
+    ds = build_dataset(data, config, training=True, batch_size=4, seed=5)
+    seen = set()
+    for batch in ds.take(4):
+        for k in range(4):
+            out = {key: value.numpy()[k] for key, value in batch.items()}
+            flipped = not np.array_equal(out["semantic"][:24, :32], semantic)
+            seen.add(flipped)
+            expected = semantic[:, ::-1] if flipped else semantic
+            np.testing.assert_array_equal(out["semantic"][:24, :32], expected)
+            np.testing.assert_array_equal(out["owner"][:24, :32] == IGNORE, expected > 1)
+            image = reference["images"][:24, :32]
+            np.testing.assert_allclose(out["images"][:24, :32],
+                                       image[:, ::-1] if flipped else image)
+            for i in range(out["gt_count"]):
+                np.testing.assert_array_equal(out["gt_boxes"][i],
+                                              _mask_extents(out["gt_masks"][i]))
+    assert seen == {True, False}
+
+
+def test_scale_jitter_stays_in_range(scene_split):
+    low, high = 0.5, 1.5
+    data = PanopticDataset.from_split(scene_split)
+    ds = build_dataset(data, _config(scale_jitter=(low, high), padded_size=(96, 96)),
+                       training=True, batch_size=8, seed=1)
+    sizes = np.concatenate([b["image_size"].numpy() for b in ds.take(4)])
+    shorter = sizes[:, 0]
+    assert shorter.min() >= np.floor(2 * HEIGHT * low) and shorter.max() <= np.ceil(
+        2 * HEIGHT * high)
+    assert len(set(shorter.tolist())) > 5  # really random
+    np.testing.assert_allclose(sizes[:, 1] / sizes[:, 0], WIDTH / HEIGHT, atol=0.1)
+
+
+def _stream(split, seed, batches=3):
+    data = PanopticDataset.from_split(split)
+    config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True)
+    ds = build_dataset(data, config, training=True, batch_size=2, seed=seed)
+    return [{k: v.numpy() for k, v in b.items()} for b in ds.take(batches)]
+
+
+def test_determinism_with_a_seed(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 5)])
+    first, again, other = _stream(split, 3), _stream(split, 3), _stream(split, 4)
+    for a, b in zip(first, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert any(not np.array_equal(a[key], b[key])
+               for a, b in zip(first, other) for key in ("image_id", "image_size", "images"))
+
+
+def test_sharding_by_input_context(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 6)])
+    data = PanopticDataset.from_split(split)
+    seen = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        ds = build_dataset(data, _config(), training=False, batch_size=4,
+                           input_context=context)
+        batches = list(ds)
+        assert all(b["images"].shape[0] <= 2 for b in batches)  # per-replica batch: 4 / 2
+        seen.append(sorted(i for b in batches for i in b["image_id"].numpy().tolist()))
+    assert seen == [[1, 3, 5], [2, 4]]
+
+
+def test_training_repeats_and_drops_the_remainder(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 4)])
+    data = PanopticDataset.from_split(split)
+    ds = build_dataset(data, _config(), training=True, batch_size=2, seed=0)
+    epochs = np.concatenate([b["image_id"].numpy() for b in ds.take(6)]).reshape(4, 3)
+    for epoch in epochs:  # each pass over the data is a permutation ...
+        assert sorted(epoch.tolist()) == [1, 2, 3]
+    assert len({tuple(epoch) for epoch in epochs}) > 1  # ... reshuffled each time
+    once = build_dataset(data, _config(), training=True, batch_size=2, seed=0, repeat=False)
+    assert [b["image_id"].shape[0] for b in once] == [2]
+
+
+def test_synthetic_dataset_through_the_pipeline(synthetic_dir):
+    data = PanopticDataset.from_split(synthetic_split(synthetic_dir, "train"))
+    assert data.uses_instances_json
+    config = DataConfig(short_side=96, max_side=128, padded_size=(128, 128),
+                        scale_jitter=(0.8, 1.2), max_instances=16)
+    batch = next(iter(build_dataset(data, config, training=True, batch_size=4)))
+    assert batch["images"].shape == (4, 128, 128, 3)
+    counts = batch["gt_count"].numpy()
+    assert counts.min() > 0
+    for k in range(4):
+        classes = batch["gt_classes"].numpy()[k]
+        assert (classes[:counts[k]] >= 1).all() and (classes[counts[k]:] == 0).all()
+        owner = batch["owner"].numpy()[k]
+        assert set(np.unique(owner)) <= set(range(data.categories.num_things)) | {IGNORE}
+    # The instances JSON's masks are whole: somewhere two instances overlap (person + tie).
+    overlaps = [b["gt_masks"].numpy().sum(axis=1).max()
+                for b in build_dataset(data, config, training=False, batch_size=4)]
+    assert max(overlaps) > 1
+
+
+def _counting_loads(data):
+    """Record the index of every `load_example` call on `data` (from any thread)."""
+    calls = []
+    load = data.load_example
+
+    def counted(index):
+        calls.append(index)
+        return load(index)
+
+    data.load_example = counted
+    return calls
+
+
+def test_resume_skips_without_decoding(tmp_path):
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 6)])
+    data = PanopticDataset.from_split(split)
+    calls = _counting_loads(data)
+    resumed = list(build_dataset(data, _config(), training=False, batch_size=1, start_batch=3))
+    assert [b["image_id"].numpy().tolist() for b in resumed] == [[4], [5]]
+    assert sorted(calls) == [3, 4]
+    # Shuffled, one pass: the two skipped batches of 2 are never decoded.
+    calls.clear()
+    fresh = list(build_dataset(data, _config(), training=True, batch_size=2, seed=1,
+                               repeat=False))
+    assert len(calls) == 5
+    calls.clear()
+    resumed = list(build_dataset(data, _config(), training=True, batch_size=2, seed=1,
+                                 repeat=False, start_batch=1))
+    assert len(calls) == 3
+    np.testing.assert_array_equal(resumed[0]["image_id"], fresh[1]["image_id"])
+    # Ten epochs in: only what the resumed stream reads ahead is decoded.
+    calls.clear()
+    config = _config(num_parallel_calls=1)
+    next(iter(build_dataset(data, config, training=True, batch_size=1, seed=1,
+                            start_batch=50)))
+    assert 1 <= len(calls) < 50, calls
+
+
+def test_resume_with_a_seed_only(scene_split):
+    data = PanopticDataset.from_split(scene_split)
+    with pytest.raises(ValueError, match="needs a fixed seed"):
+        build_dataset(data, _config(), training=True, batch_size=1, seed=None, start_batch=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        build_dataset(data, _config(), training=True, batch_size=1, start_batch=-1)
+
+
+def test_shuffle_order_ignores_the_global_seed(tmp_path):
+    # The order depends on `seed` only (a resumed run may set another global seed).
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, 6)])
+    data = PanopticDataset.from_split(split)
+    orders = []
+    try:
+        for global_seed in (0, 1234):
+            tf.random.set_seed(global_seed)
+            ds = build_dataset(data, _config(), training=True, batch_size=5, seed=2)
+            orders.append([b["image_id"].numpy().tolist() for b in ds.take(3)])
+    finally:
+        tf.random.set_seed(None)
+    assert orders[0] == orders[1]
+    assert len({tuple(epoch) for epoch in orders[0]}) > 1
+
+
+def test_truncation_ties_keep_the_earlier_instance(tmp_path):
+    # Three instances with areas 6, 4, 6 (file order): keeping 2 keeps the two of area 6,
+    # keeping 1 keeps the first of them; order as in the file.
+    boxes = [(0, 0, 2, 3), (5, 0, 7, 2), (8, 10, 10, 13)]
+    anns = [{"image_id": 1, "category_id": cat, "iscrowd": 0, "segmentation": _rle(_rect(box))}
+            for cat, box in zip((TIE, PERSON, PERSON), boxes)]
+    split = _write_dataset(str(tmp_path), [_scene_image()], anns)
+    areas = np.array([_rect(b).sum() for b in boxes])
+    for keep in (1, 2, 3):
+        expected = np.sort(np.argsort(-areas, kind="stable")[:keep])  # numpy reference
+        out = _first(split, max_instances=keep)
+        assert out["gt_count"] == keep
+        np.testing.assert_array_equal(out["gt_boxes"][:keep], 2 * np.array(boxes)[expected])

@@ -1,0 +1,85 @@
+"""oanet_tf.training.model_dir: reading back what `train` wrote into a model dir (config,
+categories, weights), and the one-line errors for a dir that is not one. Loading the weights
+into a model is tested with the export (tests/test_export.py)."""
+
+import json
+import os
+import re
+
+import pytest
+
+from oanet_tf.config import Config, load_config, save_config
+from oanet_tf.errors import ConfigError, OANetError
+from oanet_tf.training.model_dir import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
+                                         load_config_of, read_categories, weights_path)
+
+CATEGORIES = [{"id": 40, "name": "sky", "isthing": 0}, {"id": 7, "name": "person", "isthing": 1},
+              {"id": 12, "name": "tie", "isthing": 1}]
+
+
+def test_weights_aliases_and_paths(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "checkpoints"))
+    for name in ("last", "best"):
+        open(os.path.join(root, "checkpoints", f"{name}.weights.h5"), "wb").close()
+    other = str(tmp_path / "other.weights.h5")
+    open(other, "wb").close()
+    assert LAST_WEIGHTS == "checkpoints/last.weights.h5"
+    assert BEST_WEIGHTS == "checkpoints/best.weights.h5"
+    assert weights_path(root) == os.path.join(root, "checkpoints/last.weights.h5")
+    assert weights_path(root, "best") == os.path.join(root, "checkpoints/best.weights.h5")
+    assert weights_path(root, other) == other
+    os.remove(os.path.join(root, BEST_WEIGHTS))
+    missing = os.path.join(root, BEST_WEIGHTS)
+    message = re.escape(f"weights file not found: {missing} (--weights best)")
+    with pytest.raises(OANetError, match=message):
+        weights_path(root, "best")
+    with pytest.raises(OANetError, match="--weights nowhere.h5"):
+        weights_path(root, "nowhere.h5")
+
+
+def test_read_categories(tmp_path):
+    path = str(tmp_path / CATEGORIES_FILE)
+    with open(path, "w") as f:
+        json.dump(CATEGORIES, f)
+    categories = read_categories(path)
+    assert categories.thing_ids == [7, 12] and categories.stuff_ids == [40]
+    assert (categories.num_things, categories.num_stuff) == (2, 1)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "categories.json not found: --model-dir must be a directory written by"),
+    ("{not json", "categories.json: not a list of categories"),
+    ('{"id": 1}', "categories.json: not a list of categories"),
+    ('[{"name": "sky"}]', "categories.json: not a list of categories"),
+], ids=["missing", "not_json", "not_a_list", "no_ids"])
+def test_read_categories_errors_name_the_file(tmp_path, content, message):
+    path = str(tmp_path / CATEGORIES_FILE)
+    if content is not None:
+        with open(path, "w") as f:
+            f.write(content)
+    with pytest.raises(OANetError, match=message) as info:
+        read_categories(path)
+    assert path in str(info.value)
+
+
+def test_load_config_of_reads_the_saved_config_with_overrides(tmp_path):
+    config = load_config(None, ["train.batch_size=6", "data.short_side=96"])
+    save_config(config, str(tmp_path / CONFIG_FILE))
+    loaded = load_config_of(str(tmp_path))
+    assert isinstance(loaded, Config) and loaded.to_dict() == config.to_dict()
+    changed = load_config_of(str(tmp_path), overrides=("train.batch_size=3",))
+    assert changed.train.batch_size == 3 and changed.data.short_side == 96
+    # An explicit config wins over the model dir's.
+    elsewhere = str(tmp_path / "elsewhere.yaml")
+    save_config(load_config(None, ["train.batch_size=5"]), elsewhere)
+    assert load_config_of(str(tmp_path), elsewhere).train.batch_size == 5
+
+
+def test_load_config_of_errors(tmp_path):
+    with pytest.raises(OANetError, match="--model-dir .*nowhere: no such directory"):
+        load_config_of(str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="config.yaml not found: --model-dir must be"):
+        load_config_of(str(tmp_path))
+    with pytest.raises(ConfigError, match="other.yaml not found"):
+        load_config_of(str(tmp_path), str(tmp_path / "other.yaml"))
