@@ -43,6 +43,8 @@ from oanet_tf.benchmarking import suites
 from oanet_tf.benchmarking.inputs import DEFAULT_CATEGORIES, R50_CONFIG, parse_size
 from oanet_tf.benchmarking.report import format_rows, load_line, machine_load
 from oanet_tf.benchmarking.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
+from oanet_tf.data.panoptic_format import load_categories
+from oanet_tf.errors import DatasetError
 
 
 def main(argv=None) -> int:
@@ -62,10 +64,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark.json"))
     args = parser.parse_args(argv)
-    if "model" in args.suites and not os.path.isfile(args.categories):
-        print(f"error: categories file not found: {args.categories} (the COCO panoptic "
-              f"categories JSON; nothing is downloaded)", file=sys.stderr)
-        return 2
+    if "model" in args.suites:
+        try:
+            load_categories(args.categories)  # before anything runs
+        except DatasetError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     import keras
     import tensorflow as tf

@@ -11,8 +11,8 @@ test_score_threshold is set to 0 as well, so both run NMS on every candidate.
 
 Torch runs in a second process (the benchmark venv's python running
 oanet_tf.benchmarking.torch_peer) that stays up for the whole run; the two alternate call by
-call (one timed call of ours, one of theirs, ...), so both see the same machine load. Every case gets
---warmup untimed calls each, then --repeats timed calls; the median is reported.
+call (one timed call of ours, one of theirs, ...), so both see the same machine load. Every
+case gets --warmup untimed calls each, then --repeats timed calls; the median is reported.
 --breakdown also times the parts of our batch-1 inference alone, each on our model's own
 outputs: backbone+FPN (and theirs), the dense part, detect, the whole predictor, RoIAlign
 and the box head at 1000 boxes, RoIAlign and the mask head at 100, paste_masks, the SRM and
@@ -42,6 +42,8 @@ from oanet_tf.benchmarking.report import load_line, machine_load
 from oanet_tf.benchmarking.timing import median
 from oanet_tf.benchmarking.torch_peer import (DEFAULT_TORCH_PYTHON, TORCH_OMP_WAIT_POLICY,
                                               TorchClient)
+from oanet_tf.data.panoptic_format import load_categories
+from oanet_tf.errors import DatasetError
 
 DEFAULT_SIZE = (512, 512)  # the default run (2 batch sizes, 2 modes) fits in ~15 min on 2 cores
 DEFAULT_INSTANCES = 8
@@ -157,9 +159,10 @@ def main(argv=None) -> int:
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark_model.json"))
     args = parser.parse_args(argv)
-    if not os.path.isfile(args.categories):
-        print(f"error: categories file not found: {args.categories} (the COCO panoptic "
-              f"categories JSON; nothing is downloaded)", file=sys.stderr)
+    try:
+        load_categories(args.categories)  # before anything runs
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     report = run(args)
     print()
