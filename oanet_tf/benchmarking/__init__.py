@@ -13,6 +13,6 @@ entry points; the package is pip-installed, so no script edits sys.path or impor
   evaluator       our PQ evaluator against panopticapi's pq_compute
   suites          the suites benchmark.py composes (model, synthetic, input, evaluator, ops)
 
-Modules import TensorFlow inside functions only where the torchvision peer imports them
-(inputs, timing, torch_peer), so that peer runs without it.
+inputs, timing and torch_peer load no TensorFlow when imported: the torchvision peer, in its
+own venv, imports them.
 """
