@@ -17,6 +17,8 @@ from oanet_tf.errors import OANetError
 COMMANDS = {
     "demo": ("demo", "generate synthetic data, train, evaluate, export: the quick start"),
     "make-synthetic": ("make_synthetic", "write a synthetic COCO panoptic dataset"),
+    "convert-tfrecords": ("convert_tfrecords",
+                          "write one split of a COCO panoptic dataset as sharded TFRecords"),
     "pq": ("pq", "score COCO panoptic predictions against ground truth (Panoptic Quality)"),
     "train": ("train", "train OANet with model.fit"),
     "evaluate": ("evaluate", "predict a COCO-format dataset and report PQ"),

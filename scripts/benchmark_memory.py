@@ -4,7 +4,9 @@ torchvision's Mask R-CNN R50-FPN, each in a fresh process, at one size and batch
 Each case runs in its own child process: build the model, run two training steps on a
 random batch (the first traces the step), then report the process's peak resident set
 (ru_maxrss) and its resident set after building the model. The input batch is what the
-training pipeline feeds (for ours: masks padded to data.max_instances slots).
+training pipeline feeds (for ours: masks padded to data.max_instances slots). Both models
+come from oanet_tf.benchmarking (the package is pip-installed; the torch child, in the
+benchmark venv, gets it on its PYTHONPATH).
 
     python scripts/benchmark_memory.py [--size 800x1344] [--batches 1 2] [--instances 8]
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/memory.json]
@@ -19,34 +21,35 @@ import resource
 import subprocess
 import sys
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, SCRIPTS)
-from benchmark_model import (DEFAULT_CATEGORIES, DEFAULT_CONFIG, DEFAULT_TORCH_PYTHON,  # noqa: E402
-                             REPO_ROOT, TORCH_OMP_WAIT_POLICY, parse_size)
+from oanet_tf.benchmarking.inputs import DEFAULT_CATEGORIES, R50_CONFIG, parse_size
+from oanet_tf.benchmarking.torch_peer import DEFAULT_TORCH_PYTHON, check_torch_python, peer_env
+from oanet_tf.fileio import write_json
 
 STEPS = 2
 KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
+BYTES_PER_MIB = 2**20
+COCO_THINGS = 80  # torchvision's Mask R-CNN classes, less the background
 
 
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return pages * os.sysconf("SC_PAGE_SIZE") / BYTES_PER_MIB
 
 
 def child(args) -> dict:
     """Runs in the measured process; returns what it saw."""
     if args.child == "ours":
-        sys.path.insert(0, REPO_ROOT)
-        from benchmark_model import OursBench
+        from oanet_tf.benchmarking.model_bench import OursBench
 
-        bench = OursBench(args.config, args.categories, args.size, [], "config")
+        bench = OursBench(args.config, args.categories, args.size)
         bench.prepare("train", args.batch, 0, args.instances)
     else:
-        from benchmark_model import TorchWorker
+        from oanet_tf.benchmarking.torch_peer import TorchWorker
 
         bench = TorchWorker(threads=0)
-        bench.prepare("train", *args.size, args.batch, 0, args.instances, num_things=80)
+        bench.prepare("train", *args.size, args.batch, 0, args.instances,
+                      num_things=COCO_THINGS)
     built = _rss_mib()
     for _ in range(STEPS):
         bench.call()
@@ -56,7 +59,9 @@ def child(args) -> dict:
 
 
 def measure(python: str, which: str, args, batch: int) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_WAIT_POLICY=TORCH_OMP_WAIT_POLICY)
+    """Runs this file with --child in a fresh process of `python` (the benchmark venv's for
+    torch, which gets this oanet_tf on its PYTHONPATH)."""
+    env = dict(peer_env(), TF_CPP_MIN_LOG_LEVEL="3")
     command = [python, os.path.abspath(__file__), "--child", which, "--batch", str(batch),
                "--size", "x".join(str(s) for s in args.size), "--instances",
                str(args.instances), "--config", args.config, "--categories", args.categories]
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=parse_size, default=(800, 1344), metavar="HxW")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--instances", type=int, default=8)
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--config", default=R50_CONFIG)
     parser.add_argument("--categories", default=DEFAULT_CATEGORIES)
     parser.add_argument("--torch-python", default=DEFAULT_TORCH_PYTHON)
     parser.add_argument("--no-torch", action="store_true")
@@ -82,6 +87,8 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
+    if not args.no_torch:
+        check_torch_python(args.torch_python)
     rows = []
     for batch in args.batches:
         ours = measure(sys.executable, "ours", args, batch)
@@ -96,10 +103,6 @@ def main(argv=None) -> int:
                     f"(after build {theirs['rss_after_build_mib']:.0f}), " \
                     f"ratio {rows[-1]['peak_ratio']:.2f}"
         print(line, flush=True)
-    sys.path.insert(0, REPO_ROOT)
-    from oanet_tf.fileio import write_json
-
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, {"size": list(args.size), "steps": STEPS, "rows": rows}, indent=2)
     print(f"written to {args.out}")
     return 0

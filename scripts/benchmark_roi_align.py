@@ -9,7 +9,8 @@ alternate call by call (the order flipping every round), so both see the same ma
 each gets --warmup untimed calls (tracing included), then --repeats timed calls, and the
 median is reported, with gather / crop_and_resize as the speed-up. The largest absolute
 difference between the two methods' outputs (and gradients) is recorded as well, next to
-the largest absolute value of the gather method's (its scale).
+the largest absolute value of the gather method's (its scale). The cases and the timing
+live in oanet_tf.benchmarking (the package is pip-installed).
 --check-xla also tries the crop_and_resize method under jit_compile=True on the smallest case.
 
     python scripts/benchmark_roi_align.py [--sizes 800x1344 512x512] [--boxes 1000]
@@ -19,76 +20,18 @@ the largest absolute value of the gather method's (its scale).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics
 import sys
-import time
 
-import numpy as np
 import tensorflow as tf
 
+from oanet_tf.benchmarking.inputs import parse_size
+from oanet_tf.benchmarking.roi_align import LEVELS, METHODS, MODES, make_case, make_function
+from oanet_tf.benchmarking.timing import alternating
 from oanet_tf.fileio import write_json
 from oanet_tf.ops import roi_align
-
-METHODS = roi_align.METHODS
-MODES = ("forward", "forward+backward")
-LEVELS = (2, 3, 4, 5)
-MIN_BOX_SIDE = 8.0
-ASPECT_RANGE = (0.5, 2.0)
-
-
-def parse_size(text: str) -> tuple:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH, got {text!r}") from None
-    return height, width
-
-
-def make_case(seed: int, size: tuple, batch: int, channels: int, num_boxes: int, dtype):
-    """Random pyramid [B, ceil(H / 2^l), ceil(W / 2^l), C] per level and boxes [B, N, 4]."""
-    rng = np.random.default_rng(seed)
-    features = [tf.constant(rng.normal(size=(batch, math.ceil(size[0] / 2 ** l),
-                                             math.ceil(size[1] / 2 ** l), channels)), dtype)
-                for l in LEVELS]
-    side = np.exp(rng.uniform(math.log(MIN_BOX_SIDE), math.log(min(size)),
-                              size=(batch, num_boxes, 1)))
-    aspect = np.sqrt(rng.uniform(*ASPECT_RANGE, size=(batch, num_boxes, 1)))
-    half = np.concatenate([side * aspect, side / aspect], -1) / 2
-    centre = rng.uniform(0.0, 1.0, size=(batch, num_boxes, 2)) * np.array(size)
-    corners = np.concatenate([centre - half, centre + half], -1)
-    boxes = np.clip(corners, 0.0, np.array(size * 2, np.float64))
-    cotangent = rng.normal(size=(batch, num_boxes, 1, 1, channels))
-    return features, tf.constant(boxes, tf.float32), tf.constant(cotangent, dtype)
-
-
-def make_function(method: str, mode: str, output_size: int, sampling_ratio: int):
-    """A tf.function (no AutoGraph, no XLA) of features, boxes, cotangent: the pooled
-    features, or those and the gradients w.r.t. the features."""
-
-    def forward(features, boxes, cotangent):
-        del cotangent
-        return roi_align.multilevel_roi_align(features, boxes, output_size, sampling_ratio,
-                                              method=method)
-
-    def backward(features, boxes, cotangent):
-        with tf.GradientTape() as tape:
-            tape.watch(features)
-            pooled = forward(features, boxes, None)
-            total = tf.reduce_sum(pooled * cotangent)
-        # The gradient of a linear op does not need its output: return it too, or the
-        # forward pass would be pruned from the graph.
-        return pooled, tape.gradient(total, features)
-
-    return tf.function(forward if mode == "forward" else backward, autograph=False)
-
-
-def synced(call):
-    """Call and wait for the device: fetch one element of the first output."""
-    first = tf.nest.flatten(call())[0]
-    tf.reshape(first, [-1])[:1].numpy()
 
 
 def max_difference(a, b) -> tuple:
@@ -99,29 +42,11 @@ def max_difference(a, b) -> tuple:
             max(float(tf.reduce_max(tf.abs(x))) for x, _ in pairs))
 
 
-def time_case(functions: dict, inputs, warmup: int, repeats: int) -> dict:
-    """Median seconds per method, the methods alternating (order flipped every round)."""
-    seconds = {method: [] for method in functions}
-    for round_index in range(warmup + repeats):
-        order = list(functions) if round_index % 2 == 0 else list(functions)[::-1]
-        for method in order:
-            start = time.perf_counter()
-            synced(lambda: functions[method](*inputs))
-            if round_index >= warmup:
-                seconds[method].append(time.perf_counter() - start)
-    return seconds
-
-
 def check_xla(inputs, output_size: int, sampling_ratio: int) -> dict:
     """Whether crop_and_resize compiles with jit_compile=True; the error's first line if not."""
-
-    def call(features, boxes, cotangent):
-        del cotangent
-        return roi_align.multilevel_roi_align(features, boxes, output_size, sampling_ratio,
-                                              method="crop_and_resize")
-
     try:
-        tf.function(call, jit_compile=True, autograph=False)(*inputs)
+        make_function("crop_and_resize", "forward", output_size, sampling_ratio,
+                      jit_compile=True)(*inputs)
     except (tf.errors.OpError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return {"compiles": False, "error": f"{type(err).__name__}: {first}"}
@@ -139,7 +64,7 @@ def benchmark(args) -> dict:
             functions = {m: make_function(m, mode, args.output_size, args.sampling_ratio)
                          for m in METHODS}
             difference, scale = max_difference(*(functions[m](*inputs) for m in METHODS))
-            seconds = time_case(functions, inputs, args.warmup, args.repeats)
+            seconds = alternating(functions, inputs, args.warmup, args.repeats)
             medians = {m: statistics.median(s) for m, s in seconds.items()}
             cases.append({"size": list(size), "mode": mode, "boxes_per_level": per_level,
                           "median_s": medians, "seconds": seconds,

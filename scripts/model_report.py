@@ -6,7 +6,8 @@ the counts come from traced tf.function graphs, batch 1.
 
 What is counted:
   - parameters: every weight of each component (`count_params`), trainable and not
-    (the not-trainable ones are the batch-norm moving statistics of the backbone);
+    (the not-trainable ones are the batch-norm moving statistics of the backbone); the
+    components are reached through the model's public attributes (COMPONENT_PATHS);
   - "profiler": TensorFlow's own FLOP count of the dense part (images -> FPN maps, RPN maps,
     semantic logits) by tf.compat.v1.profiler with ProfileOptionBuilder.float_operation();
     it counts 2 per multiply-add of convolutions and matmuls plus the elementwise ops it
@@ -27,30 +28,31 @@ What is counted:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from oanet_tf.benchmarking.inputs import DEFAULT_CATEGORIES
+from oanet_tf.config import load_config
+from oanet_tf.data.panoptic_format import CategoryMap, load_categories
+from oanet_tf.errors import DatasetError
+from oanet_tf.fileio import write_json
+from oanet_tf.modeling import srm as srm_lib
+from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.ops import mask_ops
 
-from oanet_tf.config import load_config  # noqa: E402
-from oanet_tf.data.panoptic_format import CategoryMap  # noqa: E402
-from oanet_tf.errors import DatasetError  # noqa: E402
-from oanet_tf.fileio import write_json  # noqa: E402
-from oanet_tf.modeling import srm as srm_lib  # noqa: E402
-from oanet_tf.modeling.builder import build_oanet  # noqa: E402
-from oanet_tf.ops import mask_ops  # noqa: E402
-
-DEFAULT_CATEGORIES = "/work/shared/coco/panoptic_coco_categories.json"
 DEFAULT_CONFIGS = ("configs/coco_r50.yaml", "configs/coco_r101.yaml")
 DEFAULT_PADDED_SIZE = (800, 1344)  # a COCO image at 800x1333, zero-padded to a multiple of 32
-COMPONENTS = ("backbone", "stuff_backbone", "fpn", "stuff_fpn", "rpn_head", "box_head",
-              "mask_head", "stuff_head", "srm")
+# Each component reported, by the public attributes that lead to its layer from the model
+# (stuff_backbone and stuff_fpn are None when the stuff branch shares the model's).
+COMPONENT_PATHS = {"backbone": ("backbone",), "stuff_backbone": ("stuff_backbone",),
+                   "fpn": ("fpn",), "stuff_fpn": ("stuff_fpn",), "rpn_head": ("rpn", "head"),
+                   "box_head": ("roi_heads", "box_head"),
+                   "mask_head": ("roi_heads", "mask_head"),
+                   "stuff_head": ("stuff_branch", "head"), "srm": ("srm",)}
 # The Mask R-CNN part of OANet (what torchvision's maskrcnn_resnet50_fpn also has).
 MASK_RCNN_COMPONENTS = ("backbone", "fpn", "rpn_head", "box_head", "mask_head")
 OUTSIDE_LAYERS = "outside layers"
@@ -67,26 +69,30 @@ GIGA = 1e9
 MEGA = 1e6
 
 
-def load_categories(path: str) -> CategoryMap:
-    """The COCO panoptic categories (133: 80 things, 53 stuff) from a local file."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"categories file not found: {path} (the COCO panoptic categories "
-                           f"JSON, e.g. panoptic_coco_categories.json; nothing is downloaded)")
-    with open(path, encoding="utf-8") as f:
-        try:
-            categories = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(categories, dict):  # a whole panoptic JSON also carries them
-        categories = categories.get("categories", [])
-    if not categories:
-        raise DatasetError(f"{path}: no categories found")
-    return CategoryMap.from_categories(categories)
-
-
 # ------------------------------------------------------------------------------- parameters
 def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
+
+
+def component_layers(model) -> dict:
+    """{component: the layers on its path from the model} of the components the model has."""
+    found = {}
+    for name, path in COMPONENT_PATHS.items():
+        layers, holder = [], model
+        for attribute in path:
+            holder = getattr(holder, attribute)
+            if holder is None:
+                break
+            layers.append(holder)
+        else:
+            found[name] = layers
+    return found
+
+
+def name_scopes(model) -> dict:
+    """{component: its layers' names, outermost first}: the name scope its ops lie in."""
+    return {name: tuple(layer.name for layer in layers)
+            for name, layers in component_layers(model).items()}
 
 
 def parameter_report(model) -> dict:
@@ -94,10 +100,8 @@ def parameter_report(model) -> dict:
     whole model under "total" and anything outside the named components under "other"."""
     report = {}
     seen = 0
-    for name in COMPONENTS:
-        layer = getattr(model, name, None)
-        if layer is None:
-            continue
+    for name, layers in component_layers(model).items():
+        layer = layers[-1]
         trainable = _count(layer.trainable_weights)
         non_trainable = _count(layer.non_trainable_weights)
         report[name] = {"total": trainable + non_trainable, "trainable": trainable,
@@ -157,35 +161,37 @@ def op_multiply_adds(op) -> int:
     return 0
 
 
-def component_of(op_name: str) -> str:
-    """The OANet component whose name scope holds an op ("oanet_1/fpn_1/output2_1/..." ->
-    "fpn", "mask_head_1/conv1_1/..." -> "mask_head"), else OUTSIDE_LAYERS."""
-    for part in op_name.split("/")[:2]:
-        scope = re.sub(r"_\d+$", "", part)
-        if scope in COMPONENTS:
-            return scope
+def component_of(op_name: str, scopes: dict) -> str:
+    """The OANet component whose name scope (name_scopes) holds an op, at the top of the op's
+    name or under the model's own scope ("oanet_1/fpn_1/output2_1/..." -> "fpn",
+    "roi_heads_1/mask_head_1/conv1_1/..." -> "mask_head"), else OUTSIDE_LAYERS."""
+    parts = [re.sub(r"_\d+$", "", part) for part in op_name.split("/")]
+    for start in (0, 1):
+        for name, scope in scopes.items():
+            if tuple(parts[start:start + len(scope)]) == scope:
+                return name
     return OUTSIDE_LAYERS
 
 
-def graph_multiply_adds(graph) -> dict:
+def graph_multiply_adds(graph, scopes: dict) -> dict:
     """{component: multiply-adds} over every op of a graph."""
     totals = {}
     for op in graph.get_operations():
         count = op_multiply_adds(op)
         if count:
-            name = component_of(op.name)
+            name = component_of(op.name, scopes)
             totals[name] = totals.get(name, 0) + count
     return totals
 
 
-def profiler_flops(graph) -> tuple[int, dict]:
+def profiler_flops(graph, scopes: dict) -> tuple[int, dict]:
     """TensorFlow profiler FLOPs of a graph: (total, {component: flops})."""
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output().build()
     profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
     per_component = {}
     for node in profile.children:
-        name = component_of(node.name)
+        name = component_of(node.name, scopes)
         per_component[name] = per_component.get(name, 0) + int(node.total_float_ops)
     return int(profile.total_float_ops), per_component
 
@@ -199,26 +205,27 @@ def flop_report(model, padded_size) -> dict:
     height, width = padded_size
     image_spec = tf.TensorSpec([1, height, width, 3], tf.float32)
     dense_graph = _graph(lambda images: model(images, training=False), image_spec)
-    dense_total, dense_per_component = profiler_flops(dense_graph)
+    scopes = name_scopes(model)
+    dense_total, dense_per_component = profiler_flops(dense_graph, scopes)
 
-    detect_macs = graph_multiply_adds(_graph(model.detect, image_spec))
+    detect_macs = graph_multiply_adds(_graph(model.detect, image_spec), scopes)
     detections = model.detections_per_image
-    mask_size = model.mask_pooler_resolution * MASK_SIZE_FACTOR
+    mask_size = model.roi_heads.mask_pooler_resolution * MASK_SIZE_FACTOR
     paste = graph_multiply_adds(_graph(
         lambda masks, boxes: mask_ops.paste_masks(masks, boxes, (height, width)),
         tf.TensorSpec([1, detections, mask_size, mask_size], tf.float32),
-        tf.TensorSpec([1, detections, 4], tf.float32)))
+        tf.TensorSpec([1, detections, 4], tf.float32)), scopes)
     channels = graph_multiply_adds(_graph(
         lambda masks, classes: srm_lib.srm_inputs(masks, classes, model.num_things),
         tf.TensorSpec([1, detections, height, width], tf.float32),
-        tf.TensorSpec([1, detections], tf.int32)))
+        tf.TensorSpec([1, detections], tf.int32)), scopes)
     outside = detect_macs.pop(OUTSIDE_LAYERS, 0)
     named = {"paste_masks": sum(paste.values()), "srm_inputs": sum(channels.values())}
     detect_macs.update(named)
     detect_macs["other (outside layers)"] = outside - sum(named.values())
     return {
         "padded_size": [height, width],
-        "proposals": model.rpn_post_nms_topk_test,
+        "proposals": model.rpn.post_nms_topk_test,
         "detections": detections,
         "dense_profiler_flops": dense_total,
         "dense_profiler_flops_per_component": dense_per_component,

@@ -151,6 +151,24 @@ def load_panoptic_json(path: str, what: str) -> dict:
     return data
 
 
+def load_categories(path: str) -> CategoryMap:
+    """The categories of a local JSON file: a list of COCO category dicts (e.g.
+    panoptic_coco_categories.json), or a whole panoptic JSON that carries them."""
+    try:
+        categories = read_json(path, "categories file")
+    except (FileNotFoundError, ValueError) as err:
+        raise DatasetError(f"{err} (the COCO panoptic categories JSON, e.g. "
+                           f"panoptic_coco_categories.json; nothing is downloaded)") from None
+    if isinstance(categories, dict):
+        categories = categories.get("categories", [])
+    if not categories:
+        raise DatasetError(f"{path}: no categories found")
+    try:
+        return CategoryMap.from_categories(categories)
+    except (ValueError, TypeError, KeyError) as err:
+        raise DatasetError(f"{path}: not a list of categories ({err})") from None
+
+
 def annotations_by_image(data: dict, path: str) -> dict:
     """{image_id: annotation} of a panoptic JSON, each checked for its required fields."""
     found = {}

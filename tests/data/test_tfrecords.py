@@ -5,13 +5,13 @@ resumed mid-stream), and bad manifests or shards raise errors naming the file.""
 import json
 import logging
 import os
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from oanet_tf.cli import convert_tfrecords
 from oanet_tf.config import DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
@@ -22,10 +22,6 @@ from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, JPEG, MANIFEST_FILE, PNG, TFR
 from oanet_tf.errors import DatasetError
 from tests.data.scenes import (CATEGORIES, HEIGHT, WIDTH, _config, _convert, _scene_image,
                                _scene_instances, _three_image_split, _write_dataset)
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "scripts"))
-import convert_to_tfrecords  # noqa: E402
 
 
 def _assert_same_example(parsed: dict, reference: dict):
@@ -307,7 +303,7 @@ def test_converter_cli_with_a_config(tmp_path, capsys):
         "image_dir": split.image_dir, "panoptic_json": split.panoptic_json,
         "panoptic_dir": split.panoptic_dir}}}))  # JSON is YAML
     out = str(tmp_path / "records")
-    assert convert_to_tfrecords.main(["--config", str(config), "--split", "val", "--out", out,
+    assert convert_tfrecords.main(["--config", str(config), "--split", "val", "--out", out,
                                       "--num-shards", "1", "--no-progress"]) == 0
     assert "1 images (2 skipped) in 1 shards" in capsys.readouterr().out
     records = TFRecordSource.from_dir(out)
@@ -320,9 +316,9 @@ def test_converter_cli_with_paths_and_errors(tmp_path, capsys):
     paths = ["--image-dir", split.image_dir, "--panoptic-json", split.panoptic_json,
              "--panoptic-dir", split.panoptic_dir, "--out", str(tmp_path / "records"),
              "--no-progress"]
-    assert convert_to_tfrecords.main(paths + ["--num-shards", "1"]) == 1  # stops: bad image
+    assert convert_tfrecords.main(paths + ["--num-shards", "1"]) == 1  # stops: bad image
     assert "000002.png" in capsys.readouterr().err  # its PNG is missing
-    assert convert_to_tfrecords.main(paths + ["--num-shards", "5", "--skip-bad-images"]) == 1
+    assert convert_tfrecords.main(paths + ["--num-shards", "5", "--skip-bad-images"]) == 1
     assert "num_shards must lie in 1..2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        convert_to_tfrecords.main(paths + ["--num-shards", "1", "--config", "x.yaml"])
+        convert_tfrecords.main(paths + ["--num-shards", "1", "--config", "x.yaml"])

@@ -1,0 +1,18 @@
+"""What the scripts in scripts/benchmark*.py time, as importable helpers (the scripts are thin
+entry points; the package is pip-installed, so no script edits sys.path or imports another).
+
+  inputs          default config and category files, HxW sizes, random images, instances,
+                  JPEGs (numpy and PIL only: the torchvision peer builds the same inputs)
+  timing          medians, timed calls, ours and a peer interleaved call by call
+  report          benchmark.py's rows and table, the machine load
+  torch_peer      torchvision's Mask R-CNN in a process of its own venv, and its client
+  model_bench     our model at one size: serve, infer and train calls on random inputs
+  breakdown       the parts of our inference and train step timed alone
+  roi_align       random FPN pyramids and boxes, RoIAlign as a timed function
+  input_pipeline  images per second of the input pipeline, from files and from TFRecords
+  evaluator       our PQ evaluator against panopticapi's pq_compute
+  suites          the suites benchmark.py composes (model, synthetic, input, evaluator, ops)
+
+inputs, timing and torch_peer load no TensorFlow when imported: the torchvision peer, in its
+own venv, imports them.
+"""

@@ -1,0 +1,210 @@
+"""The suites benchmark.py composes, each a list of report rows (report.row), every timing
+beside its peer on this machine's CPU, interleaved call by call:
+
+  model      R50 (configs/coco_r50.yaml, random weights) against torchvision's
+             maskrcnn_resnet50_fpn (100 detections): serve, infer and train;
+  synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
+  input      the input pipeline from COCO files and from TFRecords, against the train step
+             it feeds (target: INPUT_TARGET times its images per second);
+  evaluator  our PQ evaluator against panopticapi's pq_compute;
+  ops        the ops the model picks without XLA against their XLA-compilable variants:
+             RoIAlign, proposal NMS, and the SRM on the cells its loss or Eq. 3 reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+from oanet_tf.benchmarking import evaluator, input_pipeline
+from oanet_tf.benchmarking.inputs import SYNTHETIC_CONFIG, owner_labels, random_instances
+from oanet_tf.benchmarking.model_bench import MODES, OursBench, time_against_peer
+from oanet_tf.benchmarking.report import format_rows, row
+from oanet_tf.benchmarking.timing import alternating, median
+
+SUITES = ("model", "synthetic", "input", "evaluator", "ops")
+INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
+INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per second
+INSTANCES = 8  # random ground-truth instances per training image
+# The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
+OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS = 4000, 1000
+OPS_NMS_THRESHOLD = 0.7  # model.rpn_nms_threshold (the default)
+OPS_CHANNELS = 256
+OPS_ROI_RESOLUTION, OPS_SAMPLING_RATIO = 7, 2  # the default box pooler
+OPS_SRM_THINGS = 80  # COCO's thing categories, the SRM's channels
+OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = "gcn", 7
+OPS_DETECTIONS = 100  # the R50 config's detections per image
+OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-map row
+
+
+def model_rows(bench: OursBench, batches, peer, args, suite="model") -> list:
+    """serve / infer latency and train images per second, beside the peer (a TorchClient,
+    or None). args: seed, warmup, repeats."""
+    rows = []
+    size = bench.size
+    for mode in MODES:
+        for batch in batches:
+            ours, theirs = time_against_peer(bench, peer, mode, batch, args.seed, INSTANCES,
+                                             args.warmup, args.repeats)
+            ours_s, theirs_s = median(ours), (median(theirs) if theirs else None)
+            speedup = theirs_s / ours_s if theirs_s else None
+            peer_name = "torchvision" if theirs_s else ""
+            if mode == "train":
+                rows.append(row(suite, "train step", size, batch, "images/s", batch / ours_s,
+                                batch / theirs_s if theirs_s else None, peer_name, speedup))
+            else:
+                case = "end-to-end (JPEG in)" if mode == "serve" else "model alone"
+                rows.append(row(suite, case, size, batch, "s/batch", ours_s, theirs_s,
+                                peer_name, speedup))
+            print(format_rows(rows[-1:], header=False), flush=True)
+    return rows
+
+
+def model_suite(args, peer) -> list:
+    """R50 at each of args.sizes and args.batches (args.config, args.categories)."""
+    import keras
+
+    rows = []
+    for size in args.sizes:
+        bench = OursBench(args.config, args.categories, size)
+        rows += model_rows(bench, args.batches, peer, args)
+        del bench
+        keras.backend.clear_session()
+    return rows
+
+
+def synthetic_suite(args, work_dir) -> list:
+    """The demo config: its own categories (from a generated synthetic split)."""
+    from oanet_tf.config import load_config
+    from oanet_tf.data.synthetic import make_synthetic_dataset
+
+    config = load_config(SYNTHETIC_CONFIG)
+    root = os.path.join(work_dir, "synthetic_model")
+    make_synthetic_dataset(root, 0, 2, 0, tuple(config.data.synthetic_size), progress=False)
+    bench = OursBench(SYNTHETIC_CONFIG, os.path.join(root, "val", "panoptic.json"),
+                      tuple(config.data.padded_size))
+    return model_rows(bench, sorted({1, config.train.batch_size}), None, args,
+                      suite="synthetic")
+
+
+def input_suite(args, work_dir, train_rows) -> list:
+    """Pipeline images per second from files and TFRecords, against the train step of the
+    same settings (the synthetic config's, or R50's at the largest size measured)."""
+    options = input_pipeline.InputOptions(threads=os.cpu_count() or 2, repeats=args.repeats)
+    rows = []
+    for case in INPUT_CASES:
+        result = input_pipeline.run_case(case, work_dir, options)
+        suite = "synthetic" if case == "synthetic_128" else "model"
+        steps = [r for r in train_rows if r["suite"] == suite and r["case"] == "train step"]
+        step = max(steps, key=lambda r: (r["size"][0] * r["size"][1], r["ours"]),
+                   default=None)
+        for source in ("files", "tfrecords"):
+            rate = result[f"{source}_images_per_second"]
+            rows.append(row("input", f"{case} from {source}", result["padded_size"],
+                            result["batch_size"], "images/s", rate,
+                            step["ours"] if step else None,
+                            f"train step ({suite}, {step['size'][0]}x{step['size'][1]}, "
+                            f"batch {step['batch']})" if step else "",
+                            rate / step["ours"] if step else None,
+                            note=f"target >= {INPUT_TARGET:g}x the train step"))
+            print(format_rows(rows[-1:], header=False), flush=True)
+    return rows
+
+
+def evaluator_suite(args, work_dir) -> list:
+    report = evaluator.compare_with_pq_compute(
+        os.path.join(work_dir, "pq"), evaluator.IMAGES, evaluator.SIZE, args.seed,
+        os.cpu_count() or 1, args.repeats)
+    ours = evaluator.IMAGES / report["ours_seconds"]
+    theirs = evaluator.IMAGES / report["pq_compute_seconds"]
+    return [row("evaluator", "PQ evaluation", evaluator.SIZE, None, "images/s", ours, theirs,
+                "panopticapi pq_compute", ours / theirs,
+                note=f"max |difference| {report['max_abs_difference']:.1e}")]
+
+
+def ops_suite(args) -> list:
+    """The fast ops against the XLA-compilable ones, same inputs, alternating calls, at each
+    of args.sizes."""
+    import numpy as np
+    import tensorflow as tf
+
+    from oanet_tf.benchmarking import roi_align
+    from oanet_tf.ops import nms
+
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    for size in args.sizes:
+        features, boxes, cotangent = roi_align.make_case(args.seed, size, 1, OPS_CHANNELS,
+                                                         OPS_PROPOSALS, tf.float32)
+        for mode in roi_align.MODES:
+            functions = {method: roi_align.make_function(method, mode, OPS_ROI_RESOLUTION,
+                                                         OPS_SAMPLING_RATIO)
+                         for method in ("crop_and_resize", "gather")}
+            seconds = alternating(functions, (features, boxes, cotangent), args.warmup,
+                                  args.repeats)
+            rows.append(_ops_row(f"RoIAlign {OPS_ROI_RESOLUTION}x{OPS_ROI_RESOLUTION} {mode}",
+                                 size, seconds, "crop_and_resize", "gather",
+                                 "gather (XLA-compilable)"))
+        scale = np.array(size * 2, np.float32)
+        corners = np.sort(rng.uniform(0, 1, (1, OPS_PROPOSAL_CANDIDATES, 2, 2)), axis=2)
+        candidates = tf.constant(corners.transpose(0, 1, 3, 2).reshape(1, -1, 4) * scale,
+                                 tf.float32)
+        scores = tf.constant(rng.uniform(size=(1, OPS_PROPOSAL_CANDIDATES)), tf.float32)
+        functions = {xla: tf.function(lambda b, s, xla=xla: nms.batched_nms(
+            b, s, OPS_PROPOSALS, OPS_NMS_THRESHOLD, xla=xla)[3]) for xla in (False, True)}
+        seconds = alternating(functions, (candidates, scores), args.warmup, args.repeats)
+        rows.append(_ops_row(f"proposal NMS {OPS_PROPOSAL_CANDIDATES}->{OPS_PROPOSALS}", size,
+                             seconds, False, True, "padded (XLA-compilable)"))
+        rows.extend(_srm_rows(args, size))
+    print(format_rows(rows, header=False), flush=True)
+    return rows
+
+
+def _srm_rows(args, size) -> list:
+    """The SRM as the model runs it without XLA (cells read only) against every pixel: the
+    loss forward+backward on INSTANCES random ground-truth boxes, and Eq. 3's score map on
+    OPS_DETECTIONS random filled boxes of OPS_SRM_CATEGORIES categories (far more pixels
+    covered than the random-weight detections of the model rows)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from oanet_tf.modeling import srm as srm_lib
+
+    layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE)
+    layer.build((None, *size, OPS_SRM_THINGS))
+    _, classes, masks = random_instances(args.seed, 1, *size, INSTANCES, OPS_SRM_THINGS)
+    owner = tf.constant(owner_labels(classes, masks))
+    channels, count = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
+
+    def loss_gradients(sparse):
+        with tf.GradientTape() as tape:
+            if sparse:
+                loss = srm_lib.srm_loss_on_conflicts(layer, channels, owner, count)
+            else:
+                loss = srm_lib.srm_loss(layer(channels), owner, count)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    functions = {sparse: tf.function(lambda sparse=sparse: loss_gradients(sparse))
+                 for sparse in (True, False)}
+    seconds = alternating(functions, (), args.warmup, args.repeats)
+    conflicting = float(np.mean(count.numpy() >= srm_lib.MIN_CONFLICT_COUNT))
+    rows = [_ops_row(f"SRM loss fwd+bwd, {INSTANCES} instances", size, seconds, True, False,
+                     "every pixel (XLA-compilable)",
+                     note=f"{conflicting:.1%} of pixels conflicting")]
+    _, classes, masks = random_instances(args.seed + 1, 1, *size, OPS_DETECTIONS,
+                                         OPS_SRM_CATEGORIES)
+    channels, _ = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
+    functions = {True: tf.function(layer.covered_score_map),
+                 False: tf.function(lambda c: tf.nn.softmax(layer(c)))}
+    seconds = alternating(functions, (channels,), args.warmup, args.repeats)
+    covered = float(np.mean(masks.any(axis=1)))
+    rows.append(_ops_row(f"SRM score map, {OPS_DETECTIONS} boxes", size, seconds, True,
+                         False, "every pixel (XLA-compilable)",
+                         note=f"{covered:.1%} of pixels covered, "
+                              f"{OPS_SRM_CATEGORIES} categories"))
+    return rows
+
+
+def _ops_row(case, size, seconds, ours_key, peer_key, peer_name, note=""):
+    """A row of the ops suite from alternating's {variant: [seconds]}."""
+    ours, peer = median(seconds[ours_key]), median(seconds[peer_key])
+    return row("ops", case, size, 1, "s/call", ours, peer, peer_name, peer / ours, note)

@@ -1,0 +1,199 @@
+"""The peer: torchvision's Mask R-CNN R50-FPN in a process of its own (the benchmark venv's
+python, which has torch and no TensorFlow), timing one prepared case per request, and the
+client our process drives it with. Requests and replies are JSON lines on stdin / stdout.
+
+The peer is maskrcnn_resnet50_fpn(weights=None, weights_backbone=None) with
+box_score_thresh=0, so that the mask head always runs on 100 detections, and its transform
+set to keep the input size (no resize); its train step is its losses, backward and an SGD
+step on random targets. The peer runs `python -m oanet_tf.benchmarking.torch_peer`; the venv
+does not install oanet_tf, so the client puts the package's folder on the child's PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import oanet_tf
+from oanet_tf.benchmarking.inputs import (PIXEL_MAX, encoded_jpeg, random_images,
+                                          random_instances)
+from oanet_tf.benchmarking.timing import timed_calls
+
+DEFAULT_TORCH_PYTHON = "/tmp/bench-venv/bin/python"
+VENV_HINT = ("create the benchmark venv with `python -m venv /tmp/bench-venv && "
+             "/tmp/bench-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy pillow`, "
+             "or pass --torch-python")
+# OpenMP threads that spin while waiting lose most of their time when another process holds
+# a core (measured here: ResNet-50 at 256x256 took 2.5 s instead of 0.2 s); passive waiting
+# keeps torch's timings meaningful on a shared machine.
+TORCH_OMP_WAIT_POLICY = "PASSIVE"
+TORCH_LEARNING_RATE = 0.0025  # irrelevant to the timing; small enough to stay finite
+TORCH_MOMENTUM = 0.9
+TORCH_WEIGHT_DECAY = 1e-4
+# Where `import oanet_tf` finds the package: the folder that holds it.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(oanet_tf.__file__)))
+
+
+def peer_env(omp_wait_policy: str = TORCH_OMP_WAIT_POLICY) -> dict:
+    """The environment of a child process in the benchmark venv: this oanet_tf importable,
+    OMP_WAIT_POLICY set ('' leaves it as it is)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH"))
+                                        if p)
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
+    return env
+
+
+def check_torch_python(python: str):
+    if not os.path.isfile(python):
+        raise SystemExit(f"error: torch python not found: {python}; {VENV_HINT}")
+
+
+class TorchWorker:
+    """Runs in the benchmark venv: builds torchvision's Mask R-CNN and prepares one call
+    (`self.call`) of a case at a time."""
+
+    def __init__(self, threads: int):
+        import torch
+        import torchvision
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, box_score_thresh=0.0)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=TORCH_LEARNING_RATE,
+                                         momentum=TORCH_MOMENTUM,
+                                         weight_decay=TORCH_WEIGHT_DECAY)
+        self.versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                         "torch_threads": torch.get_num_threads(),
+                         "torch_omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                         "torchvision_parameters": sum(p.numel()
+                                                       for p in self.model.parameters())}
+        self.call = None
+
+    def prepare(self, mode, height, width, batch, seed, instances, num_things):
+        """mode: serve (JPEG bytes in), infer, backbone_fpn, or train."""
+        torch = self.torch
+        # Keep the input size: the transform resizes so that the short side is min_size
+        # unless the long side would exceed max_size; both are the input's own sides here.
+        self.model.transform.min_size = (min(height, width),)
+        self.model.transform.max_size = max(height, width)
+        pixels = random_images(seed, batch, height, width) / PIXEL_MAX
+        images = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pixels]
+        if mode == "infer":
+            self.model.eval()
+
+            def call():
+                with torch.inference_mode():
+                    return self.model(images)
+        elif mode == "serve":
+            import torchvision
+
+            self.model.eval()
+            data = torch.frombuffer(bytearray(encoded_jpeg(seed, height, width)),
+                                    dtype=torch.uint8)
+
+            def call():
+                with torch.inference_mode():
+                    decoded = [torchvision.io.decode_jpeg(data).float() / PIXEL_MAX
+                               for _ in range(batch)]
+                    return self.model(decoded)
+        elif mode == "backbone_fpn":
+            self.model.eval()
+            normalized = self.model.transform(images)[0].tensors
+
+            def call():
+                with torch.inference_mode():
+                    return self.model.backbone(normalized)
+        else:
+            self.model.train()
+            boxes, classes, masks = random_instances(seed, batch, height, width, instances,
+                                                     num_things)
+            targets = [{"boxes": torch.from_numpy(b[:, [1, 0, 3, 2]].copy()),
+                        "labels": torch.from_numpy(c.astype("int64")),
+                        "masks": torch.from_numpy(m)}
+                       for b, c, m in zip(boxes, classes, masks)]
+
+            def call():
+                losses = self.model(images, targets)
+                total = sum(losses.values())
+                self.optimizer.zero_grad()
+                total.backward()
+                self.optimizer.step()
+                return total.detach().item()
+        self.call = call
+
+
+def serve(threads: int) -> int:
+    """The peer's loop: {"op": "versions" | "prepare" | "time", ...} per line."""
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # anything torch prints stays off the reply channel
+    worker = TorchWorker(threads)
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "versions":
+            reply = worker.versions
+        elif op == "prepare":
+            worker.prepare(**request)
+            reply = {"ok": True}
+        elif op == "time":
+            reply = {"seconds": timed_calls(worker.call, request["count"])}
+        else:
+            reply = {"error": f"unknown op {op!r}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    return 0
+
+
+class TorchClient:
+    """Our process's handle on the peer process."""
+
+    def __init__(self, python: str, threads: int = 0,
+                 omp_wait_policy: str = TORCH_OMP_WAIT_POLICY):
+        check_torch_python(python)
+        self.process = subprocess.Popen(
+            [python, "-m", __name__, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=peer_env(omp_wait_policy))
+
+    def request(self, op: str, **kwargs):
+        self.process.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the torch worker exited (code {self.process.wait()}); "
+                               f"see its messages above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"torch worker: {reply['error']}")
+        return reply
+
+    def prepare(self, mode, size, batch, seed, instances, num_things):
+        """Builds the case the next time() calls run."""
+        self.request("prepare", mode=mode, height=size[0], width=size[1], batch=batch,
+                     seed=seed, instances=instances, num_things=num_things)
+
+    def time(self, count: int) -> list:
+        """Seconds of `count` calls of the prepared case."""
+        return self.request("time", count=count)["seconds"]
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: every core")
+    return serve(parser.parse_args(argv).threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
