@@ -20,19 +20,18 @@ import time
 import keras
 import tensorflow as tf
 
+from oanet_tf.config import SRM_KERNELS
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.fileio import atomic_open, write_json
 from oanet_tf.inference.evaluate import ORDER_LABELS, evaluate_model
-from oanet_tf.modeling import srm as srm_lib
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training.model_dir import load_trained_model
 from oanet_tf.training.schedule import build_optimizer
 
-KERNELS = ("1x1", "3x3", "gcn")
-SHARED_COMPONENTS = ("backbone", "fpn", "rpn_head", "box_head", "mask_head", "stuff_head",
-                     "stuff_backbone", "stuff_fpn")
+SHARED_COMPONENTS = ("backbone", "fpn", "rpn", "roi_heads", "stuff_branch", "stuff_backbone",
+                     "stuff_fpn")
 
 
 def train_srm_alone(model, config, train_split, steps: int) -> float:
@@ -44,10 +43,9 @@ def train_srm_alone(model, config, train_split, steps: int) -> float:
 
     @tf.function
     def step(batch):
-        channels, count = srm_lib.srm_inputs(batch["gt_masks"], batch["gt_classes"],
-                                             model.num_things)
         with tf.GradientTape() as tape:
-            loss = srm_lib.srm_loss(model.srm(channels, training=True), batch["owner"], count)
+            loss = model.srm.loss(batch["gt_masks"], tf.cast(batch["gt_classes"], tf.int32),
+                                  batch["owner"])
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
@@ -104,7 +102,7 @@ def main(argv=None):
         rows.append({"model": "trained end to end", "order": order,
                      "kernel": config.model.srm_kernel if order != "detection" else "-",
                      "result": result})
-    for kernel in KERNELS:
+    for kernel in SRM_KERNELS:
         model = with_kernel(trained, kernel)
         loss = train_srm_alone(model, config, resolve_split(config.data, "train"), steps)
         result = evaluate_model(model, val, config.data, config.eval, batch,

@@ -20,6 +20,7 @@ from oanet_tf.benchmarking.inputs import SYNTHETIC_CONFIG, owner_labels, random_
 from oanet_tf.benchmarking.model_bench import MODES, OursBench, time_against_peer
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
+from oanet_tf.config import ModelConfig
 
 SUITES = ("model", "synthetic", "input", "evaluator", "ops")
 INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
@@ -27,11 +28,14 @@ INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per s
 INSTANCES = 8  # random ground-truth instances per training image
 # The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
 OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS = 4000, 1000
-OPS_NMS_THRESHOLD = 0.7  # model.rpn_nms_threshold (the default)
-OPS_CHANNELS = 256
-OPS_ROI_RESOLUTION, OPS_SAMPLING_RATIO = 7, 2  # the default box pooler
+# The ops run with the model's default settings.
+OPS_NMS_THRESHOLD = ModelConfig.rpn_nms_threshold
+OPS_CHANNELS = ModelConfig.fpn_channels
+OPS_ROI_RESOLUTION = ModelConfig.box_pooler_resolution
+OPS_SAMPLING_RATIO = ModelConfig.pooler_sampling_ratio
 OPS_SRM_THINGS = 80  # COCO's thing categories, the SRM's channels
-OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = "gcn", 7
+OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = ModelConfig.srm_kernel, ModelConfig.srm_kernel_size
+OPS_SRM_STRIDE = ModelConfig.srm_stride
 OPS_DETECTIONS = 100  # the R50 config's detections per image
 OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-map row
 
@@ -169,7 +173,8 @@ def _srm_rows(args, size) -> list:
 
     from oanet_tf.modeling import srm as srm_lib
 
-    layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE)
+    layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE,
+                                         OPS_SRM_STRIDE)
     layer.build((None, *size, OPS_SRM_THINGS))
     _, classes, masks = random_instances(args.seed, 1, *size, INSTANCES, OPS_SRM_THINGS)
     owner = tf.constant(owner_labels(classes, masks))
