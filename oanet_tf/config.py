@@ -18,6 +18,10 @@ import yaml
 from oanet_tf.errors import ConfigError
 from oanet_tf.fileio import atomic_open
 
+# How overlapping instances are ordered in the merge (eval.merge_order): the SRM ranking score
+# (OANet), the detection score (the heuristic baseline) or their product.
+MERGE_ORDERS = ("ranking", "detection", "product")
+
 
 @dataclass
 class SplitConfig:
@@ -230,7 +234,7 @@ def _validate(config: Config):
                                   ("float32", "mixed_bfloat16", "mixed_float16")),
         "train.jit_compile": (config.train.jit_compile, ("auto", "true", "false")),
         "train.on_nonfinite_loss": (config.train.on_nonfinite_loss, ("skip", "stop")),
-        "eval.merge_order": (config.eval.merge_order, ("ranking", "detection", "product")),
+        "eval.merge_order": (config.eval.merge_order, MERGE_ORDERS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
