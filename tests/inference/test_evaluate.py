@@ -3,6 +3,7 @@ the files score: PQ from the written predictions and ownership from the files' g
 
 import collections
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -11,10 +12,13 @@ import pytest
 from oanet_tf.data import coco_panoptic
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.panoptic_format import read_id_png
+from oanet_tf.data.pipeline import ORIGINAL_KEYS, build_dataset
 from oanet_tf.data.splits import resolve_split
+from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import evaluate_files
+from oanet_tf.fileio import read_json, write_json
 from oanet_tf.inference.evaluate import evaluate_detections, evaluate_model
 from oanet_tf.inference.writer import PanopticWriter
 from oanet_tf.modeling.builder import build_oanet
@@ -22,6 +26,7 @@ from tests.tiny_model import tiny_config
 
 ORDERS = ("ranking", "detection")
 BATCH_SIZE = 4  # the 6 val images: one full batch and one partial
+MIXED_SIZES = ((64, 96), (80, 48))  # (height, width) of the images of one evaluation batch
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +135,44 @@ def test_detection_quality_equals_the_detection_pass(setup, evaluated):
     config, model, val = setup
     expected = evaluate_detections(model, val, config.data, BATCH_SIZE)
     assert evaluated[4].result() == expected
+
+
+def _mixed_sizes_split(root: str) -> PanopticDataset:
+    """A val split of two synthetic images of different sizes (a landscape, a portrait)."""
+    images, annotations = [], []
+    for image_id, size in enumerate(MIXED_SIZES, start=1):
+        source = os.path.join(root, f"source_{image_id}")
+        make_synthetic_dataset(source, num_train=0, num_val=1, seed=image_id, size=size)
+        data = read_json(os.path.join(source, "val", "panoptic.json"))
+        image, annotation = data["images"][0], data["annotations"][0]
+        for folder, name in (("images", image["file_name"]),
+                             ("panoptic", annotation["file_name"])):
+            os.makedirs(os.path.join(root, folder), exist_ok=True)
+            shutil.copy(os.path.join(source, "val", folder, name),
+                        os.path.join(root, folder, f"{image_id}_{name}"))
+        images.append({**image, "id": image_id, "file_name": f"{image_id}_{image['file_name']}"})
+        annotations.append({**annotation, "image_id": image_id,
+                            "file_name": f"{image_id}_{annotation['file_name']}"})
+    write_json(os.path.join(root, "panoptic.json"), {**data, "images": images,
+                                                     "annotations": annotations})
+    return PanopticDataset(os.path.join(root, "images"), os.path.join(root, "panoptic.json"),
+                           os.path.join(root, "panoptic"))
+
+
+def test_evaluation_batch_carries_the_decoded_files(setup, tmp_path):
+    """Images of different sizes in one batch: each crop of the ground-truth keys is the
+    example decoded from the files, zeros beyond it."""
+    config = setup[0]
+    dataset = _mixed_sizes_split(str(tmp_path))
+    batch = next(iter(build_dataset(dataset, config.data, training=False,
+                                    batch_size=len(MIXED_SIZES), ground_truth=True)))
+    batch = {k: v.numpy() for k, v in batch.items()}
+    assert batch["original_panoptic"].shape[1:] == tuple(np.max(MIXED_SIZES, axis=0))
+    for index in range(len(MIXED_SIZES)):
+        example = dataset.load_example(index, with_panoptic=True)
+        assert len(example["classes"]) > 0
+        for key, name in ORIGINAL_KEYS.items():
+            value = batch[key][index]
+            expected = np.zeros_like(value)
+            expected[tuple(slice(0, n) for n in example[name].shape)] = example[name]
+            np.testing.assert_array_equal(value, expected, err_msg=key)
