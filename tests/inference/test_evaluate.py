@@ -4,6 +4,7 @@ the files score: PQ from the written predictions and ownership from the files' g
 import collections
 import os
 import shutil
+import threading
 
 import keras
 import numpy as np
@@ -50,10 +51,12 @@ def evaluated(setup, tmp_path_factory):
     config, model, val = setup
     out = str(tmp_path_factory.mktemp("eval"))
     reads = collections.Counter()
+    lock = threading.Lock()  # the pipeline decodes on several threads
 
     def counted(reader):
         def read(path, *args):
-            reads[path] += 1  # Counter updates hold the GIL: safe from the decode threads
+            with lock:
+                reads[path] += 1
             return reader(path, *args)
         return read
 
@@ -72,7 +75,7 @@ def evaluated(setup, tmp_path_factory):
 
 
 def test_each_image_and_png_is_read_once(setup, evaluated):
-    _, val = setup[1:]
+    val = setup[2]
     reads = evaluated[1]
     expected = {path: 1 for record in val.records
                 for path in (record.image_file, record.png_file)}
