@@ -30,6 +30,9 @@ SEMANTIC_SUPERVISIONS = (ALL_CATEGORIES, STUFF_PLUS_THINGS)
 # Table 5: the SRM's kernel.
 GCN_KERNEL, KERNEL_3X3, KERNEL_1X1 = "gcn", "3x3", "1x1"
 SRM_KERNELS = (KERNEL_1X1, KERNEL_3X3, GCN_KERNEL)
+# How overlapping instances are ordered in the merge (eval.merge_order): the SRM ranking score
+# (OANet), the detection score (the heuristic baseline) or their product.
+MERGE_ORDERS = ("ranking", "detection", "product")
 
 
 @dataclass
@@ -243,7 +246,7 @@ def _validate(config: Config):
                                   ("float32", "mixed_bfloat16", "mixed_float16")),
         "train.jit_compile": (config.train.jit_compile, ("auto", "true", "false")),
         "train.on_nonfinite_loss": (config.train.on_nonfinite_loss, ("skip", "stop")),
-        "eval.merge_order": (config.eval.merge_order, ("ranking", "detection", "product")),
+        "eval.merge_order": (config.eval.merge_order, MERGE_ORDERS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -4,8 +4,9 @@ One tiny model is trained for nothing (random weights, thresholds low enough tha
 and stuff segments appear), saved as a model dir and exported with the CLI. A subprocess that
 imports TensorFlow only serves images through the export; the reference is the evaluation
 path in this process: files read by PanopticDataset, resized by the tf.data pipeline, run
-through PanopticPredictor, restored with to_original_size, measured by the writer's
-segments_info.
+through PanopticPredictor and read by image_segments, as evaluate_model does. (The
+post-processor both share is tested against hand-computed maps in
+tests/inference/test_postprocessor.py.)
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.fileio import read_json, write_json
-from oanet_tf.inference.panoptic_merge import to_original_size
+from oanet_tf.inference.image_predictor import PNG_SIGNATURE
+from oanet_tf.inference.panoptic_merge import NO_CATEGORY
+from oanet_tf.inference.postprocessor import OUTSIDE_IMAGE, image_segments
 from oanet_tf.inference.predictor import PanopticPredictor
-from oanet_tf.inference.writer import segments_info
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 
@@ -126,7 +128,7 @@ def _png_header(height: int, width: int) -> bytes:
     """A PNG signature and IHDR chunk declaring height x width (no pixel data)."""
     # Bit depth 8, color type 2 (RGB), default compression, filter and interlace.
     body = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (export_lib.PNG_SIGNATURE + (13).to_bytes(4, "big") + body
+    return (PNG_SIGNATURE + (13).to_bytes(4, "big") + body
             + zlib.crc32(body).to_bytes(4, "big"))
 
 
@@ -159,18 +161,10 @@ def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap
     """The evaluation path: [(panoptic [h, w] at the original size, segments_info)]."""
     batch = next(iter(build_dataset(dataset, config.data, training=False,
                                     batch_size=len(dataset))))
-    _, merged = PanopticPredictor(model, config.eval)(
+    _, outputs = PanopticPredictor(model, categories, config.eval)(
         batch["images"], batch["image_size"], batch["original_size"])
-    merged = {k: v.numpy() for k, v in merged[config.eval.merge_order].items()}
-    results = []
-    for i in range(len(dataset)):
-        panoptic = to_original_size(merged["panoptic"][i], batch["image_size"][i],
-                                    batch["original_size"][i]).numpy()
-        extra = {"detection_score": merged["detection_score"][i],
-                 "ranking_score": merged["ranking_score"][i]}
-        results.append((panoptic, segments_info(panoptic, merged["segment_ids"][i],
-                                                merged["category"][i], categories, extra)))
-    return results
+    outputs = {k: v.numpy() for k, v in outputs[config.eval.merge_order].items()}
+    return [image_segments(outputs, i) for i in range(len(dataset))]
 
 
 def _compare(served: dict, index: int, reference) -> dict:
@@ -179,8 +173,8 @@ def _compare(served: dict, index: int, reference) -> dict:
     height, width = panoptic.shape
     assert (served["height"][index], served["width"][index]) == (height, width)
     image_map = served["panoptic"][index]
-    assert (image_map[height:] == export_lib.OUTSIDE_IMAGE).all()
-    assert (image_map[:, width:] == export_lib.OUTSIDE_IMAGE).all()
+    assert (image_map[height:] == OUTSIDE_IMAGE).all()
+    assert (image_map[:, width:] == OUTSIDE_IMAGE).all()
     agreement = {"pixels": float(np.mean(image_map[:height, :width] == panoptic)),
                  "max_score_diff": 0.0}
     count = int(served["num_segments"][index])
@@ -191,11 +185,12 @@ def _compare(served: dict, index: int, reference) -> dict:
         assert served["is_thing"][index, k] == CATEGORIES.is_thing(segment["category_id"])
         assert served["areas"][index, k] == segment["area"]
         np.testing.assert_array_equal(served["boxes"][index, k], segment["bbox"])
-        for key in ("detection_score", "ranking_score"):
-            diff = abs(float(served[key + "s"][index, k]) - segment[key])
+        for served_key, key in (("detection_scores", "score"),
+                                ("ranking_scores", "ranking_score")):
+            diff = abs(float(served[served_key][index, k]) - segment[key])
             agreement["max_score_diff"] = max(agreement["max_score_diff"], diff)
     assert (served["segment_ids"][index, count:] == 0).all()
-    assert (served["category_ids"][index, count:] == export_lib.NO_CATEGORY).all()
+    assert (served["category_ids"][index, count:] == NO_CATEGORY).all()
     assert (served["areas"][index, count:] == 0).all()
     return agreement
 

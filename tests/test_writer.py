@@ -2,27 +2,14 @@
 
 import numpy as np
 
-from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.panoptic_format import CategoryMap, measured_segment
 from oanet_tf.evaluation.pq import PQAccumulator, evaluate_files
-from oanet_tf.inference.writer import PanopticWriter, segments_info
+from oanet_tf.inference.writer import PanopticWriter
 
 CATEGORIES = CategoryMap.from_categories([
     {"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]},
     {"id": 32, "name": "tie", "isthing": 1, "color": [0, 0, 142]},
     {"id": 187, "name": "sky", "isthing": 0, "color": [70, 130, 180]}])
-
-
-def test_segments_info_measures_the_map():
-    panoptic = np.zeros((6, 8), np.int32)
-    panoptic[1:5, 2:4] = 3  # a person, 4 x 2
-    panoptic[:, 6:] = 9  # sky
-    info = segments_info(panoptic, [3, 7, 9, 0], [0, 1, 2, -1], CATEGORIES,
-                         extra={"score": [0.9, 0.8, 0.0, 0.0]})
-    assert info == [
-        {"id": 3, "category_id": 1, "area": 8, "bbox": [2, 1, 2, 4], "iscrowd": 0,
-         "score": 0.9},
-        {"id": 9, "category_id": 187, "area": 12, "bbox": [6, 0, 2, 6], "iscrowd": 0,
-         "score": 0.0}]  # segment 7 has no pixel, padding (id 0 / category -1) is skipped
 
 
 def test_round_trip_through_the_evaluator(tmp_path):
@@ -38,9 +25,9 @@ def test_round_trip_through_the_evaluator(tmp_path):
         pred = gt.copy()
         pred[rng.integers(0, 20, 40), rng.integers(0, 30, 40)] = 0
         pred[15:, 3:12] = 100
-        ids, cats = [100, 200, 300], [0, 1, 2]
-        gt_info = segments_info(gt, ids, cats, CATEGORIES)
-        pred_info = segments_info(pred, ids, cats, CATEGORIES)
+        ids_and_categories = [(100, 1), (200, 32), (300, 187)]
+        gt_info = [measured_segment(gt, i, c) for i, c in ids_and_categories]
+        pred_info = [measured_segment(pred, i, c) for i, c in ids_and_categories]
         gt_writer.add(image_id, f"{image_id:06d}.jpg", gt, gt_info)
         pred_writer.add(image_id, f"{image_id:06d}.jpg", pred, pred_info)
         memory.update(gt, gt_info, pred, pred_info)

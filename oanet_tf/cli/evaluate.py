@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 
+from oanet_tf.config import MERGE_ORDERS
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
-
-ORDERS = ("ranking", "detection", "product")
 
 
 def add_arguments(parser):
@@ -16,7 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--weights", default="last", help="last, best, or a weights file")
     parser.add_argument("--split", default="val", choices=("train", "val"),
                         help="which split of the config's data to evaluate (default: val)")
-    parser.add_argument("--orders", nargs="+", default=None, choices=ORDERS,
+    parser.add_argument("--orders", nargs="+", default=None, choices=MERGE_ORDERS,
                         help="merge orders to compare (default: the config's eval.merge_order)")
     parser.add_argument("--out", default=None,
                         help="where predictions and metrics go (default: MODEL_DIR/eval_SPLIT)")
@@ -31,8 +30,8 @@ def run(args) -> int:
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.evaluation.pq import format_pq_table
-    from oanet_tf.inference.evaluate import (evaluate_detections, evaluate_model,
-                                             format_comparison)
+    from oanet_tf.evaluation.detection import DetectionQuality
+    from oanet_tf.inference.evaluate import evaluate_model, format_comparison
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.training.model_dir import load_trained_model
 
@@ -49,8 +48,10 @@ def run(args) -> int:
     writers = {order: PanopticWriter(os.path.join(out, f"panoptic_{order}.json"),
                                      os.path.join(out, f"panoptic_{order}"), dataset.categories)
                for order in orders}
+    detection_quality = DetectionQuality(trained.model.test_score_threshold)
     results = evaluate_model(trained.model, dataset, config.data, config.eval,
-                             config.train.batch_size, orders=orders, writers=writers)
+                             config.train.batch_size, orders=orders, writers=writers,
+                             detection_quality=detection_quality)
     for order in orders:
         print(f"\nmerge order {order}: PQ from oanet_tf")
         print(format_pq_table(results[order]["pq"]))
@@ -60,8 +61,7 @@ def run(args) -> int:
                                   split.panoptic_dir, writers[order].out_dir)
             results[order]["pq_panopticapi"] = {k: official[k] for k in ("All", "Things",
                                                                            "Stuff")}
-    results["detection_quality"] = evaluate_detections(
-        trained.model, dataset, config.data, config.train.batch_size, config.eval.max_images)
+    results["detection_quality"] = detection_quality.result()
     print()
     print(format_comparison({o: results[o] for o in orders}))
     print(f"detections: {results['detection_quality']}")

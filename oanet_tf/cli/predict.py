@@ -1,8 +1,8 @@
 """`python -m oanet_tf predict`: images or a folder -> COCO panoptic PNG + JSON + overlays.
 
 Runs either an exported SavedModel (`--saved-model`, the serving signature itself) or a
-trained model dir (`--model-dir`, through the same serving graph built in process), so both
-give the results TF Serving would.
+trained model dir (`--model-dir`, the same `ImagePredictor` in process), so both give the
+results TF Serving would.
 """
 
 from __future__ import annotations
@@ -59,31 +59,14 @@ def _load_predictor(args):
         serve = loaded.signatures["serving_default"]
         return (lambda images: serve(images=images)), categories
 
-    from oanet_tf.export.saved_model import ServingGraph
+    from oanet_tf.inference.image_predictor import ImagePredictor
     from oanet_tf.training.model_dir import load_trained_model
 
     trained = load_trained_model(args.model_dir, args.weights)
     config = trained.config
-    graph = ServingGraph(trained.model, trained.categories, config.data, config.eval,
-                         config.export.max_image_side)
-    return tf.function(graph.from_encoded), trained.categories
-
-
-def image_segments(outputs: dict, index: int) -> tuple:
-    """One image of the serving outputs -> (panoptic [h, w] int64, COCO segments_info)."""
-    height, width = int(outputs["height"][index]), int(outputs["width"][index])
-    panoptic = outputs["panoptic"][index, :height, :width].astype("int64")
-    segments = []
-    for k in range(int(outputs["num_segments"][index])):
-        segments.append({
-            "id": int(outputs["segment_ids"][index, k]),
-            "category_id": int(outputs["category_ids"][index, k]),
-            "area": int(outputs["areas"][index, k]),
-            "bbox": [int(round(v)) for v in outputs["boxes"][index, k]],
-            "iscrowd": 0,
-            "score": float(outputs["detection_scores"][index, k]),
-            "ranking_score": float(outputs["ranking_scores"][index, k])})
-    return panoptic, segments
+    predictor = ImagePredictor(trained.model, trained.categories, config.data, config.eval,
+                               config.export.max_image_side)
+    return tf.function(predictor.from_encoded), trained.categories
 
 
 def run(args) -> int:
@@ -93,6 +76,7 @@ def run(args) -> int:
 
     from oanet_tf.data.coco_panoptic import read_image
     from oanet_tf.fileio import atomic_open
+    from oanet_tf.inference.postprocessor import image_segments
     from oanet_tf.inference.visualize import overlay
     from oanet_tf.inference.writer import PanopticWriter
 

@@ -268,14 +268,16 @@ class PanopticDataset:
 
     # ------------------------------------------------------------------ decoding
 
-    def load_example(self, index: int) -> dict:
+    def load_example(self, index: int, with_panoptic: bool = False) -> dict:
         """Decode image `index` at its original resolution.
 
         Returns numpy arrays: image uint8 [h, w, 3] RGB; boxes float32 [n, 4] (y1, x1, y2, x2);
         classes int32 [n] (thing index + 1); masks uint8 [n, h, w] 0/1; semantic int32 [h, w]
         (semantic index, 255 on void and crowd); owner int32 [h, w] (thing index of the
         non-crowd thing segment owning the pixel in the PNG, 255 elsewhere); image_id int64;
-        original_size int32 [2] (h, w). Raises DatasetError on any inconsistency.
+        original_size int32 [2] (h, w); with `with_panoptic` also panoptic int32 [h, w], the
+        PNG's segment ids (what evaluation scores against). Raises DatasetError on any
+        inconsistency.
         """
         record = self.records[index]
         image = read_image(record.image_file)
@@ -291,7 +293,7 @@ class PanopticDataset:
             masks, classes = self._png_instance_masks(record, slots, slot_ids)
         keep = masks.any(axis=(1, 2))
         masks, classes = masks[keep], classes[keep]
-        return {
+        example = {
             "image": image,
             "boxes": mask_boxes(masks),
             "classes": classes,
@@ -301,11 +303,14 @@ class PanopticDataset:
             "image_id": np.int64(record.image_id),
             "original_size": np.array(image.shape[:2], np.int32),
         }
+        if with_panoptic:
+            example["panoptic"] = segment_map
+        return example
 
-    def load_or_skip(self, index: int) -> dict | None:
+    def load_or_skip(self, index: int, with_panoptic: bool = False) -> dict | None:
         """`load_example`, or None for a bad image when skipping bad images (recorded)."""
         try:
-            return self.load_example(index)
+            return self.load_example(index, with_panoptic)
         except DatasetError as err:
             self._skip_or_raise(self.records[index].image_file, err)
             return None

@@ -120,6 +120,17 @@ class CategoryMap:
         return [c["name"] for c in self.categories]
 
 
+def measured_segment(ids: np.ndarray, segment_id: int, category_id: int,
+                     iscrowd: int = 0) -> dict:
+    """COCO segments_info entry of a segment of the id map ids [H, W], its area and bbox
+    [x, y, w, h] measured on the map (ground truth: predictions are measured in the graph)."""
+    mask = ids == segment_id
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    bbox = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+    return {"id": int(segment_id), "category_id": int(category_id),
+            "area": int(np.count_nonzero(mask)), "bbox": bbox, "iscrowd": int(iscrowd)}
+
+
 def read_id_png(path: str, role: str) -> np.ndarray:
     """[H, W] int32 segment ids of a COCO panoptic PNG (RGB; an alpha channel is ignored)."""
     if not os.path.isfile(path):

@@ -41,13 +41,20 @@ _PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
     "owner": np.zeros((1, 1), np.int32),
     "image_id": np.int64(0),
     "original_size": np.ones((2,), np.int32),
+    "panoptic": np.zeros((1, 1), np.int32),
 }
+# The PNG's segment ids, decoded with the example when evaluation needs the ground truth.
+PANOPTIC_SPEC = ("panoptic", tf.int32, [None, None])
+# Batch key -> decoded example key of the ground truth at the original size (evaluation).
+ORIGINAL_KEYS = {"original_image": "image", "original_panoptic": "panoptic",
+                 "original_masks": "masks", "original_classes": "classes"}
 
 
 def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataConfig,
                   training: bool, batch_size: int, seed: int | None = 0,
                   input_context: tf.distribute.InputContext | None = None,
-                  repeat: bool | None = None, start_batch: int = 0) -> tf.data.Dataset:
+                  repeat: bool | None = None, start_batch: int = 0,
+                  ground_truth: bool = False) -> tf.data.Dataset:
     """Batches of `source` as dicts (see docs/ARCHITECTURE.md, "A training batch"):
     images float32 [B, H, W, 3], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
     gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W],
@@ -69,9 +76,19 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     the skipped images. Exact as long as no image failed to decode in
     the skipped part (a COCO source skipping bad images filters them after decoding, so
     each one there makes the resumed stream start one image early).
+
+    `ground_truth` (evaluation of a `PanopticDataset`): each batch also carries what the image
+    is scored against, at the original size, from the same decoding of the files (so
+    evaluation reads each image and PNG once): original_image uint8 [B, h, w, 3],
+    original_panoptic int32 [B, h, w] (the PNG's segment ids), original_masks uint8
+    [B, n, h, w] and original_classes int32 [B, n] (every instance, not only the largest
+    max_instances); padded with zeros to the batch's largest (crop with original_size; class
+    0 marks a padding instance).
     """
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    if ground_truth and (training or not isinstance(source, PanopticDataset)):
+        raise ValueError("ground_truth is for evaluating a PanopticDataset (it reads the PNGs)")
     if start_batch and seed is None:
         raise ValueError("start_batch needs a fixed seed: without one the earlier run's "
                          "order cannot be reproduced")
@@ -96,7 +113,7 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
         if num_pipelines > 1:
             items = items.shard(num_pipelines, pipeline_id)
         epoch_length = len(range(pipeline_id, len(source), num_pipelines))
-        decode = index_decoder(source)
+        decode = index_decoder(source, with_panoptic=ground_truth)
         filter_bad = source.skip_bad_images
 
     if repeat and epoch_length == 0:
@@ -114,12 +131,16 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     if skipped > first_epoch * epoch_length:
         ds = ds.skip(skipped - first_epoch * epoch_length)
     process = _processor(decode, data_config, training,
-                         tf.constant([seed, pipeline_id], tf.int64), keep_ok=filter_bad)
+                         tf.constant([seed, pipeline_id], tf.int64), keep_ok=filter_bad,
+                         ground_truth=ground_truth)
     ds = ds.map(process, num_parallel_calls=parallel, deterministic=deterministic)
     if filter_bad:
         ds = ds.filter(lambda example: example["ok"]).map(
             lambda example: {k: v for k, v in example.items() if k != "ok"})
-    ds = ds.batch(batch_size, drop_remainder=training)
+    if ground_truth:  # images of several sizes: padded to the largest
+        ds = ds.padded_batch(batch_size, drop_remainder=training)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=training)
     if not repeat and not filter_bad:
         # The per-epoch stream hides the length; Keras needs it to end an evaluation quietly.
         remaining = max(epoch_length - skipped, 0)
@@ -144,9 +165,10 @@ def _epoch_stream(items: tf.data.Dataset, shuffle_buffer: int, seed: int):
     return stream
 
 
-def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_ok: bool):
+def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_ok: bool,
+               ground_truth: bool):
     """(position, index or record) -> padded example with the batch keys (plus "ok" with
-    `keep_ok`, False for a skipped bad image)."""
+    `keep_ok`, False for a skipped bad image; plus ORIGINAL_KEYS with `ground_truth`)."""
     augment = _augmenter(data_config, training, base_seed)
 
     def process(position, item):
@@ -154,6 +176,8 @@ def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_
         output = augment(position, _keep_largest(example, data_config.max_instances))
         if keep_ok:
             output["ok"] = example["ok"]
+        if ground_truth:
+            output.update({key: example[name] for key, name in ORIGINAL_KEYS.items()})
         return output
 
     return process
@@ -176,21 +200,22 @@ def _keep_largest(example: dict, max_instances: int) -> dict:
     return {**example, "boxes": boxes, "classes": classes, "masks": masks}
 
 
-def index_decoder(dataset: PanopticDataset):
-    """index -> decoded example dict (EXAMPLE_SPEC, plus "ok": False for a skipped bad
-    image)."""
+def index_decoder(dataset: PanopticDataset, with_panoptic: bool = False):
+    """index -> decoded example dict (EXAMPLE_SPEC, plus PANOPTIC_SPEC with `with_panoptic`,
+    plus "ok": False for a skipped bad image)."""
+    spec = EXAMPLE_SPEC + ((PANOPTIC_SPEC,) if with_panoptic else ())
 
     def decode_numpy(index):
-        example = dataset.load_or_skip(int(index))
+        example = dataset.load_or_skip(int(index), with_panoptic)
         ok = example is not None
         example = example if ok else _PLACEHOLDER
-        return tuple(example[name] for name, _, _ in EXAMPLE_SPEC) + (np.bool_(ok),)
+        return tuple(example[name] for name, _, _ in spec) + (np.bool_(ok),)
 
     def decode(index):
         values = tf.numpy_function(decode_numpy, [index],
-                                   [dtype for _, dtype, _ in EXAMPLE_SPEC] + [tf.bool])
+                                   [dtype for _, dtype, _ in spec] + [tf.bool])
         example = {"ok": tf.ensure_shape(values[-1], [])}
-        for (name, _, shape), value in zip(EXAMPLE_SPEC, values):
+        for (name, _, shape), value in zip(spec, values):
             example[name] = tf.ensure_shape(value, shape)
         return example
 

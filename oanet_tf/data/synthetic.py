@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from oanet_tf.data.panoptic_format import ID_BASE, VOID_ID, id_to_rgb
+from oanet_tf.data.panoptic_format import ID_BASE, VOID_ID, id_to_rgb, measured_segment
 from oanet_tf.errors import DatasetError
 from oanet_tf.fileio import atomic_open, write_json
 
@@ -500,15 +500,6 @@ def _visible_area(ids, thing: _Thing) -> int:
     return int(np.count_nonzero(ids[y0:y1, x0:x1] == thing.segment_id))
 
 
-def _segment_info(ids, segment_id, category_id, iscrowd) -> dict:
-    """COCO panoptic segment entry with area and bbox [x, y, w, h] measured on the id map."""
-    mask = ids == segment_id
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    bbox = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
-    return {"id": int(segment_id), "category_id": int(category_id),
-            "area": int(np.count_nonzero(mask)), "bbox": bbox, "iscrowd": int(iscrowd)}
-
-
 def render_scene(rng: np.random.Generator, shape) -> tuple:
     """One synthetic scene.
 
@@ -542,10 +533,10 @@ def render_scene(rng: np.random.Generator, shape) -> tuple:
     image += PIXEL_NOISE * rng.standard_normal(image.shape, dtype=np.float32)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
-    segments = [_segment_info(owner, segment_id, category, 0)
+    segments = [measured_segment(owner, segment_id, category, 0)
                 for category, segment_id in stuff_segment.items()
                 if np.any(owner == segment_id)]
-    segments += [_segment_info(owner, t.segment_id, t.category_id, t.iscrowd) for t in things]
+    segments += [measured_segment(owner, t.segment_id, t.category_id, t.iscrowd) for t in things]
     instances = [(t.category_id, t.full_mask(shape), t.iscrowd) for t in things]
     return image, owner, segments, instances
 

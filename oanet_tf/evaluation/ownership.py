@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-VOID_ID = 0
+from oanet_tf.data.panoptic_format import VOID_ID
+
 MATCH_IOU = 0.5  # a prediction matches a GT segment at IoU above this (as in PQ)
 MIN_OVERLAP_COUNT = 2  # a pixel covered by this many GT instances or more is an overlap pixel
 

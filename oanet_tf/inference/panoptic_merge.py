@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-MERGE_ORDERS = ("ranking", "detection", "product")
-VOID_ID = 0
+from oanet_tf.config import MERGE_ORDERS
+from oanet_tf.data.panoptic_format import VOID_ID
+
+NO_CATEGORY = -1  # category of the padding entries of a segment table
 
 
 def merge_order_scores(order: str, detection_scores, ranking_scores):
@@ -55,7 +57,7 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     segment, arrays of static length K + S holding the num_segments [B] segments first (kept
     instances in merge order, then stuff in class order) and padding after: "segment_ids"
     int32 (0 in padding), "category" int32 (semantic index: thing k -> k, stuff j ->
-    num_things + j; -1 in padding), "is_thing" bool, "detection_score" float32,
+    num_things + j; NO_CATEGORY in padding), "is_thing" bool, "detection_score" float32,
     "ranking_score" float32 (the order score the merge used; both scores 0 for stuff), "area"
     int32, "box" float32 [.., 4] (y1, x1, y2, x2: the continuous extent of the segment's
     pixels, zeros in padding).
@@ -107,27 +109,29 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     ranking = tf.concat([tf.gather(order_scores, order, batch_dims=1), stuff_zeros], 1)
     is_thing = tf.range(num_ids - 1)[tf.newaxis, :] < num + tf.zeros([batch, 1], tf.int32)
     area, box = area[:, 1:], box[:, 1:]
-    present = area > 0
+    table = compact_segments(area > 0, {
+        "segment_ids": (ids, VOID_ID), "category": (category, NO_CATEGORY),
+        "is_thing": (is_thing, False), "detection_score": (detection, 0.0),
+        "ranking_score": (ranking, 0.0), "area": (area, 0), "box": (box, 0.0)})
+    return {"panoptic": canvas, **table}
 
-    compact = tf.argsort(tf.cast(~present, tf.int32), axis=1, stable=True)  # present first
-    present = tf.gather(present, compact, batch_dims=1)
 
-    def pick(values, fill):
-        picked = tf.gather(values, compact, batch_dims=1)
-        keep = present if picked.shape.rank == 2 else present[..., tf.newaxis]
-        return tf.where(keep, picked, tf.cast(fill, picked.dtype))
+def compact_segments(present, columns: dict) -> dict:
+    """Move the present segments of a segment table to the front, keeping their order.
 
-    return {
-        "panoptic": canvas,
-        "segment_ids": pick(ids, VOID_ID),
-        "category": pick(category, -1),
-        "is_thing": pick(is_thing, False),
-        "detection_score": pick(detection, 0.0),
-        "ranking_score": pick(ranking, 0.0),
-        "area": pick(area, 0),
-        "box": pick(box, 0.0),
-        "num_segments": tf.reduce_sum(tf.cast(present, tf.int32), axis=1),
-    }
+    present [B, N] bool; columns {name: (values [B, N, ...], fill)} -> {name: values with the
+    present entries first and `fill` after} plus "num_segments" [B] int32.
+    """
+    order = tf.argsort(tf.cast(~present, tf.int32), axis=1, stable=True)  # present first
+    present = tf.gather(present, order, batch_dims=1)
+    table = {"num_segments": tf.reduce_sum(tf.cast(present, tf.int32), axis=1)}
+    for name, (values, fill) in columns.items():
+        picked = tf.gather(values, order, batch_dims=1)
+        keep = present
+        for _ in range(picked.shape.rank - 2):  # per-segment vectors such as boxes
+            keep = keep[..., tf.newaxis]
+        table[name] = tf.where(keep, picked, tf.cast(fill, picked.dtype))
+    return table
 
 
 def to_original_size(panoptic, image_size, original_size):

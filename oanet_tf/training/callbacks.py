@@ -4,7 +4,9 @@ Every `train.eval_every_epochs` epochs (and after the last one) the validation s
 and scored (PQ, SQ, RQ and overlap ownership accuracy) for each requested merge order. The
 configured order's numbers go into the epoch `logs` as `val_pq`, ... so that ModelCheckpoint or
 EarlyStopping can monitor them; every order's numbers, the learning rate and a few overlays
-(prediction | ground truth, and the SRM ranking map) go to `<log_dir>/eval` via tf.summary.
+(prediction | ground truth, and the SRM ranking map, of the first evaluated images) go to
+`<log_dir>/eval` via tf.summary. The overlays come from the evaluation's own pass: nothing is
+decoded or predicted a second time.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from oanet_tf.config import Config
-from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
-from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.data.panoptic_format import read_id_png
-from oanet_tf.inference.evaluate import evaluate_model, image_prediction
-from oanet_tf.inference.predictor import PanopticPredictor
+from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.inference.evaluate import ScoredImage, evaluate_model
 from oanet_tf.inference.visualize import overlay, side_by_side
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.training.strategy import is_chief
@@ -103,19 +102,26 @@ class PanopticEvalCallback(keras.callbacks.Callback):
             return
         if not is_chief(getattr(self.model, "distribute_strategy", None)):
             return
+        drawn = []  # the pictures of the first num_images images, in evaluation order
+
+        def draw(scored: ScoredImage):
+            if len(drawn) < self.num_images:
+                drawn.append(self._pictures(scored))
+
         results = evaluate_model(self.model, self.val_dataset, self.config.data,
                                  self.config.eval, self.config.train.batch_size,
-                                 orders=self.orders, progress=False)
+                                 orders=self.orders, progress=False, on_image=draw)
         if logs is not None:
             logs.update(epoch_logs(results[self.config.eval.merge_order]))
-        self._summarize(epoch, results)
+        self._summarize(epoch, results, {f"{tag}/{k}": picture for k, pictures in
+                                         enumerate(drawn) for tag, picture in pictures.items()})
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
-    def _summarize(self, step: int, results: dict):
+    def _summarize(self, step: int, results: dict, pictures: dict):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default(step=step):
@@ -125,35 +131,23 @@ class PanopticEvalCallback(keras.callbacks.Callback):
             if optimizer is not None:
                 tf.summary.scalar("learning_rate",
                                   float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
-            for tag, picture in self._pictures().items():
+            for tag, picture in pictures.items():
                 tf.summary.image(tag, picture[np.newaxis], max_outputs=1)
         self._writer.flush()
 
-    def _pictures(self) -> dict:
-        """{tag: [h, w, C] picture} for the first `num_images` val images:
-        "panoptic/<order>/<k>" prediction | ground truth uint8 [h0, 2 w0, 3], and
-        "ranking_map/<k>" float32 [ih, iw, 1] (see ranking_image)."""
-        if self.num_images == 0:
-            return {}
-        batch = next(iter(build_dataset(self.val_dataset, self.config.data, training=False,
-                                        batch_size=self.num_images, repeat=False)))
-        predictor = PanopticPredictor(self.model, self.config.eval, self.orders)
-        detections, merged = predictor(batch["images"], batch["image_size"],
-                                       batch["original_size"])
+    def _pictures(self, scored: ScoredImage) -> dict:
+        """{tag: [h, w, C] picture} of one scored image: "panoptic/<order>" prediction |
+        ground truth uint8 [h0, 2 w0, 3], and "ranking_map" float32 [ih, iw, 1] (see
+        ranking_image)."""
         categories = self.val_dataset.categories
+        truth = overlay(scored.image, scored.gt_panoptic, scored.gt_segments, categories)
         pictures = {}
-        for k, image_id in enumerate(batch["image_id"].numpy().tolist()):
-            record = self.val_dataset.record(image_id)
-            image = read_image(record.image_file)
-            truth = overlay(image, read_id_png(record.png_file, "ground truth"),
-                            list(record.segments), categories)
-            for order in self.orders:
-                panoptic, segments = image_prediction(
-                    merged[order], k, batch["image_size"][k], batch["original_size"][k],
-                    categories)
-                pictures[f"panoptic/{order}/{k}"] = side_by_side(
-                    overlay(image, panoptic, segments, categories), truth)
-            pictures[f"ranking_map/{k}"] = ranking_image(
-                detections["ranking_map"][k], detections["instance_masks"][k],
-                detections["classes"][k], batch["image_size"][k].numpy())[..., np.newaxis]
+        for order in self.orders:
+            panoptic, segments = scored.predictions[order]
+            pictures[f"panoptic/{order}"] = side_by_side(
+                overlay(scored.image, panoptic, segments, categories), truth)
+        ranking_map, masks, classes = (scored.detections[key][scored.index].numpy() for key in
+                                       ("ranking_map", "instance_masks", "classes"))
+        pictures["ranking_map"] = ranking_image(ranking_map, masks, classes,
+                                                scored.image_size)[..., np.newaxis]
         return pictures

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from oanet_tf.data.panoptic_format import IGNORE_LABEL, CategoryMap, id_to_rgb, rgb_to_id
+from oanet_tf.data.panoptic_format import (IGNORE_LABEL, CategoryMap, id_to_rgb, measured_segment,
+                                           rgb_to_id)
 
 CATEGORIES = [
     {"id": 7, "name": "grass", "isthing": 0},
@@ -62,3 +63,13 @@ def test_coco_categories():
         pytest.skip("../shared/coco/panoptic_coco_categories.json is absent (fresh clone)")
     cats = CategoryMap.from_categories(json.load(open(path)))
     assert (cats.num_things, cats.num_stuff) == (80, 53)
+
+
+def test_measured_segment_by_hand():
+    ids = np.zeros((6, 8), np.int32)
+    ids[1:5, 2:4] = 3  # 4 rows x 2 columns
+    ids[:, 6:] = 9
+    assert measured_segment(ids, 3, 1) == {"id": 3, "category_id": 1, "area": 8,
+                                           "bbox": [2, 1, 2, 4], "iscrowd": 0}
+    assert measured_segment(ids, 9, 187, iscrowd=1) == {"id": 9, "category_id": 187, "area": 12,
+                                                        "bbox": [6, 0, 2, 6], "iscrowd": 1}

@@ -254,9 +254,9 @@ def _counting_loads(data):
     calls = []
     load = data.load_example
 
-    def counted(index):
+    def counted(index, *args):
         calls.append(index)
-        return load(index)
+        return load(index, *args)
 
     data.load_example = counted
     return calls

@@ -1,0 +1,166 @@
+"""Images of any size in, panoptic segmentations at their original sizes out, in TensorFlow.
+
+The functions behind the SavedModel's image signatures (`oanet_tf.export`) and behind
+`predict --model-dir`, which runs them in process: the same decoding, resizing and
+post-processing, so both give what TF Serving gives.
+
+Each image is resized as at evaluation (`oanet_tf.data.pipeline.resized_size`, bilinear, no
+jitter), zero-padded to the model's input size and run through `PanopticPredictor` with the
+eval config's merge order; the outputs are those of `oanet_tf.inference.postprocessor`.
+
+EXIF orientation is not applied (TensorFlow has no op for it): send upright pixels, as the
+training pipeline sees them after applying it.
+
+Bad input fails the call with INVALID_ARGUMENT naming the item: undecodable bytes, an image
+side above `max_image_side` (checked from the JPEG/PNG header before decoding), an empty image.
+An empty batch returns empty outputs (B = 0, panoptic [0, 0, 0]).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from oanet_tf.config import DataConfig, EvalConfig
+from oanet_tf.data import pipeline
+from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.tfrecords import JPEG_DCT_METHOD, PNG_SIGNATURE
+from oanet_tf.inference.postprocessor import empty_outputs
+from oanet_tf.inference.predictor import PanopticPredictor
+
+UNKNOWN_SIZE = -1  # header size of a format whose header is not parsed
+PNG_SIZE_OFFSET = 16  # IHDR width, height: two big-endian uint32 at bytes 16..23
+PNG_SIZE_BYTES = 8
+BIG_ENDIAN_WEIGHTS = (1 << 24, 1 << 16, 1 << 8, 1)
+
+
+class ImagePredictor:
+    """Encoded images or pixel arrays -> the post-processor's outputs of the eval config's
+    merge order (traced once by `ExportArchive`, or wrapped in a tf.function)."""
+
+    def __init__(self, model, categories: CategoryMap, data_config: DataConfig,
+                 eval_config: EvalConfig, max_image_side: int):
+        if tuple(data_config.padded_size) != tuple(model.image_size):
+            raise ValueError(f"data.padded_size {tuple(data_config.padded_size)} differs from "
+                             f"the model's image size {tuple(model.image_size)}")
+        self.predictor = PanopticPredictor(model, categories, eval_config)
+        self.merge_order = eval_config.merge_order
+        self.data_config = data_config
+        self.max_image_side = int(max_image_side)
+        self.num_segments = model.detections_per_image + model.num_stuff
+        self.padded_size = tuple(int(s) for s in model.image_size)
+
+    def from_encoded(self, images):
+        """string [B] encoded JPEG, PNG, GIF or BMP images (grayscale and RGBA converted to
+        RGB) -> the outputs."""
+        count = tf.shape(images)[0]
+        indices = tf.range(count)
+        # Undecodable items are dropped by ignore_errors and reported below by index: a
+        # decode error alone would fail the call without saying which item was bad.
+        dataset = tf.data.Dataset.from_tensor_slices((indices, images)).map(
+            self._load_encoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.ignore_errors().batch(tf.cast(tf.maximum(count, 1), tf.int64))
+        # When no item decodes, the batch above is missing: an empty one takes its place.
+        nothing = tf.data.Dataset.from_tensors((
+            tf.zeros([0], tf.int32), tf.zeros((0,) + self.padded_size + (3,), tf.float32),
+            tf.zeros([0, 2], tf.int32), tf.zeros([0, 2], tf.int32)))
+        dataset = dataset.concatenate(nothing).take(1)
+
+        def run():
+            loaded, pixels, image_size, original_size = dataset.get_single_element()
+            decoded = tf.reduce_any(indices[:, tf.newaxis] == loaded[tf.newaxis, :], axis=1)
+            first_bad = tf.argmin(tf.cast(decoded, tf.int32), output_type=tf.int32)
+            undecodable = tf.debugging.Assert(tf.reduce_all(decoded), [tf.strings.format(
+                "images[{}] is not a decodable JPEG, PNG, GIF or BMP image", first_bad)],
+                name="check_decodable")
+            with tf.control_dependencies([undecodable]):
+                size_check = self._check_sizes(original_size)
+            with tf.control_dependencies([size_check]):
+                return self._predict(pixels, image_size, original_size)
+
+        return tf.cond(count > 0, run, self._empty)
+
+    def from_pixels(self, images):
+        """uint8 [B, H, W, 3] RGB pixels, one size for the batch -> the outputs."""
+        count = tf.shape(images)[0]
+        original_size = tf.tile(tf.shape(images)[tf.newaxis, 1:3], [count, 1])
+
+        def run():
+            with tf.control_dependencies([self._check_sizes(original_size)]):
+                pixels, image_size = tf.map_fn(
+                    self._resize, images, fn_output_signature=(
+                        tf.TensorSpec(self.padded_size + (3,), tf.float32),
+                        tf.TensorSpec([2], tf.int32)))
+            return self._predict(pixels, image_size, original_size)
+
+        return tf.cond(count > 0, run, self._empty)
+
+    def _predict(self, pixels, image_size, original_size) -> dict:
+        _, outputs = self.predictor(pixels, image_size, original_size)
+        return outputs[self.merge_order]
+
+    def _empty(self) -> dict:
+        return empty_outputs(self.num_segments)
+
+    def _load_encoded(self, index, data):
+        """One encoded image -> (index, resized and padded float32 [H, W, 3], resized size
+        [2], original size [2]); an image larger than allowed is not decoded, its header
+        size is passed on for `_check_sizes` to report."""
+        header_size = _header_size(data)
+        too_large = tf.reduce_any(header_size > self.max_image_side)
+        image = tf.cond(too_large, lambda: tf.zeros([1, 1, 3], tf.uint8),
+                        lambda: _decode(data))
+        original_size = tf.where(too_large, tf.cast(header_size, tf.int32),
+                                 tf.shape(image)[:2])
+        pixels, image_size = self._resize(image)
+        return index, pixels, image_size, original_size
+
+    def _resize(self, image):
+        """uint8 [h, w, 3] -> float32 [H, W, 3] resized as the evaluation pipeline does
+        (its `resized_size`, bilinear, no jitter) and zero-padded, int32 [2] size before
+        padding."""
+        shape = tf.shape(image)
+        new_h, new_w = pipeline.resized_size(shape[0], shape[1], self.data_config)
+        resized = tf.image.resize(image, [new_h, new_w], method="bilinear")
+        padded = tf.pad(resized, [[0, self.padded_size[0] - new_h],
+                                  [0, self.padded_size[1] - new_w], [0, 0]])
+        return tf.ensure_shape(padded, self.padded_size + (3,)), tf.stack([new_h, new_w])
+
+    def _check_sizes(self, original_size):
+        """Assert every image side lies in [1, max_image_side]; the message names the item."""
+        sides = tf.cast(original_size, tf.int64)
+        valid = tf.reduce_all((sides >= 1) & (sides <= self.max_image_side), axis=1)
+        first_bad = tf.argmin(tf.cast(valid, tf.int32), output_type=tf.int32)
+        return tf.debugging.Assert(tf.reduce_all(valid), [tf.strings.format(
+            "images[{}] is {}x{} pixels (height x width); each side must be between 1 and {} "
+            "(export.max_image_side)", (first_bad, sides[first_bad, 0], sides[first_bad, 1],
+                                        self.max_image_side))], name="check_image_size")
+
+
+def _decode(data):
+    """Encoded bytes -> uint8 [h, w, 3] RGB (grayscale replicated, alpha dropped).
+
+    JPEGs use the accurate integer DCT: the pixels then equal PIL's, which decodes the
+    training and evaluation images (TensorFlow's default fast DCT differs by up to 20 levels).
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT_METHOD),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _header_size(data):
+    """(height, width) int64 [2] read from a JPEG or PNG header without decoding the pixels;
+    UNKNOWN_SIZE for other formats (their size is checked after decoding)."""
+    def png_size():
+        raw = tf.io.decode_raw(tf.strings.substr(data, PNG_SIZE_OFFSET, PNG_SIZE_BYTES),
+                               tf.uint8)
+        width_height = tf.reduce_sum(tf.reshape(tf.cast(raw, tf.int64), [2, 4])
+                                     * BIG_ENDIAN_WEIGHTS, axis=1)
+        return tf.reverse(width_height, [0])
+
+    is_png = tf.equal(tf.strings.substr(data, 0, len(PNG_SIGNATURE)), PNG_SIGNATURE)
+    return tf.case([
+        (tf.io.is_jpeg(data), lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
+        (is_png, png_size)], default=lambda: tf.constant([UNKNOWN_SIZE] * 2, tf.int64))
