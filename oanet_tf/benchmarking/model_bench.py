@@ -56,18 +56,18 @@ class OursBench:
         from oanet_tf.inference.predictor import PanopticPredictor
 
         if self._predictor is None:
-            self._predictor = PanopticPredictor(self.model, self.config.eval)
+            self._predictor = PanopticPredictor(self.model, self.categories, self.config.eval)
         return self._predictor
 
     def serving_function(self):
         """The function behind the export's serving_default signature (string batch in)."""
         import tensorflow as tf
 
-        from oanet_tf.export.saved_model import ServingGraph
+        from oanet_tf.inference.image_predictor import ImagePredictor
 
-        graph = ServingGraph(self.model, self.categories, self.config.data, self.config.eval,
-                             self.config.export.max_image_side)
-        return tf.function(graph.from_encoded, reduce_retracing=True)
+        predictor = ImagePredictor(self.model, self.categories, self.config.data,
+                                   self.config.eval, self.config.export.max_image_side)
+        return tf.function(predictor.from_encoded, reduce_retracing=True)
 
     def train_batch(self, batch, seed, instances):
         """A training batch in the layout of docs/ARCHITECTURE.md, random instances on one
@@ -128,23 +128,16 @@ class OursBench:
         self.call = call
 
     def merge_only(self, detections):
-        """A PanopticPredictor whose detect returns `detections`: it times the merge alone."""
-        from oanet_tf.inference.predictor import PanopticPredictor
+        """The post-processor on fixed `detections`: (images, image_size, original_size) ->
+        its outputs; times the merge, the maps back at the original size and the segment
+        tables without the model."""
+        import tensorflow as tf
 
-        return PanopticPredictor(FixedDetections(detections, self.model.num_things),
-                                 self.config.eval)
+        from oanet_tf.inference.postprocessor import PanopticPostprocessor
 
-
-class FixedDetections:
-    """Stands in for the model in PanopticPredictor: detect returns fixed detections."""
-
-    def __init__(self, detections, num_things):
-        self.detections = detections
-        self.num_things = num_things
-
-    def detect(self, images):
-        del images
-        return self.detections
+        postprocessor = PanopticPostprocessor(self.categories, self.config.eval)
+        return tf.function(lambda images, image_size, original_size: postprocessor(
+            detections, image_size, original_size))
 
 
 def time_against_peer(bench: OursBench, peer, mode, batch, seed, instances, warmup, repeats):
