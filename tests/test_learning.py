@@ -16,9 +16,11 @@ from oanet_tf.training.trainer import train
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic.yaml")
 EPOCHS, STEPS = 5, 50
-# Measured on this config and seed: recall 0.73, mask IoU 0.69 after 250 steps (120 steps:
-# 0.19 and 0.60). The bounds sit well below the measured run and above an untrained one.
-MIN_RECALL = 0.5
+# Measured on this config and seed, recall and mask IoU after 250 steps / after 120 steps:
+# an Intel CPU with AVX-512 and AMX 0.73, 0.69 / 0.19, 0.60; an AMD EPYC with AVX2 only
+# 0.48, 0.63 / 0.20, 0.64 (the same code, other kernels: the trajectory differs). The recall
+# bound sits between the under-trained runs and the trained ones on both machines.
+MIN_RECALL = 0.35
 MIN_MASK_IOU = 0.55
 # The box term is normalised by all sampled RoIs (Detectron2): it grows while the RPN learns
 # to propose positives, so it is not expected to fall in a short run.
