@@ -32,7 +32,8 @@ GCN_KERNEL, KERNEL_3X3, KERNEL_1X1 = "gcn", "3x3", "1x1"
 SRM_KERNELS = (KERNEL_1X1, KERNEL_3X3, GCN_KERNEL)
 # How overlapping instances are ordered in the merge (eval.merge_order): the SRM ranking score
 # (OANet), the detection score (the heuristic baseline) or their product.
-MERGE_ORDERS = ("ranking", "detection", "product")
+RANKING, DETECTION, PRODUCT = "ranking", "detection", "product"
+MERGE_ORDERS = (RANKING, DETECTION, PRODUCT)
 
 
 @dataclass
@@ -76,10 +77,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet50"  # small_resnet | resnet50 | resnet101
+    backbone: str = RESNET50  # small_resnet | resnet50 | resnet101
     backbone_weights: str = ""  # local .h5/.weights.h5 file; nothing is downloaded
     # Table 4 sharing modes: none (two backbones), backbone, backbone_fpn (default).
-    sharing: str = "backbone_fpn"
+    sharing: str = SHARED_BACKBONE_FPN
     small_resnet_widths: tuple = (32, 64, 128, 256)
     small_resnet_blocks: tuple = (1, 1, 1, 1)
     fpn_channels: int = 256
@@ -112,9 +113,9 @@ class ModelConfig:
     stuff_head_channels: int = 128
     # "all": every category is a semantic class (object context, Table 2);
     # "stuff_plus_things": stuff classes plus one "things" class.
-    semantic_supervision: str = "all"
+    semantic_supervision: str = ALL_CATEGORIES
     # Spatial ranking module (paper 3.2, Table 5): "1x1", "3x3" or "gcn" (1xk+kx1 paths).
-    srm_kernel: str = "gcn"
+    srm_kernel: str = GCN_KERNEL
     srm_kernel_size: int = 7
     srm_stride: int = 1
 
@@ -150,7 +151,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     # Merge order for overlapping instances: ranking (OANet), detection (heuristic), product.
-    merge_order: str = "ranking"
+    merge_order: str = RANKING
     overlap_threshold: float = 0.5
     instance_score_threshold: float = 0.5
     min_stuff_area: int = 4900

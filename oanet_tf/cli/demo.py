@@ -11,10 +11,11 @@ import os
 import time
 
 from oanet_tf.cli.common import add_config_arguments, config_from_args
+from oanet_tf.config import DETECTION, PRODUCT, RANKING
 from oanet_tf.fileio import write_json
 
 SERVING_VERSION = "1"  # TF Serving loads <export_dir>/<version>
-DEMO_ORDERS = ("detection", "ranking", "product")
+DEMO_ORDERS = (DETECTION, RANKING, PRODUCT)  # the baseline first, as in the paper
 
 
 def add_arguments(parser):

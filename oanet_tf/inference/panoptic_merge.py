@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from oanet_tf.config import MERGE_ORDERS
+from oanet_tf.config import DETECTION, MERGE_ORDERS, PRODUCT, RANKING
 from oanet_tf.data.panoptic_format import VOID_ID
 
 NO_CATEGORY = -1  # category of the padding entries of a segment table
@@ -27,11 +27,11 @@ def merge_order_scores(order: str, detection_scores, ranking_scores):
     "ranking": the SRM ranking score (OANet); "detection": the detector's score (heuristic
     baseline); "product": both multiplied. detection_scores, ranking_scores [B, K] -> [B, K].
     """
-    if order == "ranking":
+    if order == RANKING:
         return tf.cast(ranking_scores, tf.float32)
-    if order == "detection":
+    if order == DETECTION:
         return tf.cast(detection_scores, tf.float32)
-    if order == "product":
+    if order == PRODUCT:
         return tf.cast(detection_scores, tf.float32) * tf.cast(ranking_scores, tf.float32)
     raise ValueError(f"merge order {order!r} is not one of {', '.join(MERGE_ORDERS)}")
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.config import Config
+from oanet_tf.config import DETECTION, RANKING, Config
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.inference.evaluate import ScoredImage, evaluate_model
 from oanet_tf.inference.visualize import overlay, side_by_side
@@ -77,7 +77,7 @@ class PanopticEvalCallback(keras.callbacks.Callback):
     last one; see the module docstring for what is logged where."""
 
     def __init__(self, val_dataset: PanopticDataset, config: Config, log_dir: str,
-                 orders=("detection", "ranking"), num_images: int = 2):
+                 orders=(DETECTION, RANKING), num_images: int = 2):
         super().__init__()
         if config.train.eval_every_epochs < 1:
             raise ValueError(f"train.eval_every_epochs must be >= 1, got "
