@@ -198,20 +198,15 @@ def test_image_and_png_sizes_differ(tmp_path):
     assert f"{HEIGHT}x{WIDTH}" in message and f"{HEIGHT + 1}x{WIDTH}" in message
 
 
-def test_instances_reference_unknown_image(tmp_path):
+@pytest.mark.parametrize("row, key, value, expected", [
+    (1, "image_id", 5, "references image 5"), (0, "category_id", 3, "category id 3")],
+    ids=["unknown_image", "unknown_category"])
+def test_instances_reference_unknown_ids(tmp_path, row, key, value, expected):
     anns = _scene_instances()
-    anns[1]["image_id"] = 5
+    anns[row][key] = value
     split = _write_dataset(str(tmp_path), [_scene_image()], anns)
     message = _raises_naming(split.instances_json, lambda: PanopticDataset.from_split(split))
-    assert "references image 5" in message
-
-
-def test_instances_reference_unknown_category(tmp_path):
-    anns = _scene_instances()
-    anns[0]["category_id"] = 3
-    split = _write_dataset(str(tmp_path), [_scene_image()], anns)
-    message = _raises_naming(split.instances_json, lambda: PanopticDataset.from_split(split))
-    assert "category id 3" in message
+    assert expected in message
 
 
 def test_instance_mask_size_differs_from_image(tmp_path):
