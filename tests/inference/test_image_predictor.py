@@ -1,5 +1,5 @@
 """`predict --model-dir` runs ImagePredictor in process, without the export module (the
-equality of its files with the SavedModel's is tested in tests/test_export.py)."""
+equality of its files with the SavedModel's is tested in tests/export/test_saved_model.py)."""
 
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """oanet_tf.training.model_dir: reading back what `train` wrote into a model dir (config,
 categories, weights), and the one-line errors for a dir that is not one. Loading the weights
-into a model is tested with the export (tests/test_export.py)."""
+into a model is tested with the export (tests/export/test_saved_model.py)."""
 
 import json
 import os
