@@ -38,12 +38,11 @@ def upgrade_v1(source: str, target: str):
     with h5py.File(source, "r") as old, h5py.File(target, "w") as new:
         for key, value in old.attrs.items():
             new.attrs[key] = value
-        moved = {path for path in V1_PATHS if path in old}
         for name in old:
             children = ([f"{name}/{child}" for child in old[name]] if name == "layers"
                         else [name])
             for path in children:
-                destination = V1_PATHS.get(path, path) if path in moved else path
+                destination = V1_PATHS.get(path, path)
                 parent = os.path.dirname(destination)
                 group = new.require_group(parent) if parent else new
                 old.copy(old[path], group, name=os.path.basename(destination))
