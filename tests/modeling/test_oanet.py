@@ -1,7 +1,5 @@
 """OANet end to end on tiny inputs: every loss term, inference outputs, serialization."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
