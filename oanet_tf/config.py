@@ -34,6 +34,12 @@ SRM_KERNELS = (KERNEL_1X1, KERNEL_3X3, GCN_KERNEL)
 # (OANet), the detection score (the heuristic baseline) or their product.
 RANKING, DETECTION, PRODUCT = "ranking", "detection", "product"
 MERGE_ORDERS = (RANKING, DETECTION, PRODUCT)
+# Padded image sizes are multiples of this: the stride of C5, the backbone's coarsest map, so
+# that the FPN's top-down sums line up.
+SIZE_DIVISIBILITY = 32
+# Keys of earlier versions -> what replaced them (a config naming one fails with this hint).
+RETIRED_KEYS = {"data.padded_size": "batches are now padded to their largest image; "
+                                    "data.buckets gives static shapes where XLA needs them"}
 
 
 @dataclass
@@ -62,10 +68,14 @@ class DataConfig:
     synthetic_size: tuple = (128, 128)
     synthetic_seed: int = 0
     # Resizing: shorter side to `short_side` (times a jitter in `scale_jitter` when training),
-    # longer side at most `max_side`; then zero-padded to the static `padded_size`.
+    # longer side at most `max_side`. A batch holds images of one orientation (landscape or
+    # portrait) and is zero-padded to its largest image, rounded up to a multiple of
+    # SIZE_DIVISIBILITY. With `buckets` ([height, width] pairs, multiples of
+    # SIZE_DIVISIBILITY) each image goes to the smallest bucket that holds it and a batch is
+    # padded to its bucket: a few static shapes, as XLA needs (train.jit_compile: true).
     short_side: int = 800
     max_side: int = 1333
-    padded_size: tuple = (1344, 1344)
+    buckets: tuple = ()
     scale_jitter: tuple = (1.0, 1.0)
     horizontal_flip: bool = True
     max_instances: int = 100
@@ -222,6 +232,10 @@ def _merge_into(obj, updates: dict, where: str):
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     unknown = sorted(set(updates) - names)
+    for key in unknown:
+        path = f"{where}.{key}" if where else key
+        if path in RETIRED_KEYS:
+            raise ConfigError(f"{path} is no longer a setting: {RETIRED_KEYS[path]}")
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
@@ -252,14 +266,20 @@ def _validate(config: Config):
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    for key, size in (("data.padded_size", config.data.padded_size),
-                      ("data.synthetic_size", config.data.synthetic_size)):
-        if len(size) != 2 or any(int(s) <= 0 for s in size):
-            raise ConfigError(f"{key}: expected [height, width] of positive integers, got {size}")
-    stride = 32
-    if any(int(s) % stride for s in config.data.padded_size):
-        raise ConfigError(f"data.padded_size: {config.data.padded_size} must be multiples of "
-                          f"{stride} (the coarsest FPN stride used by the RoI heads)")
+    size = config.data.synthetic_size
+    if len(size) != 2 or any(int(s) <= 0 for s in size):
+        raise ConfigError(f"data.synthetic_size: expected [height, width] of positive "
+                          f"integers, got {size}")
+    for bucket in config.data.buckets:
+        if (not isinstance(bucket, (list, tuple)) or len(bucket) != 2
+                or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0
+                       or s % SIZE_DIVISIBILITY for s in bucket)):
+            raise ConfigError(f"data.buckets: {bucket} is not [height, width] of positive "
+                              f"multiples of {SIZE_DIVISIBILITY}")
+    config.data.buckets = tuple(tuple(bucket) for bucket in config.data.buckets)
+    if config.train.jit_compile == "true" and not config.data.buckets:
+        raise ConfigError("train.jit_compile: true needs data.buckets: XLA compiles one graph "
+                          "per input shape, and without buckets every batch has its own")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

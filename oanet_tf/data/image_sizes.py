@@ -1,0 +1,64 @@
+"""The sizes an image takes on its way into the model, shared by training, evaluation and
+serving: its resized size (`resized_size`), the bucket that holds it (`bucket_index`) and the
+padded size of a batch (`padded_size`).
+
+Without buckets a batch is padded to its largest image, each side rounded up to a multiple of
+SIZE_DIVISIBILITY. With `data.buckets` an image is resized to fit at least one bucket and a
+batch is padded to the smallest bucket (by area) that holds all its images, so a run sees a
+few static shapes.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from oanet_tf.config import SIZE_DIVISIBILITY, DataConfig
+
+NO_BUCKET = -1  # bucket_index of a size no bucket holds
+
+
+def resized_size(height, width, data_config: DataConfig, jitter=1.0):
+    """(new_h, new_w) int32 scalars: shorter side to short_side * jitter, longer side at
+    most max_side * jitter; with buckets, shrunk (never cropped) until some bucket holds it."""
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = tf.minimum(data_config.short_side / tf.minimum(h, w),
+                       data_config.max_side / tf.maximum(h, w)) * tf.cast(jitter, tf.float64)
+    if data_config.buckets:
+        buckets = tf.constant(data_config.buckets, tf.float64)  # [K, 2]
+        fits = tf.minimum(buckets[:, 0] / h, buckets[:, 1] / w)  # largest scale per bucket
+        scale = tf.minimum(scale, tf.reduce_max(fits))
+    new_h = tf.maximum(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.floor(w * scale + 0.5), tf.int32), 1)
+    return new_h, new_w
+
+
+def bucket_index(size, buckets):
+    """size int [..., 2] (height, width) -> int32 [...]: the index of the smallest bucket (by
+    area; the first of equal ones) that holds it, NO_BUCKET where none does."""
+    size = tf.cast(size, tf.int32)
+    table = tf.constant(buckets, tf.int32)  # [K, 2]
+    holds = tf.reduce_all(size[..., tf.newaxis, :] <= table, axis=-1)  # [..., K]
+    area = tf.reduce_prod(table, axis=-1)
+    big = tf.reduce_max(area) + 1
+    index = tf.argmin(tf.where(holds, area, big), axis=-1, output_type=tf.int32)
+    return tf.where(tf.reduce_any(holds, axis=-1), index, NO_BUCKET)
+
+
+def round_up(size, multiple: int = SIZE_DIVISIBILITY):
+    """int size(s) -> the next multiple of `multiple` (int32)."""
+    size = tf.cast(size, tf.int32)
+    return -(-size // multiple) * multiple
+
+
+def padded_size(image_sizes, buckets=()):
+    """image_sizes int [B, 2] resized sizes of a batch (B >= 1) -> int32 [2] (H, W) the batch
+    is padded to: the smallest bucket holding every image, or (no buckets, or none holds
+    them all, as for a mixed batch at serving) the largest sides rounded up to
+    SIZE_DIVISIBILITY."""
+    largest = tf.reduce_max(tf.cast(image_sizes, tf.int32), axis=0)
+    rounded = round_up(largest)
+    if not buckets:
+        return rounded
+    index = bucket_index(largest, buckets)
+    table = tf.constant(buckets, tf.int32)
+    return tf.where(index >= 0, tf.gather(table, tf.maximum(index, 0)), rounded)
