@@ -154,7 +154,7 @@ def _three_image_split(root):
 
 
 def _config(**overrides):
-    values = dict(short_side=2 * HEIGHT, max_side=1000, padded_size=(64, 64),
+    values = dict(short_side=2 * HEIGHT, max_side=1000,
                   scale_jitter=(1.0, 1.0), horizontal_flip=False, max_instances=5,
                   shuffle_buffer=8, num_parallel_calls=2)
     values.update(overrides)
