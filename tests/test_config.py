@@ -40,7 +40,8 @@ def test_override_sets_typed_values():
     ("train.batch_size=two", "train.batch_size"),
     ("train.batch_size", "section.key=value"),
     ("eval.merge_order=random", "eval.merge_order"),
-    ("data.padded_size=[100, 128]", "multiples of 32"),
+    ("data.buckets=[[100, 128]]", "multiples of 32"),
+    ("data.padded_size=[128, 128]", "data.padded_size is no longer a setting"),
 ])
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):

@@ -301,6 +301,19 @@ def test_resume_skips_without_decoding(tmp_path):
     assert 1 <= len(calls) < 50, calls
 
 
+def test_resume_past_a_whole_chunk(tmp_path):
+    # Batches of 1: batch GROUP_BATCHES + 1 is the second of the second chunk, in its third
+    # epoch of 8 images (tests/data/test_tfrecords.py resumes with small chunks).
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    config = _config(scale_jitter=(0.6, 1.4), horizontal_flip=True)
+    k, more = pipeline.GROUP_BATCHES + 1, 3
+    fresh = list(build_dataset(data, config, training=True, batch_size=1, seed=5).take(k + more))
+    resumed = build_dataset(data, config, training=True, batch_size=1, seed=5, start_batch=k)
+    for a, b in zip(fresh[k:], resumed.take(more), strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_resume_with_a_seed_only(scene_split):
     data = PanopticDataset.from_split(scene_split)
     with pytest.raises(ValueError, match="needs a fixed seed"):
