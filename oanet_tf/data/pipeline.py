@@ -38,12 +38,14 @@ FLIP_PROBABILITY = 0.5
 # Graph-level seed of the per-epoch shuffle: with it fixed, the order depends on `seed` and
 # the epoch only, not on the process's global seed.
 SHUFFLE_GRAPH_SEED = 1
-# Batches per grouping chunk: more mixes fewer batches (at most the groups - 1 per chunk)
-# but holds more records in memory and delays the first batch.
+# Batches per grouping chunk. A chunk mixes groups in at most (groups - 1) of its batches: a
+# longer chunk mixes a smaller share, but holds more items (records, for a TFRecordSource)
+# in memory and delays the first batch.
 GROUP_BATCHES = 16
 # Group keys without buckets: landscape (height <= width) or portrait.
 LANDSCAPE, PORTRAIT = 0, 1
 ORIENTATIONS = 2
+
 _PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
     "image": np.zeros((1, 1, 3), np.uint8),
     "boxes": np.zeros((0, 4), np.float32),
@@ -91,10 +93,10 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     arguments (resuming after a crash; under tf.distribute a step takes
     num_replicas_in_sync / num_input_pipelines batches from each pipeline, so steps done
     times that); the dataset continues exactly where that run left off, without decoding
-    the skipped images. Exact as long as no image failed to decode (a COCO source skipping
-    bad images filters them after decoding and grouping, so each one shifts the batches
-    after it by one image, in a resumed stream and a fresh one alike, and one in the skipped
-    part makes the resumed stream start one image early).
+    the skipped images. Exact as long as no image failed to decode: a COCO source skipping
+    bad images filters them after grouping and decoding, so each one shifts the batches
+    after it by one image (a batch at a group's edge may then mix groups), and one in the
+    skipped part makes the resumed stream start one image early.
 
     `ground_truth` (evaluation of a `PanopticDataset`): each batch also carries what the image
     is scored against, at the original size, from the same decoding of the files (so
@@ -236,7 +238,8 @@ def _grouped(ds: tf.data.Dataset, key, num_groups: int, batch_size: int, paralle
         order = group_order(keys, num_groups, batch_size)
         return tf.gather(positions, order), tf.gather(items, order)
 
-    return ds.batch(GROUP_BATCHES * batch_size).map(reorder).unbatch()
+    # One chunk prepared ahead, so reading the next one does not stall decoding.
+    return ds.batch(GROUP_BATCHES * batch_size).map(reorder).prefetch(1).unbatch()
 
 
 def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_ok: bool,
@@ -264,6 +267,7 @@ _LABEL_KEYS = ("semantic", "owner")  # padded with IGNORE_LABEL, everything else
 
 
 def _padding_values(element_spec: dict) -> dict:
+    """padded_batch's padding value of each key of `element_spec`."""
     return {key: tf.constant(IGNORE_LABEL if key in _LABEL_KEYS else 0, spec.dtype)
             for key, spec in element_spec.items()}
 
