@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -37,7 +38,8 @@ MERGE_ORDERS = (RANKING, DETECTION, PRODUCT)
 # Padded image sizes are multiples of this: the stride of C5, the backbone's coarsest map, so
 # that the FPN's top-down sums line up.
 SIZE_DIVISIBILITY = 32
-# Keys of earlier versions -> what replaced them (a config naming one fails with this hint).
+# Keys of earlier versions -> what replaced them: a config naming one (such as the config.yaml
+# of a run trained before) loads with a warning that says so.
 RETIRED_KEYS = {"data.padded_size": "batches are now padded to their largest image; "
                                     "data.buckets gives static shapes where XLA needs them"}
 
@@ -231,17 +233,20 @@ def _merge_into(obj, updates: dict, where: str):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {updates!r}")
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
-    unknown = sorted(set(updates) - names)
-    for key in unknown:
+    retired = {key for key in updates if (f"{where}.{key}" if where else key) in RETIRED_KEYS}
+    for key in sorted(retired):
         path = f"{where}.{key}" if where else key
-        if path in RETIRED_KEYS:
-            raise ConfigError(f"{path} is no longer a setting: {RETIRED_KEYS[path]}")
+        warnings.warn(f"{path} is no longer a setting and is ignored: {RETIRED_KEYS[path]}",
+                      stacklevel=2)
+    unknown = sorted(set(updates) - names - retired)
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
             f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
     for key, value in updates.items():
+        if key in retired:
+            continue
         path = f"{where}.{key}" if where else key
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):

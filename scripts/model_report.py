@@ -239,7 +239,7 @@ def model_report(config_path: str, categories: CategoryMap, padded_size, overrid
     size_override = f"data.padded_size=[{padded_size[0]}, {padded_size[1]}]"
     config = load_config(config_path, [size_override, *overrides])
     keras.utils.set_random_seed(config.train.seed)
-    model = build_oanet(config.model, config.train, categories, config.data.padded_size)
+    model = build_oanet(config.model, config.train, categories)
     report = {"config": config_path, "backbone": config.model.backbone,
               "sharing": config.model.sharing, "srm_kernel": config.model.srm_kernel,
               "srm_stride": config.model.srm_stride,

@@ -60,8 +60,7 @@ def with_kernel(trained, kernel: str):
     config = trained.config
     model_config = dataclasses.replace(config.model, srm_kernel=kernel)
     keras.utils.set_random_seed(config.train.seed)
-    model = build_oanet(model_config, config.train, trained.categories,
-                        config.data.padded_size)
+    model = build_oanet(model_config, config.train, trained.categories)
     for name in SHARED_COMPONENTS:
         source = getattr(trained.model, name)
         if source is not None:

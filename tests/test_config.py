@@ -40,7 +40,9 @@ def test_override_sets_typed_values():
     ("train.batch_size=two", "train.batch_size"),
     ("train.batch_size", "section.key=value"),
     ("eval.merge_order=random", "eval.merge_order"),
-    ("data.padded_size=[100, 128]", "multiples of 32"),
+    ("data.buckets=[[100, 128]]", "multiples of 32"),
+    ("data.buckets=[800]", "data.buckets"),
+    ("train.jit_compile=true", "needs data.buckets"),
 ])
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
@@ -65,3 +67,14 @@ def test_save_and_reload_round_trip(tmp_path):
     path = str(tmp_path / "config.yaml")
     save_config(config, path)
     assert load_config(path) == config
+
+
+def test_buckets_load_as_size_pairs():
+    config = load_config("configs/synthetic.yaml", ["data.buckets=[[96, 128], [128, 96]]"])
+    assert config.data.buckets == ((96, 128), (128, 96))
+
+
+def test_a_retired_key_loads_with_a_warning_naming_its_replacement():
+    with pytest.warns(UserWarning, match=r"data\.padded_size .*data\.buckets"):
+        config = load_config("configs/synthetic.yaml", ["data.padded_size=[128, 128]"])
+    assert not hasattr(config.data, "padded_size")

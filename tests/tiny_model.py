@@ -21,6 +21,8 @@ EVERYTHING_SAMPLED = ["model.rpn_batch_size_per_image=4096", "model.rpn_positive
                       "train.warmup_steps=0", "train.batch_size=2",
                       "train.reference_batch_size=2"]
 DISTRIBUTED_STEPS = 3
+# The overrides of a model that compiles with XLA: static ops, one bucket of the tiny batch's size.
+XLA = ("train.jit_compile=true", f"data.buckets=[[{SIZE[0]}, {SIZE[1]}]]")
 
 
 def tiny_config(*overrides):
@@ -30,7 +32,7 @@ def tiny_config(*overrides):
         "model.stuff_head_channels=8", "model.rpn_pre_nms_topk_train=64",
         "model.rpn_post_nms_topk_train=32", "model.rpn_pre_nms_topk_test=64",
         "model.rpn_post_nms_topk_test=32", "model.roi_batch_size_per_image=16",
-        "model.detections_per_image=8", "data.padded_size=[64, 64]", *overrides])
+        "model.detections_per_image=8", *overrides])
 
 
 def tiny_batch(batch=2):
@@ -56,4 +58,4 @@ def tiny_batch(batch=2):
     return {"images": tf.constant(images), "gt_boxes": tf.constant(boxes),
             "gt_classes": tf.constant(classes), "gt_masks": tf.constant(masks),
             "gt_count": tf.constant([2] * batch), "semantic": tf.constant(semantic),
-            "owner": tf.constant(owner)}
+            "owner": tf.constant(owner), "image_size": tf.constant([SIZE] * batch)}

@@ -22,7 +22,7 @@ import struct
 import threading
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from pycocotools.coco import COCO
 
 from oanet_tf.config import SplitConfig
@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 MAX_LISTED = 5  # ids / images named in one message before "..."
 IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
                      Image.DecompressionBombError)
+# EXIF orientations whose upright image is the stored one transposed, transversed or turned
+# by 90 degrees: height and width swap (see PIL's ImageOps.exif_transpose).
+SWAPPING_EXIF_ORIENTATIONS = (5, 6, 7, 8)
+# The size hint of an image whose header cannot be read (decoding it will fail anyway).
+UNKNOWN_SIZE = (1, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ImageRecord:
     image_file: str  # path of the image (JPEG, PNG, ...)
     png_file: str  # path of the panoptic PNG
     segments: tuple  # the JSON's segments_info dicts
+    size: tuple | None = None  # (height, width) as the JSON's image entry gives it
 
 
 def _listed(values) -> str:
@@ -66,6 +72,18 @@ def read_image(path: str) -> np.ndarray:
             return np.asarray(upright.convert("RGB"))
     except IMAGE_READ_ERRORS as err:
         raise DatasetError(f"{path}: cannot read the image ({err})") from None
+
+
+def read_image_size(path: str) -> tuple:
+    """(height, width) of an image file, upright (EXIF orientation applied), from its header
+    only; UNKNOWN_SIZE when the header cannot be read."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except IMAGE_READ_ERRORS:
+        return UNKNOWN_SIZE
+    return (width, height) if orientation in SWAPPING_EXIF_ORIENTATIONS else (height, width)
 
 
 def mask_boxes(masks: np.ndarray) -> np.ndarray:
@@ -114,6 +132,7 @@ class PanopticDataset:
                                f"({len(self._bad)} bad, see the warnings)"
                                if self._bad else f"{panoptic_json}: no annotated image")
         self._index_of_id = {r.image_id: i for i, r in enumerate(self.records)}
+        self._image_sizes = None  # computed on first use
 
     @classmethod
     def from_split(cls, split: SplitConfig, skip_bad_images: bool = False) -> "PanopticDataset":
@@ -129,6 +148,17 @@ class PanopticDataset:
             return self.records[self._index_of_id[int(image_id)]]
         except KeyError:
             raise KeyError(f"image id {image_id} is not in {self.panoptic_json}") from None
+
+    @property
+    def image_sizes(self) -> np.ndarray:
+        """int32 [N, 2] (height, width) of each image without decoding it, to group images
+        by shape: the JSON's, else the file header's (a hint: a wrong JSON entry shows only
+        when decoding)."""
+        if self._image_sizes is None:
+            self._image_sizes = np.array(
+                [r.size if r.size is not None else read_image_size(r.image_file)
+                 for r in self.records], np.int32).reshape(-1, 2)
+        return self._image_sizes
 
     @property
     def uses_instances_json(self) -> bool:
@@ -182,12 +212,15 @@ class PanopticDataset:
         images = data.get("images")
         if not isinstance(images, list):
             raise DatasetError(f"{self.panoptic_json}: no 'images' list")
-        file_of = {}
+        file_of, size_of = {}, {}
         for image in images:
             if not isinstance(image, dict) or not {"id", "file_name"} <= set(image):
                 raise DatasetError(f"{self.panoptic_json}: image entry {str(image)[:80]} needs "
                                    f"'id' and 'file_name'")
             file_of[image["id"]] = image["file_name"]
+            size = (image.get("height"), image.get("width"))
+            if all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+                size_of[image["id"]] = size
         records = []
         for image_id, ann in annotations_by_image(data, self.panoptic_json).items():
             if image_id not in file_of:
@@ -201,7 +234,7 @@ class PanopticDataset:
                 image_id=int(image_id),
                 image_file=os.path.join(self.image_dir, file_of[image_id]),
                 png_file=os.path.join(self.panoptic_dir, ann["file_name"]),
-                segments=tuple(ann["segments_info"])))
+                segments=tuple(ann["segments_info"]), size=size_of.get(image_id)))
         return records
 
     def _check_record(self, record: ImageRecord):

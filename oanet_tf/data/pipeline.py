@@ -1,17 +1,23 @@
-"""The tf.data input pipeline: decode, resize with scale jitter, flip, pad, batch.
+"""The tf.data input pipeline: decode, resize with scale jitter, flip, group, batch, pad.
 
 Two sources give the same batches. A `PanopticDataset` streams image indices, decoded by
 `load_example` (numpy, inside `tf.numpy_function`) on several threads; a `TFRecordSource`
 streams records, decoded by `parse_example` in TensorFlow ops. The geometry runs as
-TensorFlow ops. Batches have the static shapes of the table "A training batch" in
-docs/ARCHITECTURE.md.
+TensorFlow ops. Batches have the shapes of the table "A training batch" in
+docs/ARCHITECTURE.md: each is padded to its own images (`image_sizes.padded_size`).
 
-With a seed the output is reproducible and resumable: each epoch's shuffle is seeded by
-(seed, epoch), and the random scale and flip of an element by (seed, input pipeline, its
-position in the stream before decoding). So a pipeline built with `start_batch=k` starts
-directly at the epoch holding batch k, steps over that epoch's earlier items on the cheap
-index/record stream (records are read, never decoded), and yields exactly what a fresh
-pipeline yields from batch k on.
+Grouping: the cheap stream (indices or records, before decoding) is cut into chunks of
+GROUP_BATCHES batches at fixed stream positions, and each chunk is stably reordered by a key
+known without decoding (orientation from the image's size, or with `data.buckets` the bucket
+of its resized size), so a batch holds one kind of image except the few made of the chunk's
+leftovers.
+
+The output is reproducible and resumable: each epoch's shuffle is seeded by (seed, epoch),
+and the random scale and flip of an element by (seed, input pipeline, its position in the
+stream before grouping). So a pipeline built with `start_batch=k` starts directly at the
+chunk holding batch k (in the epoch holding that chunk), reorders it, steps over its earlier
+batches on the cheap stream (records are read, never decoded), and yields exactly what a
+fresh pipeline yields from batch k on.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import tensorflow as tf
 
 from oanet_tf.config import DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.data.image_sizes import bucket_index, padded_size, resized_size
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
-                                     parse_example)
+                                     parse_example, parse_image_size)
 from oanet_tf.errors import DatasetError
 
 AUTOTUNE_SETTING = -1  # data.num_parallel_calls value meaning tf.data.AUTOTUNE
@@ -31,6 +38,13 @@ FLIP_PROBABILITY = 0.5
 # Graph-level seed of the per-epoch shuffle: with it fixed, the order depends on `seed` and
 # the epoch only, not on the process's global seed.
 SHUFFLE_GRAPH_SEED = 1
+# Batches per grouping chunk. A chunk mixes groups in at most (groups - 1) of its batches: a
+# longer chunk mixes a smaller share, but holds more items (records, for a TFRecordSource)
+# in memory and delays the first batch.
+GROUP_BATCHES = 16
+# Group keys without buckets: landscape (height <= width) or portrait.
+LANDSCAPE, PORTRAIT = 0, 1
+ORIENTATIONS = 2
 
 _PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
     "image": np.zeros((1, 1, 3), np.uint8),
@@ -57,25 +71,32 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
                   ground_truth: bool = False) -> tf.data.Dataset:
     """Batches of `source` as dicts (see docs/ARCHITECTURE.md, "A training batch"):
     images float32 [B, H, W, 3], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
-    gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W],
-    image_id int64 [B], original_size / image_size int32 [B, 2]; (H, W) = padded_size,
-    M = max_instances.
+    gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W]
+    (IGNORE_LABEL in the padding), image_id int64 [B], original_size / image_size int32
+    [B, 2]. (H, W) = `image_sizes.padded_size` of the batch's image sizes: its largest sides
+    rounded up to SIZE_DIVISIBILITY, or with data.buckets the smallest bucket holding them.
+    M: the most instances of an image in the batch (at least 1), or max_instances with
+    buckets (static, as XLA wants).
 
     `source` is a `PanopticDataset` (COCO files) or a `TFRecordSource` (converted shards);
     both give identical batches. Training shuffles, repeats (unless `repeat` says
     otherwise), jitters the scale, flips and drops the last partial batch (so B is static);
-    evaluation keeps the files' order and every image. With `input_context` (tf.distribute)
-    this pipeline reads its share of the images (COCO: every n-th image; TFRecords: every
-    n-th shard file) and `batch_size` is the global batch, split over the replicas.
-    `seed=None` gives fresh randomness and lets elements come out of order for speed.
+    evaluation keeps every image, in the files' order within each group of a chunk. Either
+    way a batch holds images of one orientation (or one bucket) except at most (groups - 1)
+    batches per chunk of GROUP_BATCHES, which mix the chunk's leftovers. With
+    `input_context` (tf.distribute) this pipeline reads its share of the images (COCO: every
+    n-th image; TFRecords: every n-th shard file) and `batch_size` is the global batch,
+    split over the replicas. `seed=None` draws a fresh seed (the order stays deterministic:
+    grouping needs it).
 
     `start_batch`: batches this pipeline already produced in an earlier run with the same
     arguments (resuming after a crash; under tf.distribute a step takes
     num_replicas_in_sync / num_input_pipelines batches from each pipeline, so steps done
     times that); the dataset continues exactly where that run left off, without decoding
-    the skipped images. Exact as long as no image failed to decode in
-    the skipped part (a COCO source skipping bad images filters them after decoding, so
-    each one there makes the resumed stream start one image early).
+    the skipped images. Exact as long as no image failed to decode: a COCO source skipping
+    bad images filters them after grouping and decoding, so each one shifts the batches
+    after it by one image (a batch at a group's edge may then mix groups), and one in the
+    skipped part makes the resumed stream start one image early.
 
     `ground_truth` (evaluation of a `PanopticDataset`): each batch also carries what the image
     is scored against, at the original size, from the same decoding of the files (so
@@ -98,14 +119,15 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
     parallel = (tf.data.AUTOTUNE if data_config.num_parallel_calls == AUTOTUNE_SETTING
                 else data_config.num_parallel_calls)
-    deterministic = seed is not None
     if seed is None:
         seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
     repeat = training if repeat is None else repeat
+    base_seed = tf.constant([seed, pipeline_id], tf.int64)
 
     if isinstance(source, TFRecordSource):
         files, epoch_length = source.shard_files(num_pipelines, pipeline_id)
         items = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES)
+        size_of = parse_image_size
         decode = parse_example
         filter_bad = False
     else:
@@ -113,37 +135,45 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
         if num_pipelines > 1:
             items = items.shard(num_pipelines, pipeline_id)
         epoch_length = len(range(pipeline_id, len(source), num_pipelines))
+        sizes = tf.constant(source.image_sizes, tf.int32)  # [N, 2]
+
+        def size_of(index):
+            return tf.gather(sizes, index)
+
         decode = index_decoder(source, with_panoptic=ground_truth)
         filter_bad = source.skip_bad_images
 
     if repeat and epoch_length == 0:
         raise DatasetError(f"input pipeline {pipeline_id} of {num_pipelines} gets no image "
                            f"({len(source)} in all): nothing to repeat")
-    skipped = start_batch * batch_size
-    first_epoch = skipped // epoch_length if repeat and epoch_length else 0
+    # Batch k lies in chunk k // GROUP_BATCHES, which starts at a fixed stream position.
+    chunk_size = GROUP_BATCHES * batch_size
+    chunk_start = start_batch // GROUP_BATCHES * chunk_size
+    first_epoch = chunk_start // epoch_length if repeat and epoch_length else 0
     epochs = (tf.data.Dataset.counter(first_epoch) if repeat
               else tf.data.Dataset.range(first_epoch, first_epoch + 1))
     shuffle_buffer = data_config.shuffle_buffer if training else 0
     ds = epochs.flat_map(_epoch_stream(items, shuffle_buffer, seed))
-    # The position in the stream, counted before anything is skipped or decoded, seeds each
-    # element's augmentation.
+    # The position in the stream, counted before anything is skipped, grouped or decoded,
+    # seeds each element's augmentation.
     ds = ds.enumerate(start=first_epoch * epoch_length)
-    if skipped > first_epoch * epoch_length:
-        ds = ds.skip(skipped - first_epoch * epoch_length)
-    process = _processor(decode, data_config, training,
-                         tf.constant([seed, pipeline_id], tf.int64), keep_ok=filter_bad,
+    if chunk_start > first_epoch * epoch_length:
+        ds = ds.skip(chunk_start - first_epoch * epoch_length)
+    ds = _grouped(ds, _group_key(size_of, data_config, training, base_seed),
+                  _num_groups(data_config), batch_size, parallel)
+    ds = ds.skip(start_batch % GROUP_BATCHES * batch_size)
+    process = _processor(decode, data_config, training, base_seed, keep_ok=filter_bad,
                          ground_truth=ground_truth)
-    ds = ds.map(process, num_parallel_calls=parallel, deterministic=deterministic)
+    ds = ds.map(process, num_parallel_calls=parallel, deterministic=True)
     if filter_bad:
         ds = ds.filter(lambda example: example["ok"]).map(
             lambda example: {k: v for k, v in example.items() if k != "ok"})
-    if ground_truth:  # images of several sizes: padded to the largest
-        ds = ds.padded_batch(batch_size, drop_remainder=training)
-    else:
-        ds = ds.batch(batch_size, drop_remainder=training)
+    ds = ds.padded_batch(batch_size, padding_values=_padding_values(ds.element_spec),
+                         drop_remainder=training)
+    ds = ds.map(_batch_padder(data_config), num_parallel_calls=parallel, deterministic=True)
     if not repeat and not filter_bad:
         # The per-epoch stream hides the length; Keras needs it to end an evaluation quietly.
-        remaining = max(epoch_length - skipped, 0)
+        remaining = max(epoch_length - start_batch * batch_size, 0)
         batches = remaining // batch_size if training else -(-remaining // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -165,10 +195,58 @@ def _epoch_stream(items: tf.data.Dataset, shuffle_buffer: int, seed: int):
     return stream
 
 
+# ---------------------------------------------------------------------------- grouping
+
+def _num_groups(data_config: DataConfig) -> int:
+    return len(data_config.buckets) if data_config.buckets else ORIENTATIONS
+
+
+def _group_key(size_of, data_config: DataConfig, training: bool, base_seed):
+    """(position, item) -> int32 group, from the image's size before decoding (`size_of`:
+    item -> int32 [2]): the bucket of its resized size (the jitter the augmenter will draw)
+    with buckets, else LANDSCAPE or PORTRAIT."""
+
+    def key(position, item):
+        size = size_of(item)
+        if not data_config.buckets:
+            return tf.where(size[0] > size[1], PORTRAIT, LANDSCAPE)
+        jitter = _scale_jitter(data_config, training, base_seed, position)
+        new_h, new_w = resized_size(size[0], size[1], data_config, jitter)
+        return bucket_index(tf.stack([new_h, new_w]), data_config.buckets)
+
+    return key
+
+
+def group_order(keys, num_groups: int, batch_size: int):
+    """keys int32 [n] in 0..num_groups-1 -> int32 [n], the stable reordering that puts each
+    group's whole batches first (groups in key order), then the leftovers (in key order),
+    so at most num_groups - 1 batches of batch_size mix groups."""
+    one_hot = tf.one_hot(keys, num_groups, dtype=tf.int32)  # [n, K]
+    rank = tf.reduce_sum(tf.cumsum(one_hot, axis=0, exclusive=True) * one_hot, axis=1)
+    whole = tf.reduce_sum(one_hot, axis=0) // batch_size * batch_size  # [K]
+    leftover = tf.cast(rank >= tf.gather(whole, keys), tf.int32)
+    return tf.argsort(leftover * num_groups + keys, stable=True)
+
+
+def _grouped(ds: tf.data.Dataset, key, num_groups: int, batch_size: int, parallel):
+    """(position, item) stream starting at a chunk boundary -> the same pairs, each chunk of
+    GROUP_BATCHES * batch_size reordered by `group_order` of its keys."""
+    ds = ds.map(lambda position, item: (position, item, key(position, item)),
+                num_parallel_calls=parallel, deterministic=True)
+
+    def reorder(positions, items, keys):
+        order = group_order(keys, num_groups, batch_size)
+        return tf.gather(positions, order), tf.gather(items, order)
+
+    # One chunk prepared ahead, so reading the next one does not stall decoding.
+    return ds.batch(GROUP_BATCHES * batch_size).map(reorder).prefetch(1).unbatch()
+
+
 def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_ok: bool,
                ground_truth: bool):
-    """(position, index or record) -> padded example with the batch keys (plus "ok" with
-    `keep_ok`, False for a skipped bad image; plus ORIGINAL_KEYS with `ground_truth`)."""
+    """(position, index or record) -> augmented example with the batch keys, unpadded
+    (plus "ok" with `keep_ok`, False for a skipped bad image; plus ORIGINAL_KEYS with
+    `ground_truth`)."""
     augment = _augmenter(data_config, training, base_seed)
 
     def process(position, item):
@@ -181,6 +259,48 @@ def _processor(decode, data_config: DataConfig, training: bool, base_seed, keep_
         return output
 
     return process
+
+
+# ---------------------------------------------------------------------------- batching
+
+_LABEL_KEYS = ("semantic", "owner")  # padded with IGNORE_LABEL, everything else with 0
+
+
+def _padding_values(element_spec: dict) -> dict:
+    """padded_batch's padding value of each key of `element_spec`."""
+    return {key: tf.constant(IGNORE_LABEL if key in _LABEL_KEYS else 0, spec.dtype)
+            for key, spec in element_spec.items()}
+
+
+def _batch_padder(data_config: DataConfig):
+    """A batch padded to its largest image and instance count -> padded to
+    `padded_size(image_size, buckets)` and M instances (see `build_dataset`)."""
+    buckets, max_instances = data_config.buckets, data_config.max_instances
+
+    def pad(batch):
+        target = padded_size(batch["image_size"], buckets)  # [2]
+        pad_h = target[0] - tf.shape(batch["images"])[1]
+        pad_w = target[1] - tf.shape(batch["images"])[2]
+        count = tf.shape(batch["gt_classes"])[1]
+        pad_n = (max_instances if buckets else tf.maximum(count, 1)) - count
+        out = dict(batch)
+        out["images"] = tf.pad(batch["images"], [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        out["gt_boxes"] = tf.pad(batch["gt_boxes"], [[0, 0], [0, pad_n], [0, 0]])
+        out["gt_classes"] = tf.pad(batch["gt_classes"], [[0, 0], [0, pad_n]])
+        out["gt_masks"] = tf.pad(batch["gt_masks"], [[0, 0], [0, pad_n], [0, pad_h], [0, pad_w]])
+        for key in _LABEL_KEYS:
+            out[key] = tf.pad(batch[key], [[0, 0], [0, pad_h], [0, pad_w]],
+                              constant_values=IGNORE_LABEL)
+        if buckets:  # static where known: M always, (H, W) when one bucket is all there is
+            side = buckets[0] if len(buckets) == 1 else (None, None)
+            shapes = {"images": [*side, 3], "gt_boxes": [max_instances, 4],
+                      "gt_classes": [max_instances], "gt_masks": [max_instances, *side],
+                      "semantic": list(side), "owner": list(side)}
+            out.update({key: tf.ensure_shape(out[key], [None] + shape)
+                        for key, shape in shapes.items()})
+        return out
+
+    return pad
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -224,17 +344,20 @@ def index_decoder(dataset: PanopticDataset, with_panoptic: bool = False):
 
 # ---------------------------------------------------------------------------- geometry
 
-def resized_size(height, width, data_config: DataConfig, jitter=1.0):
-    """(new_h, new_w) int32 scalars: shorter side to short_side * jitter, longer side at
-    most max_side * jitter, and never beyond padded_size (shrunk to fit, never cropped)."""
-    padded_h, padded_w = data_config.padded_size
-    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
-    scale = tf.minimum(data_config.short_side / tf.minimum(h, w),
-                       data_config.max_side / tf.maximum(h, w)) * tf.cast(jitter, tf.float64)
-    scale = tf.minimum(scale, tf.minimum(padded_h / h, padded_w / w))
-    new_h = tf.clip_by_value(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1, padded_h)
-    new_w = tf.clip_by_value(tf.cast(tf.floor(w * scale + 0.5), tf.int32), 1, padded_w)
-    return new_h, new_w
+def _element_seeds(base_seed, position):
+    """(jitter seed, flip seed) of the element at stream `position`."""
+    seed = tf.random.experimental.stateless_fold_in(base_seed, position)
+    return tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+
+def _scale_jitter(data_config: DataConfig, training: bool, base_seed, position):
+    """float64 scale factor of the element at `position`: uniform in scale_jitter when
+    training, else 1. The augmenter and the bucket grouping both draw it here."""
+    low, high = data_config.scale_jitter
+    if not training or (low, high) == (1.0, 1.0):
+        return tf.constant(1.0, tf.float64)
+    jitter_seed, _ = _element_seeds(base_seed, position)
+    return tf.random.stateless_uniform([], jitter_seed, low, high, tf.float64)
 
 
 def _nearest_indices(in_size, out_size):
@@ -257,18 +380,13 @@ def _resize_nearest(x, rows, cols):
 
 
 def _augmenter(data_config: DataConfig, training: bool, base_seed):
-    """(position, decoded example) -> padded example with the batch keys."""
-    padded_h, padded_w = data_config.padded_size
-    max_instances = data_config.max_instances
-    low, high = data_config.scale_jitter
-    jitter_scale = training and (low, high) != (1.0, 1.0)
+    """(position, decoded example) -> example with the batch keys at its resized size
+    (h, w): images [h, w, 3], gt_boxes [m, 4], gt_classes [m], gt_masks [m, h, w],
+    semantic / owner [h, w]; padding happens when batching."""
     flip = training and data_config.horizontal_flip
 
     def augment(position, example):
-        seed = tf.random.experimental.stateless_fold_in(base_seed, position)
-        jitter_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        jitter = (tf.random.stateless_uniform([], jitter_seed, low, high, tf.float64)
-                  if jitter_scale else 1.0)
+        jitter = _scale_jitter(data_config, training, base_seed, position)
         height, width = example["original_size"][0], example["original_size"][1]
         new_h, new_w = resized_size(height, width, data_config, jitter)
 
@@ -286,6 +404,7 @@ def _augmenter(data_config: DataConfig, training: bool, base_seed):
         classes = tf.boolean_mask(example["classes"], keep)
 
         if flip:
+            _, flip_seed = _element_seeds(base_seed, position)
             flipped = tf.random.stateless_uniform([], flip_seed) < FLIP_PROBABILITY
             image, semantic, owner, masks, boxes = tf.cond(
                 flipped,
@@ -294,26 +413,18 @@ def _augmenter(data_config: DataConfig, training: bool, base_seed):
                          _flip_boxes(boxes, new_w)),
                 lambda: (image, semantic, owner, masks, boxes))
 
-        pad_h, pad_w = padded_h - new_h, padded_w - new_w
-        count = tf.shape(classes)[0]
-        pad_n = max_instances - count
-        batch = {
-            "images": tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]]),
-            "gt_boxes": tf.pad(boxes, [[0, pad_n], [0, 0]]),
-            "gt_classes": tf.pad(classes, [[0, pad_n]]),
-            "gt_masks": tf.pad(masks, [[0, pad_n], [0, pad_h], [0, pad_w]]),
-            "gt_count": count,
-            "semantic": tf.pad(semantic, [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL),
-            "owner": tf.pad(owner, [[0, pad_h], [0, pad_w]], constant_values=IGNORE_LABEL),
+        return {
+            "images": image,
+            "gt_boxes": boxes,
+            "gt_classes": classes,
+            "gt_masks": masks,
+            "gt_count": tf.shape(classes)[0],
+            "semantic": semantic,
+            "owner": owner,
             "image_id": example["image_id"],
             "original_size": example["original_size"],
             "image_size": tf.stack([new_h, new_w]),
         }
-        shapes = {"images": [padded_h, padded_w, 3], "gt_boxes": [max_instances, 4],
-                  "gt_classes": [max_instances], "gt_masks": [max_instances, padded_h, padded_w],
-                  "gt_count": [], "semantic": [padded_h, padded_w], "owner": [padded_h, padded_w],
-                  "image_id": [], "original_size": [2], "image_size": [2]}
-        return {key: tf.ensure_shape(value, shapes[key]) for key, value in batch.items()}
 
     return augment
 

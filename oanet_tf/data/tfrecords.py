@@ -181,6 +181,12 @@ def parse_example(serialized) -> dict:
     return {name: tf.ensure_shape(example[name], shape) for name, _, shape in EXAMPLE_SPEC}
 
 
+def parse_image_size(serialized):
+    """A record -> int32 [2] (height, width) of its image, without decoding anything."""
+    size = tf.io.parse_single_example(serialized, {"image/size": _FEATURES["image/size"]})
+    return tf.cast(size["image/size"], tf.int32)
+
+
 # ---------------------------------------------------------------------------- writer
 
 def _ordered_map(function, items, workers: int):

@@ -120,7 +120,7 @@ def evaluate_detections(model, dataset: PanopticDataset, data_config: DataConfig
     for batch in build_dataset(dataset, data_config, training=False, batch_size=batch_size,
                                repeat=False):
         count = min(int(batch["image_id"].shape[0]), limit - seen)
-        _score_detections(quality, batch, detect(batch["images"]), count)
+        _score_detections(quality, batch, detect(batch["images"], batch["image_size"]), count)
         seen += count
         if seen >= limit:
             break

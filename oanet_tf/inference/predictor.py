@@ -28,7 +28,7 @@ class PanopticPredictor:
         self._predict = tf.function(self._predict_batch, reduce_retracing=True)
 
     def _predict_batch(self, images, image_size, original_size):
-        detections = self.model.detect(images)
+        detections = self.model.detect(images, image_size)
         return detections, self.postprocessor(detections, image_size, original_size)
 
     def __call__(self, images, image_size, original_size):

@@ -16,23 +16,23 @@ from oanet_tf.modeling.stuff_branch import StuffBranch
 NUM_FPN_INPUTS = 4
 
 
-def build_backbone(model_config: ModelConfig, image_size, name: str):
-    shape = (int(image_size[0]), int(image_size[1]), 3)
+def build_backbone(model_config: ModelConfig, name: str):
+    """The configured backbone, for images of any padded size."""
     if model_config.backbone == SMALL_RESNET:
         return build_small_resnet_backbone(model_config.small_resnet_widths,
-                                           model_config.small_resnet_blocks, shape, name)
-    return build_resnet_backbone(model_config.backbone, model_config.backbone_weights, shape,
-                                 name)
+                                           model_config.small_resnet_blocks, model_name=name)
+    return build_resnet_backbone(model_config.backbone, model_config.backbone_weights,
+                                 model_name=name)
 
 
-def build_oanet(model_config: ModelConfig, train_config: TrainConfig, categories: CategoryMap,
-                image_size) -> OANet:
+def build_oanet(model_config: ModelConfig, train_config: TrainConfig,
+                categories: CategoryMap) -> OANet:
     """Build every component once and hand them to the meta-architecture."""
     m = model_config
     static_shapes = train_config.jit_compile == "true"  # XLA needs static shapes
     # Built in the order of Figure 2, which is also the order of their random initialisation.
-    backbone = build_backbone(m, image_size, "backbone")
-    stuff_backbone = build_backbone(m, image_size, "stuff_backbone") if m.sharing == SEPARATE \
+    backbone = build_backbone(m, "backbone")
+    stuff_backbone = build_backbone(m, "stuff_backbone") if m.sharing == SEPARATE \
         else None
     stuff_fpn = FPN(m.fpn_channels, NUM_FPN_INPUTS, name="stuff_fpn") \
         if m.sharing != SHARED_BACKBONE_FPN else None
@@ -69,4 +69,4 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig, categories
     return OANet(backbone=backbone, fpn=fpn, rpn=rpn, roi_heads=roi_heads,
                  stuff_branch=stuff_branch, srm=srm,
                  stuff_backbone=stuff_backbone, stuff_fpn=stuff_fpn,
-                 image_size=tuple(image_size), seed=train_config.seed, name="oanet")
+                 seed=train_config.seed, name="oanet")

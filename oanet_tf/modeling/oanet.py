@@ -20,6 +20,7 @@ import tensorflow as tf
 from oanet_tf.modeling import legacy_weights
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.ops.sampling import step_seed
+from oanet_tf.ops.shapes import image_canvas
 from oanet_tf.training import engine
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "cls", "box", "mask", "seg", "srm")
@@ -37,10 +38,10 @@ class OANet(keras.Model):
     modes); None to read the instance branch's.
     """
 
-    def __init__(self, backbone, fpn, rpn, roi_heads, stuff_branch, srm, *, image_size,
-                 seed: int, stuff_backbone=None, stuff_fpn=None, **kwargs):
-        height, width = (int(s) for s in image_size)
-        images = keras.Input(shape=(height, width, 3), name="images")
+    def __init__(self, backbone, fpn, rpn, roi_heads, stuff_branch, srm, *, seed: int,
+                 stuff_backbone=None, stuff_fpn=None, **kwargs):
+        # Any padded size that is a multiple of SIZE_DIVISIBILITY: the batch's own.
+        images = keras.Input(shape=(None, None, 3), name="images")
         c_features = backbone(images)
         features = fpn(c_features)
         stuff_features = features
@@ -54,27 +55,28 @@ class OANet(keras.Model):
         self.backbone, self.fpn, self.rpn, self.roi_heads = backbone, fpn, rpn, roi_heads
         self.stuff_branch, self.srm = stuff_branch, srm
         self.stuff_backbone, self.stuff_fpn = stuff_backbone, stuff_fpn
-        self.image_size = (height, width)
         self.seed = int(seed)
         self.step_log = engine.StepLog(LOSS_NAMES)
         # The layers outside the functional graph create their variables now, so that the
         # optimizer (built from `trainable_variables`) covers them.
         roi_heads.build(features[0].shape)
-        srm.build((None, height, width, srm.num_things))
+        srm.build((None, None, None, srm.num_things))
 
     def compute_losses(self, batch, training: bool, step=0) -> dict:
         """Every term of Eq. 1 for one (per-replica) batch -> {name: scalar float32}.
 
         `step` keys the random sampling of anchors and RoIs (stateless), so that a step gives
-        the same losses whenever it is run.
+        the same losses whenever it is run. `batch["image_size"]` [B, 2] is each image's size
+        within the padded batch.
         """
         outputs = self(batch["images"], training=training)
+        canvas, image_size = image_canvas(batch["images"]), batch["image_size"]
         gt_classes = tf.cast(batch["gt_classes"], tf.int32)
         gt_boxes, gt_valid = batch["gt_boxes"], gt_classes > 0
         logits, deltas = outputs["rpn_logits"], outputs["rpn_deltas"]
-        losses = self.rpn.losses(logits, deltas, gt_boxes, gt_valid, self.image_size,
+        losses = self.rpn.losses(logits, deltas, gt_boxes, gt_valid, canvas, image_size,
                                  step_seed(self.seed, RPN_SAMPLING_STREAM, step))
-        proposals, _, proposal_valid = self.rpn.proposals(logits, deltas, self.image_size,
+        proposals, _, proposal_valid = self.rpn.proposals(logits, deltas, canvas, image_size,
                                                           training=True)
         losses.update(self.roi_heads.losses(
             outputs["features"], proposals, proposal_valid, gt_boxes, gt_classes,
@@ -88,25 +90,28 @@ class OANet(keras.Model):
         weights = {"seg": self.stuff_branch.loss_weight, "srm": self.srm.loss_weight}
         return tf.add_n([weights.get(name, 1.0) * value for name, value in losses.items()])
 
-    def detect(self, images) -> dict:
+    def detect(self, images, image_size=None) -> dict:
         """Inference outputs before the merge.
 
-        images [B, H, W, 3] -> the RoI heads' detections: boxes [B, D, 4], classes [B, D]
+        images [B, H, W, 3] padded, image_size [B, 2] each image's size before padding
+        (detections stay inside it; None: the whole canvas) -> the RoI heads' detections: boxes [B, D, 4], classes [B, D]
           (1..T, 0 = none), scores [B, D], masks [B, D, 28, 28] (probabilities),
           num_detections [B]; and stuff_probs [B, H, W, S] (softmax over stuff),
           instance_masks [B, D, H, W] (pasted probabilities), ranking_scores [B, D] (Eq. 3),
           ranking_map [B, h, w, T] (the SRM's score map where detections lie, 0 elsewhere).
         """
         outputs = self(images, training=False)
+        canvas = image_canvas(images)
+        if image_size is None:
+            image_size = tf.tile(tf.stack(canvas)[tf.newaxis], [tf.shape(images)[0], 1])
         proposals, _, proposal_valid = self.rpn.proposals(
-            outputs["rpn_logits"], outputs["rpn_deltas"], self.image_size, training=False)
+            outputs["rpn_logits"], outputs["rpn_deltas"], canvas, image_size, training=False)
         detections = self.roi_heads.detect(outputs["features"], proposals, proposal_valid,
-                                           self.image_size)
-        instance_masks = self.roi_heads.paste_masks(detections, self.image_size)
+                                           image_size)
+        instance_masks = self.roi_heads.paste_masks(detections, canvas)
         ranking_scores, ranking_map = self.srm.rank(
             tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32), detections["classes"])
-        stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"],
-                                                      self.image_size)
+        stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"], canvas)
         return {**detections, "stuff_probs": stuff_probs, "instance_masks": instance_masks,
                 "ranking_scores": ranking_scores, "ranking_map": ranking_map}
 
@@ -133,7 +138,9 @@ class OANet(keras.Model):
         return engine.run_test_step(self, data)
 
     def predict_step(self, data):
-        return self.detect(data["images"] if isinstance(data, dict) else data)
+        if isinstance(data, dict):
+            return self.detect(data["images"], data.get("image_size"))
+        return self.detect(data)
 
     # -------------------------------------------------------------------------- serializing
     def load_weights(self, filepath, *args, **kwargs):
@@ -142,13 +149,13 @@ class OANet(keras.Model):
             super().load_weights(path, *args, **kwargs)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "image_size": self.image_size,
-                "seed": self.seed, **{name: keras.saving.serialize_keras_object(
+        return {"name": self.name, "trainable": self.trainable, "seed": self.seed, **{name: keras.saving.serialize_keras_object(
                     getattr(self, name)) for name in COMPONENTS}}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        config.pop("image_size", None)  # saved before the input took any size
         for name in COMPONENTS:
             if config.get(name) is not None:
                 config[name] = keras.saving.deserialize_keras_object(config[name])

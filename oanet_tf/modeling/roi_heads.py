@@ -142,8 +142,8 @@ class RoIHeads(keras.layers.Layer):
     def detect(self, features, proposals, proposal_valid, image_size) -> dict:
         """Scored, class-wise NMS-ed detections and their mask probabilities.
 
-        features [P2..P6], proposals [B, P, 4], proposal_valid [B, P] bool, image_size (H, W)
-        -> boxes [B, D, 4], classes [B, D] (1..T, 0 = none), scores [B, D], masks
+        features [P2..P6], proposals [B, P, 4], proposal_valid [B, P] bool, image_size [B, 2]
+        each image's size before padding (boxes are clipped to it) -> boxes [B, D, 4], classes [B, D] (1..T, 0 = none), scores [B, D], masks
         [B, D, 28, 28] (probabilities of the detected class), num_detections [B];
         D = detections_per_image.
         """
@@ -153,7 +153,8 @@ class RoIHeads(keras.layers.Layer):
         probs = probs * tf.cast(proposal_valid, tf.float32)[..., tf.newaxis]
         boxes = box_coder.decode_boxes(tf.cast(box_deltas, tf.float32),
                                        proposals[:, :, tf.newaxis, :], self.box_coder_weights)
-        boxes = box_coder.clip_boxes(boxes, image_size)  # [B, P, T, 4]
+        boxes = box_coder.clip_boxes(  # [B, P, T, 4]
+            boxes, tf.cast(image_size, tf.float32)[:, tf.newaxis, tf.newaxis, :])
         boxes, scores, classes, count = nms.multiclass_nms(
             boxes, probs, self.detections_per_image, self.detections_per_image,
             self.test_nms_threshold, self.test_score_threshold)
@@ -167,10 +168,10 @@ class RoIHeads(keras.layers.Layer):
                 "masks": masks, "num_detections": count}
 
     @staticmethod
-    def paste_masks(detections: dict, image_size):
-        """The detections' mask probabilities pasted into their boxes on the image:
-        -> [B, D, H, W] float32, image_size (H, W)."""
-        return mask_ops.paste_masks(detections["masks"], detections["boxes"], image_size)
+    def paste_masks(detections: dict, canvas_size):
+        """The detections' mask probabilities pasted into their boxes on the padded batch:
+        canvas_size (H, W) -> [B, D, H, W] float32."""
+        return mask_ops.paste_masks(detections["masks"], detections["boxes"], canvas_size)
 
     @staticmethod
     def _class_mask_logits(mask_logits, classes):

@@ -9,6 +9,7 @@ import tensorflow as tf
 from oanet_tf.modeling.rpn_head import RPNHead
 from oanet_tf.ops import anchors as anchors_lib
 from oanet_tf.ops import box_coder, iou, matcher, nms, sampling
+from oanet_tf.ops.shapes import dim
 
 ANCHOR_LEVELS = (2, 6)  # one anchor size per FPN level P2..P6
 
@@ -48,26 +49,32 @@ class RPN(keras.layers.Layer):
         # [P2..P6] -> logits [B, N], deltas [B, N, 4] over the N anchors of `anchors`
         return self.head(features)
 
-    def anchors(self, image_size):
-        """image_size (H, W) static -> (anchors [N, 4], anchors per level), in the head's
-        output order."""
-        levels = anchors_lib.multilevel_anchors(image_size, *ANCHOR_LEVELS, self.anchor_sizes,
+    def anchors(self, canvas_size):
+        """canvas_size (H, W) of the padded batch, ints or scalar tensors -> (anchors [N, 4],
+        anchors per level), in the head's output order."""
+        levels = anchors_lib.multilevel_anchors(canvas_size, *ANCHOR_LEVELS, self.anchor_sizes,
                                                 self.anchor_aspect_ratios)
-        return tf.concat(levels, axis=0), [int(a.shape[0]) for a in levels]
+        return tf.concat(levels, axis=0), [dim(a, 0) for a in levels]
 
-    def losses(self, logits, deltas, gt_boxes, gt_valid, image_size, seed) -> dict:
+    def losses(self, logits, deltas, gt_boxes, gt_valid, canvas_size, image_size,
+               seed) -> dict:
         """Objectness BCE and L1 box loss over anchors sampled against the ground truth.
 
-        logits [B, N], deltas [B, N, 4], gt_boxes [B, M, 4], gt_valid [B, M] bool, seed [2]
-        (stateless sampling) -> {"rpn_cls", "rpn_box"} scalars, both divided by
-        B * batch_size_per_image as in Detectron2.
+        logits [B, N], deltas [B, N, 4], gt_boxes [B, M, 4], gt_valid [B, M] bool,
+        canvas_size (H, W) of the padded batch, image_size [B, 2] each image's size before
+        padding, seed [2] (stateless sampling) -> {"rpn_cls", "rpn_box"} scalars, both
+        divided by B * batch_size_per_image as in Detectron2. Anchors centred in an image's
+        padding are ignored: they would be free negatives.
         """
-        anchors, _ = self.anchors(image_size)
-        batch = tf.shape(gt_boxes)[0]
-        anchors = tf.broadcast_to(anchors, [batch] + anchors.shape.as_list())
+        anchors, _ = self.anchors(canvas_size)
+        batch = dim(gt_boxes, 0)
+        anchors = tf.broadcast_to(anchors, tf.stack([batch, dim(anchors, 0), 4]))
         overlaps = iou.pairwise_iou(anchors, gt_boxes)  # [B, N, M]
         matched, labels = matcher.match_boxes(overlaps, gt_valid, self.iou_thresholds[0],
                                               self.iou_thresholds[1], allow_low_quality=True)
+        centres = (anchors[..., :2] + anchors[..., 2:]) / 2  # [B, N, 2]
+        size = tf.cast(image_size, tf.float32)[:, tf.newaxis, :]
+        labels = tf.where(tf.reduce_all(centres < size, axis=-1), labels, -1)
         sampled = sampling.sample_balanced(labels, self.batch_size_per_image,
                                            self.positive_fraction, seed=seed)
         targets = box_coder.encode_boxes(tf.gather(gt_boxes, matched, batch_dims=1), anchors)
@@ -81,23 +88,26 @@ class RPN(keras.layers.Layer):
         return {"rpn_cls": tf.reduce_sum(bce * weights) / normalizer,
                 "rpn_box": tf.reduce_sum(l1 * weights * positive) / normalizer}
 
-    def proposals(self, logits, deltas, image_size, training: bool):
-        """Top-k anchors per level, decoded and clipped, then NMS over all levels.
+    def proposals(self, logits, deltas, canvas_size, image_size, training: bool):
+        """Top-k anchors per level, decoded and clipped to their image, then NMS over all
+        levels.
 
-        logits [B, N], deltas [B, N, 4] -> boxes [B, P, 4], scores [B, P] (logits), valid
-        [B, P] bool; P = post_nms_topk of the mode. No gradient flows into proposals (Faster
-        R-CNN's approximate joint training).
+        logits [B, N], deltas [B, N, 4], canvas_size (H, W) of the padded batch, image_size
+        [B, 2] each image's size before padding -> boxes [B, P, 4], scores [B, P] (logits),
+        valid [B, P] bool; P = post_nms_topk of the mode. No gradient flows into proposals
+        (Faster R-CNN's approximate joint training).
         """
         pre_nms_topk = self.pre_nms_topk_train if training else self.pre_nms_topk_test
         post_nms_topk = self.post_nms_topk_train if training else self.post_nms_topk_test
-        anchors, level_sizes = self.anchors(image_size)
+        anchors, level_sizes = self.anchors(canvas_size)
+        image_size = tf.cast(image_size, tf.float32)[:, tf.newaxis, :]  # [B, 1, 2]
         logits = tf.stop_gradient(tf.cast(logits, tf.float32))
         deltas = tf.stop_gradient(tf.cast(deltas, tf.float32))
         boxes_per_level, scores_per_level = [], []
         start = 0
         for size in level_sizes:
             top_scores, top_index = tf.math.top_k(logits[:, start:start + size],
-                                                  k=min(pre_nms_topk, size), sorted=False)
+                                                  k=_smaller(pre_nms_topk, size), sorted=False)
             level_deltas = tf.gather(deltas[:, start:start + size], top_index, batch_dims=1)
             level_anchors = tf.gather(anchors[start:start + size], top_index)
             boxes = box_coder.decode_boxes(level_deltas, level_anchors)
@@ -123,3 +133,8 @@ class RPN(keras.layers.Layer):
                 "pre_nms_topk_test": self.pre_nms_topk_test,
                 "post_nms_topk_test": self.post_nms_topk_test,
                 "nms_threshold": self.nms_threshold, "static_shapes": self.static_shapes}
+
+
+def _smaller(a, b):
+    """min of two sizes, a Python int when both are (a static top-k)."""
+    return min(a, b) if isinstance(b, int) else tf.minimum(a, b)

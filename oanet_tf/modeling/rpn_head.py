@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from oanet_tf.ops.shapes import dims
+
 HEAD_INIT_STDDEV = 0.01
 
 
@@ -37,10 +39,10 @@ class RPNHead(keras.layers.Layer):
         logits, deltas = [], []
         for feature in features:
             hidden = self.conv(feature)
-            h, w = feature.shape[1], feature.shape[2]
+            batch, h, w, _ = dims(feature)
             count = h * w * self.num_anchors
-            logits.append(tf.reshape(self.objectness(hidden), [-1, count]))
-            deltas.append(tf.reshape(self.deltas(hidden), [-1, count, 4]))
+            logits.append(tf.reshape(self.objectness(hidden), [batch, count]))
+            deltas.append(tf.reshape(self.deltas(hidden), [batch, count, 4]))
         return tf.concat(logits, axis=1), tf.concat(deltas, axis=1)
 
     def get_config(self):

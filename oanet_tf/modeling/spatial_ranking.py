@@ -43,7 +43,7 @@ class SpatialRanking(keras.layers.Layer):
         """
         channels, count = srm_lib.srm_inputs(gt_masks, gt_classes, self.num_things)
         if self.static_shapes:
-            return srm_lib.srm_loss(self.module(channels), owner, count)
+            return srm_lib.srm_loss(self.module(channels), owner, count, self.stride)
         return srm_lib.srm_loss_on_conflicts(self.module, channels, owner, count)
 
     def ranking_map(self, channels):
@@ -59,7 +59,7 @@ class SpatialRanking(keras.layers.Layer):
         (ranking scores [B, D], ranking map [B, h, w, T])."""
         channels, _ = srm_lib.srm_inputs(masks, classes, self.num_things)
         score_map = self.ranking_map(channels)
-        return srm_lib.ranking_scores(score_map, masks, classes), score_map
+        return srm_lib.ranking_scores(score_map, masks, classes, self.stride), score_map
 
     def get_config(self):
         return {**super().get_config(), "num_things": self.num_things, "kernel": self.kernel,

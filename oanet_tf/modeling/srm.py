@@ -26,6 +26,7 @@ import tensorflow as tf
 from oanet_tf.config import GCN_KERNEL, KERNEL_3X3, SRM_KERNELS
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this is inside
+from oanet_tf.ops.shapes import dims
 
 MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
 # Above this fraction of covered cells the score map is cheaper computed everywhere than on
@@ -191,7 +192,7 @@ class SpatialRankingModule(keras.layers.Layer):
         if present is not None:
             kernel = tf.gather(kernel, present, axis=2)
         padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
-        _, height, width, depth = _static_or_dynamic_shape(padded)
+        _, height, width, depth = dims(padded)
         flat = tf.reshape(padded, [-1, depth])  # [B * hp * wp, C]
         cells = tf.cast(cells, tf.int64)
         height, width = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
@@ -221,7 +222,7 @@ def srm_inputs(masks, classes, num_things: int):
       mask), instance_count [B, H, W] int32 (valid instances covering each pixel).
     """
     masks = tf.convert_to_tensor(masks)
-    batch, num, height, width = _static_or_dynamic_shape(masks)
+    batch, num, height, width = dims(masks)
     inside = tf.cast(tf.cast(masks, tf.float32) >= MASK_THRESHOLD, tf.float32)
     classes = tf.cast(classes, tf.int32)
     valid = (classes > 0) & (classes <= num_things)
@@ -235,19 +236,19 @@ def srm_inputs(masks, classes, num_things: int):
     return channels, tf.cast(tf.round(count), tf.int32)
 
 
-def srm_loss(logits, owner, instance_count):
+def srm_loss(logits, owner, instance_count, stride=None):
     """Eq. 2 on conflicting pixels: softmax cross-entropy against the panoptic owner.
 
     logits [B, h, w, T] (any float dtype; computed in float32), owner [B, H, W] int (thing
     index 0..T-1 of the pixel's panoptic owner, IGNORE_LABEL elsewhere), instance_count
     [B, H, W] -> scalar float32: the mean over the batch's conflicting pixels (covered by two
-    or more instances, with an owner), 0 when there are none. When h < H (SRM stride s), owner
-    and count are sampled at the centre pixel of each s x s cell. The mean is per replica
-    batch; scaling across replicas is the caller's business.
+    or more instances, with an owner), 0 when there are none. When h < H (SRM stride s, given,
+    or read from static shapes), owner and count are sampled at the centre pixel of each s x s
+    cell. The mean is per replica batch; scaling across replicas is the caller's business.
     """
     logits = tf.cast(logits, tf.float32)
-    conflict, labels = conflict_targets(owner, instance_count, logits.shape[1:3],
-                                        logits.shape[-1])
+    stride = stride or _static_stride(owner.shape[1], logits.shape[1])
+    conflict, labels = conflict_targets(owner, instance_count, stride, logits.shape[-1])
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     weights = tf.cast(conflict, tf.float32)
     return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
@@ -271,39 +272,38 @@ def srm_loss_on_conflicts(layer, channels, owner, instance_count):
     layer a SpatialRankingModule, channels [B, H, W, T], owner and instance_count [B, H, W]
     -> scalar float32
     """
-    grid = layer.compute_output_shape(channels.shape)[1:3]
-    conflict, labels = conflict_targets(owner, instance_count, grid, layer.num_things)
+    conflict, labels = conflict_targets(owner, instance_count, layer.stride, layer.num_things)
     cells = tf.where(conflict)
     return srm_loss_at(layer.logits_at(channels, cells), tf.gather_nd(labels, cells))
 
 
-def conflict_targets(owner, instance_count, grid_size, num_things: int):
-    """Where Eq. 2 applies, and its labels, on the SRM's output grid.
+def conflict_targets(owner, instance_count, stride: int, num_things: int):
+    """Where Eq. 2 applies, and its labels, on the SRM's output grid (1/stride).
 
-    owner [B, H, W] int (see srm_loss), instance_count [B, H, W], grid_size (h, w) of the
-    logits -> conflict [B, h, w] bool (covered by two or more instances and owned by a
-    thing), labels [B, h, w] int32 (the owner there, 0 elsewhere).
+    owner [B, H, W] int (see srm_loss), instance_count [B, H, W] -> conflict [B, h, w] bool
+    (covered by two or more instances and owned by a thing), labels [B, h, w] int32 (the
+    owner there, 0 elsewhere).
     """
-    owner = _to_grid(tf.cast(owner, tf.int32), grid_size)
-    count = _to_grid(tf.cast(instance_count, tf.int32), grid_size)
+    owner = _to_grid(tf.cast(owner, tf.int32), stride)
+    count = _to_grid(tf.cast(instance_count, tf.int32), stride)
     owned = (owner != IGNORE_LABEL) & (owner >= 0) & (owner < num_things)
     conflict = (count >= MIN_CONFLICT_COUNT) & owned
     return conflict, tf.where(conflict, owner, 0)
 
 
-def ranking_scores(score_map, masks, classes):
+def ranking_scores(score_map, masks, classes, stride=None):
     """Eq. 3: the ranking score of each instance, mean of S[:, :, class] over its mask.
 
     score_map [B, h, w, T] probabilities (softmax of the SRM logits), masks [B, K, H, W] 0/1
     (other values act as pixel weights), classes [B, K] (1..T, 0 = padding) -> [B, K] float32;
-    0 for padding rows and empty masks. When h < H (SRM stride s) each cell of S is weighted
-    by the fraction of the mask inside it.
+    0 for padding rows and empty masks. When h < H (SRM stride s, given, or read from static
+    shapes) each cell of S is weighted by the fraction of the mask inside it.
     """
     score_map = tf.cast(score_map, tf.float32)
     masks = tf.cast(masks, tf.float32)
-    stride = masks.shape[2] // score_map.shape[1]
+    stride = stride or _static_stride(masks.shape[2], score_map.shape[1])
     if stride > 1:
-        batch, num, height, width = _static_or_dynamic_shape(masks)
+        batch, num, height, width = dims(masks)
         pooled = tf.nn.avg_pool2d(tf.reshape(masks, [batch * num, height, width, 1]),
                                   stride, stride, "VALID")
         masks = tf.reshape(pooled, [batch, num, height // stride, width // stride])
@@ -318,18 +318,19 @@ def ranking_scores(score_map, masks, classes):
     return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
 
 
-def _to_grid(labels, grid_size):
-    """Nearest (cell-centre) sampling of [B, H, W] labels onto a [B, h, w] grid."""
-    height, width = labels.shape[1], labels.shape[2]
-    out_h, out_w = grid_size
-    if (height, width) == (out_h, out_w):
+def _to_grid(labels, stride: int):
+    """Nearest (cell-centre) sampling of [B, H, W] labels onto the [B, H/s, W/s] grid."""
+    if stride == 1:
         return labels
-    stride = height // out_h
-    if stride * out_h != height or stride * out_w != width:
-        raise ValueError(f"SRM labels of size {height}x{width} do not match logits of size "
-                         f"{out_h}x{out_w} at an integer stride")
     offset = stride // 2
     return labels[:, offset::stride, offset::stride]
+
+
+def _static_stride(size, grid: int) -> int:
+    """The SRM's stride from static sizes of an input side and its output grid."""
+    if size is None or grid is None or size % grid:
+        raise ValueError(f"cannot tell the SRM stride from sizes {size} and {grid}: pass it")
+    return size // grid
 
 
 def _present_categories(x):
@@ -338,9 +339,3 @@ def _present_categories(x):
     nonzero = tf.reduce_any(tf.not_equal(x, 0), axis=[0, 1, 2])
     first = tf.equal(tf.range(tf.shape(x)[-1]), 0)
     return tf.cast(tf.where(nonzero | first)[:, 0], tf.int32)
-
-
-def _static_or_dynamic_shape(tensor):
-    """Each dimension as a Python int when static, else as a scalar tensor."""
-    dynamic = tf.shape(tensor)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(tensor.shape)]

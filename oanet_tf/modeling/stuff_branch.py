@@ -77,12 +77,12 @@ class StuffBranch(keras.layers.Layer):
         weights = tf.cast(valid, tf.float32)
         return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
-    def probabilities(self, logits, image_size):
-        """Stuff channels only, upsampled to image_size (H, W), softmax-normalised.
-        logits [B, H/4, W/4, C] -> [B, H, W, num_stuff] float32"""
+    def probabilities(self, logits, canvas_size):
+        """Stuff channels only, upsampled to the padded batch's canvas_size (H, W),
+        softmax-normalised. logits [B, H/4, W/4, C] -> [B, H, W, num_stuff] float32"""
         first = self.first_stuff_class
         stuff = tf.cast(logits[..., first:first + self.num_stuff], tf.float32)
-        stuff = tf.image.resize(stuff, image_size, method="bilinear")
+        stuff = tf.image.resize(stuff, canvas_size, method="bilinear")
         return tf.nn.softmax(stuff, axis=-1)
 
     def get_config(self):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from oanet_tf.ops.shapes import dims
+
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
 class StuffHead(keras.layers.Layer):
@@ -21,8 +23,6 @@ class StuffHead(keras.layers.Layer):
                                  kernel_initializer="he_normal", name=f"p{level + 2}_conv{i + 1}")
              for i in range(2)]
             for level in range(num_levels)]
-        self.upsamples = [keras.layers.UpSampling2D(2 ** level, interpolation="bilinear")
-                          for level in range(num_levels)]
         self.fuse = keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                         kernel_initializer="he_normal", name="fuse")
         self.classifier = keras.layers.Conv2D(num_classes, 1, name="classifier")
@@ -38,10 +38,15 @@ class StuffHead(keras.layers.Layer):
 
     def call(self, features):
         # [P2..P5] each [B, H/s, W/s, C] -> semantic logits [B, H/4, W/4, num_classes]
+        size = tf.stack(dims(features[0])[1:3])  # the 1/4-scale grid of P2
         maps = []
-        for convs, upsample, feature in zip(self.level_convs, self.upsamples,
-                                            features[:self.num_levels]):
-            maps.append(upsample(convs[1](convs[0](feature))))
+        for level, (convs, feature) in enumerate(zip(self.level_convs, features)):
+            mapped = convs[1](convs[0](feature))
+            if level:  # bilinear with half-pixel centres, as Keras' UpSampling2D (which
+                # needs static sizes) upsamples by 2^level
+                mapped = tf.cast(tf.image.resize(mapped, size, method="bilinear"),
+                                 mapped.dtype)
+            maps.append(mapped)
         return self.classifier(self.fuse(tf.concat(maps, axis=-1)))
 
     def get_config(self):

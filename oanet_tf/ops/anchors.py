@@ -1,4 +1,4 @@
-"""Anchor grids of a feature pyramid (Faster R-CNN / FPN), as graph constants.
+"""Anchor grids of a feature pyramid (Faster R-CNN / FPN) for any padded image size.
 
 Level l has stride 2^l and one anchor size; each location carries one anchor per aspect
 ratio (height / width), all of area size^2, centred at ((x + 0.5) * stride, (y + 0.5) *
@@ -7,8 +7,6 @@ ceil(W / 2^l), the size of the FPN map of that level.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -21,33 +19,34 @@ def num_anchors_per_location(aspect_ratios) -> int:
     return len(aspect_ratios)
 
 
-def level_grid_size(image_size, level: int) -> tuple[int, int]:
-    """(rows, cols) of the feature map of `level` (stride 2^level) for an image size."""
+def level_grid_size(image_size, level: int) -> tuple:
+    """(rows, cols) of the feature map of `level` (stride 2^level) for an image size (ints, or
+    scalar tensors when the size is only known when the graph runs)."""
     stride = 2 ** level
-    return math.ceil(image_size[0] / stride), math.ceil(image_size[1] / stride)
+    return -(-image_size[0] // stride), -(-image_size[1] // stride)
 
 
-def _level_anchors(image_size, level: int, size: float, aspect_ratios) -> np.ndarray:
+def _level_anchors(image_size, level: int, size: float, aspect_ratios):
     """[rows * cols * A, 4] float32 anchors of one level, row-major (y, x), then ratio."""
     stride = 2 ** level
     rows, cols = level_grid_size(image_size, level)
     ratios = np.asarray(aspect_ratios, dtype=np.float64)
-    heights = size * np.sqrt(ratios)  # h / w = ratio and h * w = size^2
-    widths = size / np.sqrt(ratios)
-    cy = (np.arange(rows, dtype=np.float64) + CENTER_OFFSET) * stride
-    cx = (np.arange(cols, dtype=np.float64) + CENTER_OFFSET) * stride
-    cy, cx = np.meshgrid(cy, cx, indexing="ij")  # [rows, cols]
-    cy, cx = cy[..., None], cx[..., None]  # [rows, cols, 1] against [A]
-    anchors = np.stack([cy - heights / 2, cx - widths / 2, cy + heights / 2, cx + widths / 2],
-                       axis=-1)  # [rows, cols, A, 4]
-    return anchors.reshape(-1, 4).astype(np.float32)
+    half = tf.constant(np.stack([size * np.sqrt(ratios), size / np.sqrt(ratios)], axis=-1) / 2,
+                       tf.float32)  # [A, 2] half height and width: h / w = ratio, h * w = size^2
+    cy = (tf.range(rows, dtype=tf.float32) + CENTER_OFFSET) * stride
+    cx = (tf.range(cols, dtype=tf.float32) + CENTER_OFFSET) * stride
+    cy, cx = tf.meshgrid(cy, cx, indexing="ij")  # [rows, cols]
+    centres = tf.stack([cy, cx], axis=-1)[:, :, tf.newaxis, :]  # [rows, cols, 1, 2]
+    anchors = tf.concat([centres - half, centres + half], axis=-1)  # [rows, cols, A, 4]
+    return tf.reshape(anchors, [-1, 4])
 
 
 def multilevel_anchors(image_size, min_level: int, max_level: int, sizes,
-                       aspect_ratios) -> list[tf.Tensor]:
+                       aspect_ratios) -> list:
     """Anchors of levels min_level..max_level, one size per level.
 
-    image_size (H, W) -> list of [ceil(H/2^l) * ceil(W/2^l) * A, 4] float32, A = len(ratios).
+    image_size (H, W) ints or scalar tensors -> list of [ceil(H/2^l) * ceil(W/2^l) * A, 4]
+    float32, A = len(ratios) (static shapes when the size is).
     """
     levels = range(min_level, max_level + 1)
     if len(sizes) != len(levels):
@@ -55,7 +54,7 @@ def multilevel_anchors(image_size, min_level: int, max_level: int, sizes,
                          f"({len(levels)}), got {len(sizes)} sizes: {list(sizes)}")
     if not aspect_ratios or min(aspect_ratios) <= 0:
         raise ValueError(f"aspect ratios must be positive and non-empty, got {aspect_ratios}")
-    if len(image_size) != 2 or min(image_size) <= 0:
+    if len(image_size) != 2 or any(isinstance(s, int) and s <= 0 for s in image_size):
         raise ValueError(f"image_size must be (height, width) > 0, got {image_size}")
-    return [tf.constant(_level_anchors(image_size, level, float(size), aspect_ratios))
+    return [_level_anchors(image_size, level, float(size), aspect_ratios)
             for level, size in zip(levels, sizes)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from oanet_tf.ops.roi_align import roi_align_flat
+from oanet_tf.ops.shapes import dims
 
 MASK_THRESHOLD = 0.5  # Detectron2 binarises the resampled ground truth at 0.5
 MASK_TARGET_SAMPLING_RATIO = 2
@@ -32,9 +33,10 @@ def mask_targets(gt_masks, matched_index, rois, size: int = 28,
     gt_masks [B, M, H, W] uint8 (0/1), matched_index [B, K] int32 (into M), rois [B, K, 4]
     -> [B, K, size, size] float32 in {0, 1}.
     """
-    num_masks, height, width = (int(d) for d in gt_masks.shape[1:])
-    if num_masks * height * width >= 2 ** 31:
+    num_masks, height, width = gt_masks.shape[1:]
+    if None not in (num_masks, height, width) and num_masks * height * width >= 2 ** 31:
         raise ValueError(f"gt_masks of shape {gt_masks.shape} are too large for int32 indices")
+    _, _, height, width = dims(gt_masks)
     flat = tf.reshape(tf.not_equal(gt_masks, 0), [tf.shape(gt_masks)[0], -1, 1])
     matched_index = tf.cast(matched_index, tf.int32)
     ones = tf.ones_like(matched_index)
@@ -71,10 +73,10 @@ def paste_masks(masks, boxes, image_size):
     O(B * K * (H + W) * S) weights; work: B * K * S * W * (S + H) multiply-adds
     (100 masks of 28 x 28 into 800 x 1344: 0.43 GB result, 3.1 G multiply-adds per image).
 
-    masks [B, K, S, S] probabilities, boxes [B, K, 4] pixels, image_size (H, W) ints ->
-    [B, K, H, W] float32.
+    masks [B, K, S, S] probabilities, boxes [B, K, 4] pixels, image_size (H, W) ints or scalar
+    tensors -> [B, K, H, W] float32.
     """
-    height, width = (int(s) for s in image_size)
+    height, width = image_size
     masks = tf.cast(masks, tf.float32)
     mask_size = int(masks.shape[-1])
     if masks.shape[-2] != mask_size:

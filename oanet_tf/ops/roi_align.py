@@ -41,6 +41,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from oanet_tf.ops.iou import box_area
+from oanet_tf.ops.shapes import dim, dims
 
 CANONICAL_LEVEL = 4  # FPN Eq. 1: a 224 x 224 box maps to P4
 CANONICAL_SIZE = 224.0
@@ -123,7 +124,7 @@ def roi_align_flat(flat, region_start, region_height, region_width, boxes, scale
     start = tf.cast(region_start, tf.int32)[..., None, None]
     row_stride = tf.cast(region_width, tf.int32)[..., None, None]
     batch = tf.shape(boxes)[0]
-    num_boxes = boxes.shape[1] if boxes.shape[1] is not None else tf.shape(boxes)[1]
+    num_boxes = dim(boxes, 1)
     channels = flat.shape[-1]
     pooled = 0.0
     for yi, wy in zip(y_index, y_weight):
@@ -143,17 +144,15 @@ def multilevel_roi_align(features, boxes, output_size: int, sampling_ratio: int 
                          min_level: int = 2, aligned: bool = True, method: str = "gather"):
     """RoIAlign of each box on its FPN level (assign_levels over the given levels).
 
-    features: list of [B, H_l, W_l, C] for levels min_level, min_level + 1, ... (static H_l,
-    W_l, stride 2^l); boxes [B, K, 4] pixels -> [B, K, S, S, C] in the features' dtype.
+    features: list of [B, H_l, W_l, C] for levels min_level, min_level + 1, ... (stride 2^l;
+    H_l, W_l static or not); boxes [B, K, 4] pixels -> [B, K, S, S, C] in the features' dtype.
     method: "gather" (compiles with XLA) or "crop_and_resize" (faster without XLA); see the
     module docstring.
     """
     if method not in METHODS:
         raise ValueError(f"RoIAlign method must be one of {METHODS}, got {method!r}")
     _check_sampling(output_size, sampling_ratio)
-    shapes = [tuple(f.shape[1:3]) for f in features]
-    if any(d is None for shape in shapes for d in shape):
-        raise ValueError(f"feature maps need static spatial shapes, got {shapes}")
+    shapes = [tuple(dims(f)[1:3]) for f in features]
     if method == "crop_and_resize":
         return _crop_and_resize_roi_align(features, boxes, output_size, sampling_ratio,
                                           min_level, aligned)
@@ -167,8 +166,8 @@ def multilevel_roi_align(features, boxes, output_size: int, sampling_ratio: int 
         offset += h * w
     level = assign_levels(boxes, min_level, max_level) - min_level  # [B, K]
 
-    def table(values, dtype):  # a per-level constant looked up for every box -> [B, K]
-        return tf.gather(tf.constant(values, dtype), level)
+    def table(values, dtype):  # a per-level value looked up for every box -> [B, K]
+        return tf.gather(tf.cast(tf.stack(values), dtype), level)
 
     return roi_align_flat(
         flat, table(starts, tf.int32), table([h for h, _ in shapes], tf.int32),
@@ -181,11 +180,11 @@ def _level_roi_align(feature, boxes, image_index, scale: float, output_size: int
                      sampling_ratio: int, aligned: bool):
     """RoIAlign of boxes on one level by crop_and_resize, with a scattered gradient.
 
-    feature [N, H, W, C] float32 (static H, W), boxes [M, 4] pixels, image_index [M] int32,
-    scale = 1 / stride -> [M, S, S, C] float32.
+    feature [N, H, W, C] float32, boxes [M, 4] pixels, image_index [M] int32, scale = 1 /
+    stride -> [M, S, S, C] float32.
     """
     n = output_size * sampling_ratio
-    height, width = feature.shape[1:3]
+    height, width = (tf.cast(d, tf.float32) for d in dims(feature)[1:3])
     y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
     ys = _sample_coordinates(y1, y2, scale, n, aligned)  # [M, n]
     xs = _sample_coordinates(x1, x2, scale, n, aligned)
@@ -247,7 +246,7 @@ def _crop_and_resize_roi_align(features, boxes, output_size: int, sampling_ratio
     """
     dtype = features[0].dtype
     boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
-    batch, num_boxes = _dim(boxes, 0), _dim(boxes, 1)
+    batch, num_boxes = dim(boxes, 0), dim(boxes, 1)
     channels = features[0].shape[-1]
     flat_boxes = tf.reshape(boxes, [-1, 4])
     image_index = tf.repeat(tf.range(batch, dtype=tf.int32), num_boxes)
@@ -261,8 +260,3 @@ def _crop_and_resize_roi_align(features, boxes, output_size: int, sampling_ratio
     merged = tf.dynamic_stitch(positions, pooled)  # [B * K, S, S, C]
     merged = tf.reshape(merged, [batch, num_boxes, output_size, output_size, channels])
     return tf.cast(merged, dtype)
-
-
-def _dim(tensor, axis: int):
-    """Static size of an axis when known, else the dynamic one."""
-    return tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]

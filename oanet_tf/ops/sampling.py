@@ -19,6 +19,7 @@ import numbers
 import tensorflow as tf
 
 from oanet_tf.ops.matcher import NEGATIVE, POSITIVE
+from oanet_tf.ops.shapes import dim
 
 NOT_A_CANDIDATE = -1.0  # sort key of entries that may not be drawn; random keys lie in [0, 1)
 
@@ -36,9 +37,15 @@ def _random_keys(shape, seed):
 def _random_candidates(candidates, keys, k: int):
     """Up to k random candidates per row: indices [B, k] int32 and their count [B] int32.
 
-    Candidates come first in random order, followed by non-candidates.
+    Candidates come first in random order, followed by non-candidates (whose indices, in
+    slots past the count, may point beyond the row when its length is not static).
     """
-    k = min(k, int(candidates.shape[1]))
+    length = dim(candidates, 1)
+    if isinstance(length, int):
+        k = min(k, length)
+    else:  # a row known only when the graph runs: padded so that k is static and exists
+        candidates = tf.pad(candidates, [[0, 0], [0, k]])
+        keys = tf.pad(keys, [[0, 0], [0, k]])
     _, index = tf.math.top_k(tf.where(candidates, keys, NOT_A_CANDIDATE), k=k, sorted=True)
     count = tf.minimum(tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1), k)
     return index, count

@@ -53,7 +53,7 @@ def _jit_compile(setting: str):
 def build_compiled_model(config: Config, categories, strategy: tf.distribute.Strategy):
     """The OANet model and its optimizer, created in the strategy's scope."""
     with strategy.scope():
-        model = build_oanet(config.model, config.train, categories, config.data.padded_size)
+        model = build_oanet(config.model, config.train, categories)
         model.compile(optimizer=build_optimizer(config.train, config.train.batch_size),
                       jit_compile=_jit_compile(config.train.jit_compile))
     return model

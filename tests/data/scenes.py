@@ -131,6 +131,34 @@ def _scene_image(image_id=1, **extra):
             "segments": segments, **extra}
 
 
+# Images of several sizes and orientations: image id -> (height, width, people), each person
+# a one-row stripe (row k) over grass; and its size resized by `_config()` (shorter side to
+# 2 * HEIGHT = 24: scale >= 1, so no stripe is lost).
+MIXED_IMAGES = {1: (12, 12, 1), 2: (16, 12, 3), 3: (10, 20, 2), 4: (20, 10, 0),
+                5: (12, 30, 1), 6: (18, 12, 2), 7: (40, 10, 1), 8: (20, 12, 1)}
+MIXED_RESIZED = {1: (24, 24), 2: (32, 24), 3: (24, 48), 4: (48, 24), 5: (24, 60),
+                 6: (36, 24), 7: (96, 24), 8: (40, 24)}
+
+
+def _striped_image(image_id, height, width, people):
+    """Grass with `people` person stripes (rows 0..people-1), pixels seeded by the id."""
+    ids = np.full((height, width), SEG_GRASS, np.int64)
+    segments = [{"id": SEG_GRASS, "category_id": GRASS, "iscrowd": 0}]
+    for row in range(people):
+        ids[row] = SEG_PERSON + row
+        segments.append({"id": SEG_PERSON + row, "category_id": PERSON, "iscrowd": 0})
+    for segment in segments:
+        segment["area"] = int((ids == segment["id"]).sum())
+    return {"image_id": image_id, "pixels": _pixels(height, width, seed=image_id), "ids": ids,
+            "segments": segments}
+
+
+def _mixed_split(root):
+    """MIXED_IMAGES written as a split in id order (instances from the PNG)."""
+    images = [_striped_image(i, *MIXED_IMAGES[i]) for i in sorted(MIXED_IMAGES)]
+    return _write_dataset(root, images)
+
+
 def _expected_labels():
     """Semantic and owner labels of the scene, painted region by region."""
     semantic = np.full((HEIGHT, WIDTH), SEMANTIC[GRASS], np.int32)
@@ -154,7 +182,7 @@ def _three_image_split(root):
 
 
 def _config(**overrides):
-    values = dict(short_side=2 * HEIGHT, max_side=1000, padded_size=(64, 64),
+    values = dict(short_side=2 * HEIGHT, max_side=1000,
                   scale_jitter=(1.0, 1.0), horizontal_flip=False, max_instances=5,
                   shuffle_buffer=8, num_parallel_calls=2)
     values.update(overrides)

@@ -121,6 +121,31 @@ def test_exif_orientation_is_applied(tmp_path):
         assert np.abs(centre.astype(int) - color).max() < 20
 
 
+def test_image_sizes_from_the_json_else_the_header(tmp_path):
+    # Image 2 is stored turned a quarter (EXIF orientation 6): its header says 16x12, upright
+    # it is 12x16. Image 3's JSON entry claims 30x40: the JSON is taken as it is.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(_pixels(), k=1)))
+    split = _write_dataset(str(tmp_path), [_scene_image(1),
+                                           _scene_image(2, pixels=stored, ext="jpg", exif=exif),
+                                           _scene_image(3)])
+    with open(split.panoptic_json) as f:
+        data = json.load(f)
+    for image in data["images"]:
+        if image["id"] == 3:
+            image.update(height=30, width=40)
+        else:
+            del image["height"], image["width"]
+    with open(split.panoptic_json, "w") as f:
+        json.dump(data, f)
+    dataset = PanopticDataset.from_split(split)
+    assert dataset.image_sizes.dtype == np.int32
+    np.testing.assert_array_equal(dataset.image_sizes, [[HEIGHT, WIDTH], [HEIGHT, WIDTH],
+                                                        [30, 40]])
+    assert dataset.load_example(1)["image"].shape[:2] == (HEIGHT, WIDTH)
+
+
 def _raises_naming(path, fn):
     with pytest.raises(DatasetError) as info:
         fn()
@@ -274,8 +299,11 @@ def test_real_coco_sample(coco_sample_dir):
         np.testing.assert_array_equal(a["classes"], b["classes"])
         x, y, w, h = np.array([s["bbox"] for s in things], np.float32).T
         np.testing.assert_array_equal(a["boxes"], np.stack([y, x, y + h, x + w], axis=1))
-    config = DataConfig(short_side=256, max_side=400, padded_size=(288, 416),
-                        max_instances=32)
+    np.testing.assert_array_equal(  # the JSON's sizes, without decoding
+        from_json.image_sizes, [from_json.load_example(i)["original_size"]
+                                for i in range(len(from_json))])
+    config = DataConfig(short_side=256, max_side=400, max_instances=32)
     batches = list(build_dataset(from_json, config, training=False, batch_size=2))
     assert len(batches) == 1
     np.testing.assert_array_equal(batches[0]["image_size"].numpy(), [[256, 384], [225, 400]])
+    assert batches[0]["images"].shape == (2, 256, 416, 3)  # 400 rounded up to 32

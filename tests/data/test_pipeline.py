@@ -1,6 +1,7 @@
 """oanet_tf.data.pipeline: the tf.data pipeline on the hand-made scene (batch layout, resizing,
-padding, flips, jitter, truncation, sharding, determinism and resuming), on the synthetic
-dataset, and filtering bad images."""
+padding, flips, jitter, truncation, sharding, determinism and resuming), on images of mixed
+sizes (padding to the batch, grouping by orientation or bucket, resuming across chunks and
+epochs), on the synthetic dataset, and filtering bad images."""
 
 import os
 
@@ -9,18 +10,21 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.config import DataConfig
+from oanet_tf.data import pipeline
 from oanet_tf.data.coco_panoptic import PanopticDataset
-from oanet_tf.data.pipeline import build_dataset
+from oanet_tf.data.pipeline import build_dataset, group_order
 from oanet_tf.data.splits import synthetic_split
-from tests.data.scenes import (HEIGHT, IGNORE, PERSON, PERSON_BOX, TIE, TIE_BOX, WIDTH, _config,
-                               _expected_labels, _pixels, _rect, _rle, _scene_image,
-                               _scene_instances, _three_image_split, _write_dataset)
+from tests.data.scenes import (GRASS, HEIGHT, IGNORE, MIXED_IMAGES, MIXED_RESIZED, PERSON,
+                               PERSON_BOX, SEMANTIC, TIE, TIE_BOX, WIDTH, _config,
+                               _expected_labels, _mixed_split, _pixels, _rect, _rle,
+                               _scene_image, _scene_instances, _three_image_split, _write_dataset)
+
+SIDE = 32  # SIZE_DIVISIBILITY, written out: padded sides are multiples of it
 
 
 def test_pipeline_filters_bad_images(tmp_path):
     split = _three_image_split(str(tmp_path))
-    config = DataConfig(short_side=HEIGHT, max_side=WIDTH, padded_size=(32, 32),
-                        max_instances=4)
+    config = DataConfig(short_side=HEIGHT, max_side=WIDTH, max_instances=4)
     data = PanopticDataset.from_split(split, skip_bad_images=True)
     batches = list(build_dataset(data, config, training=False, batch_size=2))
     assert [b["image_id"].numpy().tolist() for b in batches] == [[1]]
@@ -32,7 +36,7 @@ def test_pipeline_without_skipping_stops_on_a_bad_image(tmp_path):
     path = os.path.join(split.image_dir, "000002.png")
     with open(path, "wb") as f:
         f.write(b"garbage")
-    config = DataConfig(short_side=HEIGHT, max_side=WIDTH, padded_size=(32, 32))
+    config = DataConfig(short_side=HEIGHT, max_side=WIDTH)
     data = PanopticDataset.from_split(split)
     with pytest.raises(tf.errors.OpError, match="000002.png"):
         list(build_dataset(data, config, training=False, batch_size=1))
@@ -77,24 +81,33 @@ def _bilinear(image, out_h, out_w):
     return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
 
 
-def test_batch_keys_dtypes_and_static_shapes(scene_split):
-    config = _config(scale_jitter=(0.8, 1.2), horizontal_flip=True)
+def _round_up(size):
+    return -(-np.asarray(size) // SIDE) * SIDE
+
+
+@pytest.mark.parametrize("buckets", [(), ((64, 64),)])
+def test_batch_keys_dtypes_and_shapes(scene_split, buckets):
+    # Without buckets (H, W) and M vary per batch; with one bucket all are static.
+    config = _config(scale_jitter=(0.8, 1.2), horizontal_flip=True, buckets=buckets)
     data = PanopticDataset.from_split(scene_split)
     ds = build_dataset(data, config, training=True, batch_size=3)
-    sizes = {"H": 64, "W": 64, "M": 5}
+    static = {"H": 64, "W": 64, "M": 5} if buckets else {}
     assert set(ds.element_spec) == set(BATCH_TABLE)
     for key, (dtype, shape) in BATCH_TABLE.items():
-        expected = [3] + [sizes.get(s, s) for s in shape]
+        expected = [3] + [static.get(s) if isinstance(s, str) else s for s in shape]
         assert ds.element_spec[key].dtype == dtype, key
-        assert ds.element_spec[key].shape.as_list() == expected, key  # static, batch included
+        assert ds.element_spec[key].shape.as_list() == expected, key  # batch always static
     batch = next(iter(ds))
+    height, width = (64, 64) if buckets else _round_up(batch["image_size"].numpy().max(axis=0))
+    sizes = {"H": height, "W": width, "M": 5 if buckets else 2}  # the scene has 2 instances
     for key, (dtype, shape) in BATCH_TABLE.items():
-        assert batch[key].shape.as_list() == [3] + [sizes.get(s, s) for s in shape]
+        assert batch[key].shape.as_list() == [3] + [sizes.get(s, s) for s in shape], key
 
 
 def test_resize_and_padding_values(scene_split):
-    # 12x16 -> shorter side 24: scale 2 exactly; padded to 64x64.
+    # 12x16 -> shorter side 24: scale 2 exactly; padded to 32x32 with its 2 instances.
     out = _first(scene_split)
+    assert out["images"].shape == (32, 32, 3) and out["gt_masks"].shape == (2, 32, 32)
     np.testing.assert_array_equal(out["image_size"], [24, 32])
     np.testing.assert_array_equal(out["original_size"], [HEIGHT, WIDTH])
     assert out["image_id"] == 1 and out["gt_count"] == 2
@@ -102,13 +115,12 @@ def test_resize_and_padding_values(scene_split):
     np.testing.assert_array_equal(out["semantic"][:24, :32], _upsample(semantic, 2))
     np.testing.assert_array_equal(out["owner"][:24, :32], _upsample(owner, 2))
     for label in (out["semantic"], out["owner"]):
-        assert (label[24:] == IGNORE).all() and (label[:, 32:] == IGNORE).all()
-    assert (out["images"][24:] == 0).all() and (out["images"][:, 32:] == 0).all()
-    np.testing.assert_array_equal(out["gt_boxes"][:2], 2 * np.array([TIE_BOX, PERSON_BOX]))
-    np.testing.assert_array_equal(out["gt_classes"], [2, 1, 0, 0, 0])
-    assert (out["gt_boxes"][2:] == 0).all() and (out["gt_masks"][2:] == 0).all()
+        assert (label[24:] == IGNORE).all()
+    assert (out["images"][24:] == 0).all()
+    np.testing.assert_array_equal(out["gt_boxes"], 2 * np.array([TIE_BOX, PERSON_BOX]))
+    np.testing.assert_array_equal(out["gt_classes"], [2, 1])
     np.testing.assert_array_equal(out["gt_masks"][1][:24, :32], _upsample(_rect(PERSON_BOX), 2))
-    assert (out["gt_masks"][:, 24:] == 0).all() and (out["gt_masks"][:, :, 32:] == 0).all()
+    assert (out["gt_masks"][:, 24:] == 0).all()
     np.testing.assert_allclose(out["images"][:24, :32], _bilinear(_pixels(seed=1), 24, 32),
                                atol=1e-3)
 
@@ -118,9 +130,10 @@ def test_longer_side_limit_and_shrink_to_fit(scene_split):
     out = _first(scene_split, short_side=48, max_side=40)
     np.testing.assert_array_equal(out["image_size"], [30, 40])
     np.testing.assert_allclose(out["gt_boxes"][:2], 2.5 * np.array([TIE_BOX, PERSON_BOX]))
-    # 36x48 would not fit 32x32: shrink to scale 2 (24x32), never crop.
-    out = _first(scene_split, short_side=36, padded_size=(32, 32))
+    # 36x48 fits no bucket (the largest is 32x32): shrunk to scale 2 (24x32), never cropped.
+    out = _first(scene_split, short_side=36, buckets=((32, 32), (16, 32)))
     np.testing.assert_array_equal(out["image_size"], [24, 32])
+    assert out["images"].shape == (32, 32, 3)
     np.testing.assert_array_equal(out["gt_boxes"][1], 2 * np.array(PERSON_BOX))
 
 
@@ -132,7 +145,7 @@ def test_instances_lost_in_downscaling_are_dropped(tmp_path):
     out = _first(split, short_side=HEIGHT // 2)
     np.testing.assert_array_equal(out["image_size"], [6, 8])
     assert out["gt_count"] == 1
-    np.testing.assert_array_equal(out["gt_classes"][:2], [1, 0])
+    np.testing.assert_array_equal(out["gt_classes"], [1])  # M: what is left
     np.testing.assert_array_equal(out["gt_boxes"][0], np.array(PERSON_BOX) / 2)
 
 
@@ -174,8 +187,8 @@ def test_flip_is_consistent(scene_split):
 def test_scale_jitter_stays_in_range(scene_split):
     low, high = 0.5, 1.5
     data = PanopticDataset.from_split(scene_split)
-    ds = build_dataset(data, _config(scale_jitter=(low, high), padded_size=(96, 96)),
-                       training=True, batch_size=8, seed=1)
+    ds = build_dataset(data, _config(scale_jitter=(low, high)), training=True, batch_size=8,
+                       seed=1)
     sizes = np.concatenate([b["image_size"].numpy() for b in ds.take(4)])
     shorter = sizes[:, 0]
     assert shorter.min() >= np.floor(2 * HEIGHT * low) and shorter.max() <= np.ceil(
@@ -232,10 +245,11 @@ def test_training_repeats_and_drops_the_remainder(tmp_path):
 def test_synthetic_dataset_through_the_pipeline(synthetic_dir):
     data = PanopticDataset.from_split(synthetic_split(synthetic_dir, "train"))
     assert data.uses_instances_json
-    config = DataConfig(short_side=96, max_side=128, padded_size=(128, 128),
-                        scale_jitter=(0.8, 1.2), max_instances=16)
+    config = DataConfig(short_side=96, max_side=128, scale_jitter=(0.8, 1.2),
+                        max_instances=16)
     batch = next(iter(build_dataset(data, config, training=True, batch_size=4)))
-    assert batch["images"].shape == (4, 128, 128, 3)
+    height, width = _round_up(batch["image_size"].numpy().max(axis=0))
+    assert batch["images"].shape == (4, height, width, 3)
     counts = batch["gt_count"].numpy()
     assert counts.min() > 0
     for k in range(4):
@@ -287,6 +301,19 @@ def test_resume_skips_without_decoding(tmp_path):
     assert 1 <= len(calls) < 50, calls
 
 
+def test_resume_past_a_whole_chunk(tmp_path):
+    # Batches of 1: batch GROUP_BATCHES + 1 is the second of the second chunk, in its third
+    # epoch of 8 images (tests/data/test_tfrecords.py resumes with small chunks).
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    config = _config(scale_jitter=(0.6, 1.4), horizontal_flip=True)
+    k, more = pipeline.GROUP_BATCHES + 1, 3
+    fresh = list(build_dataset(data, config, training=True, batch_size=1, seed=5).take(k + more))
+    resumed = build_dataset(data, config, training=True, batch_size=1, seed=5, start_batch=k)
+    for a, b in zip(fresh[k:], resumed.take(more), strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_resume_with_a_seed_only(scene_split):
     data = PanopticDataset.from_split(scene_split)
     with pytest.raises(ValueError, match="needs a fixed seed"):
@@ -324,3 +351,141 @@ def test_truncation_ties_keep_the_earlier_instance(tmp_path):
         out = _first(split, max_instances=keep)
         assert out["gt_count"] == keep
         np.testing.assert_array_equal(out["gt_boxes"][:keep], 2 * np.array(boxes)[expected])
+
+
+# ------------------------------------------------------------------ mixed sizes and grouping
+
+def _batches(source, config, training=False, batch_size=2, **kwargs):
+    ds = build_dataset(source, config, training=training, batch_size=batch_size, **kwargs)
+    return [{key: value.numpy() for key, value in batch.items()} for batch in ds]
+
+
+def _is_portrait(image_id):
+    height, width = MIXED_IMAGES[image_id][:2]
+    return height > width
+
+
+# Evaluation of MIXED_IMAGES in batches of 2, by hand: landscape 1, 3, 5 and portrait 2, 4,
+# 6, 7, 8 give whole batches of each orientation first, then the leftovers 5 and 8 (mixed).
+# image ids, padded (H, W) (the largest sides rounded up to 32), M (the most people).
+MIXED_BATCHES = [((1, 3), (32, 64), 2), ((2, 4), (64, 32), 3), ((6, 7), (96, 32), 2),
+                 ((5, 8), (64, 64), 1)]
+
+
+def test_batches_pad_to_their_largest_image(tmp_path):
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    batches = _batches(data, _config())
+    assert [tuple(b["image_id"]) for b in batches] == [ids for ids, _, _ in MIXED_BATCHES]
+    for batch, (ids, (height, width), slots) in zip(batches, MIXED_BATCHES):
+        assert batch["images"].shape == (2, height, width, 3)
+        assert batch["gt_masks"].shape == (2, slots, height, width)
+        assert batch["gt_boxes"].shape == (2, slots, 4) and batch["gt_classes"].shape == (2, slots)
+        for k, image_id in enumerate(ids):
+            h, w = MIXED_RESIZED[image_id]
+            people = MIXED_IMAGES[image_id][2]
+            np.testing.assert_array_equal(batch["image_size"][k], [h, w])
+            assert batch["gt_count"][k] == people
+            np.testing.assert_array_equal(batch["gt_classes"][k],
+                                          [1] * people + [0] * (slots - people))
+            assert (batch["gt_boxes"][k, people:] == 0).all()
+            masks = batch["gt_masks"][k]
+            assert (masks[people:] == 0).all()
+            assert (masks[:, h:] == 0).all() and (masks[:, :, w:] == 0).all()
+            image = batch["images"][k]
+            assert (image[h:] == 0).all() and (image[:, w:] == 0).all()
+            semantic, owner = batch["semantic"][k], batch["owner"][k]
+            for label in (semantic, owner):
+                assert (label[h:] == IGNORE).all() and (label[:, w:] == IGNORE).all()
+            # Inside: grass and person stripes; the persons own their pixels.
+            inside, person = semantic[:h, :w], SEMANTIC[PERSON]
+            assert set(np.unique(inside)) == {SEMANTIC[GRASS]} | ({person} if people else set())
+            np.testing.assert_array_equal(owner[:h, :w] == person, inside == person)
+
+
+def test_an_image_without_instances_keeps_one_padding_slot(tmp_path):
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    (batch,) = [b for b in _batches(data, _config(), batch_size=1) if b["image_id"][0] == 4]
+    assert batch["gt_count"][0] == 0
+    np.testing.assert_array_equal(batch["gt_classes"], [[0]])
+    assert batch["gt_masks"].shape == (1, 1, 64, 32) and not batch["gt_masks"].any()
+
+
+def test_training_batches_hold_one_orientation_but_a_chunk_leftover(tmp_path):
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True)
+    chunks = 3
+    ds = build_dataset(data, config, training=True, batch_size=2, seed=4)
+    batches = [{k: v.numpy() for k, v in b.items()}
+               for b in ds.take(chunks * pipeline.GROUP_BATCHES)]
+    for chunk in range(chunks):
+        part = batches[chunk * pipeline.GROUP_BATCHES:(chunk + 1) * pipeline.GROUP_BATCHES]
+        portrait = [[_is_portrait(i) for i in b["image_id"]] for b in part]
+        mixed = [n for n, kinds in enumerate(portrait) if len(set(kinds)) > 1]
+        # Batches of 2 of one orientation, and the odd ones out of each side as the last.
+        odd = sum(not kind for kinds in portrait for kind in kinds) % 2
+        assert mixed == ([pipeline.GROUP_BATCHES - 1] if odd else [])
+    for batch in batches:
+        height, width = _round_up(batch["image_size"].max(axis=0))
+        assert batch["images"].shape[1:3] == (height, width)
+
+
+# Buckets for MIXED_IMAGES: 1, 2 -> 32x32; 3, 5 -> 32x64; 4, 6, 8 -> 64x32; and 7 (96x24)
+# fits none, so it shrinks by 64 / 96 to 64x16 (64x32).
+BUCKETS = ((32, 32), (32, 64), (64, 32))
+BUCKET_BATCHES = [((1, 2), (32, 32)), ((3, 5), (32, 64)), ((4, 6), (64, 32)), ((7, 8), (64, 32))]
+
+
+def test_buckets_give_batch_shapes_and_shrink_what_fits_none(tmp_path):
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    config = _config(buckets=BUCKETS)
+    batches = _batches(data, config)
+    assert [tuple(b["image_id"]) for b in batches] == [ids for ids, _ in BUCKET_BATCHES]
+    for batch, (ids, size) in zip(batches, BUCKET_BATCHES):
+        assert batch["images"].shape == (2, *size, 3)
+        assert batch["gt_masks"].shape == (2, config.max_instances, *size)
+        expected = [(64, 16) if i == 7 else MIXED_RESIZED[i] for i in ids]
+        np.testing.assert_array_equal(batch["image_size"], expected)
+
+
+def _smallest_bucket(size, buckets):
+    """numpy reference: the smallest bucket (by area, first of equal ones) holding size."""
+    holding = [b for b in buckets if size[0] <= b[0] and size[1] <= b[1]]
+    return min(holding, key=lambda b: b[0] * b[1]) if holding else None
+
+
+def test_bucket_groups_follow_the_scale_jitter(tmp_path):
+    # The bucket of an image depends on its jittered size: grouping must draw the same
+    # jitter as the augmentation, or batches mix buckets before a chunk's leftovers.
+    buckets = ((32, 32), (32, 64), (64, 32), (64, 64), (128, 32))
+    data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
+    config = _config(scale_jitter=(0.6, 1.4), buckets=buckets)
+    chunks = 2
+    ds = build_dataset(data, config, training=True, batch_size=2, seed=9)
+    batches = [{k: v.numpy() for k, v in b.items()}
+               for b in ds.take(chunks * pipeline.GROUP_BATCHES)]
+    kinds = set()
+    for n, batch in enumerate(batches):
+        own = {_smallest_bucket(size, buckets) for size in batch["image_size"]}
+        kinds |= own
+        if len(own) > 1:  # leftovers: among the last len(buckets) - 1 batches of a chunk
+            assert n % pipeline.GROUP_BATCHES >= pipeline.GROUP_BATCHES - (len(buckets) - 1)
+        largest = batch["image_size"].max(axis=0)
+        assert batch["images"].shape[1:3] == _smallest_bucket(largest, buckets)
+        assert batch["gt_masks"].shape[1] == config.max_instances
+    assert len(kinds) > 2  # the jitter really moves images between buckets
+
+
+def _group_order_reference(keys, num_groups, batch_size):
+    """Each group's whole batches (groups in key order), then the rest (in key order)."""
+    members = [[i for i, key in enumerate(keys) if key == group] for group in range(num_groups)]
+    whole = [m[:len(m) // batch_size * batch_size] for m in members]
+    rest = [m[len(m) // batch_size * batch_size:] for m in members]
+    return [i for part in whole + rest for i in part]
+
+
+@pytest.mark.parametrize("count", [48, 23, 0])
+def test_group_order_matches_a_reference(count):
+    num_groups, batch_size = 3, 4
+    keys = np.random.default_rng(count).integers(0, num_groups, count).astype(np.int32)
+    order = group_order(tf.constant(keys), num_groups, batch_size).numpy()
+    assert order.tolist() == _group_order_reference(keys.tolist(), num_groups, batch_size)

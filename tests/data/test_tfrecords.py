@@ -13,12 +13,13 @@ from PIL import Image
 
 from oanet_tf.cli import convert_tfrecords
 from oanet_tf.config import DataConfig
+from oanet_tf.data import pipeline
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import synthetic_split
 from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, JPEG, MANIFEST_FILE, PNG, TFRecordSource,
-                                     image_payload, parse_example, serialize_example,
-                                     write_tfrecords)
+                                     image_payload, parse_example, parse_image_size,
+                                     serialize_example, write_tfrecords)
 from oanet_tf.errors import DatasetError
 from tests.data.scenes import (CATEGORIES, HEIGHT, WIDTH, _config, _convert, _scene_image,
                                _scene_instances, _three_image_split, _write_dataset)
@@ -228,9 +229,8 @@ def test_missing_truncated_or_corrupt_shard(five_images):
 
 def test_same_batches_from_records_and_files(synthetic_dir, tmp_path):
     data, records = _convert(synthetic_split(synthetic_dir, "train"), tmp_path, 3)
-    config = DataConfig(short_side=96, max_side=128, padded_size=(128, 128),
-                        scale_jitter=(0.7, 1.3), max_instances=3, shuffle_buffer=5,
-                        num_parallel_calls=2)
+    config = DataConfig(short_side=96, max_side=128, scale_jitter=(0.7, 1.3), max_instances=3,
+                        shuffle_buffer=5, num_parallel_calls=2)
     assert max(len(data.load_example(i)["classes"]) for i in range(len(data))) > 3  # truncated
     _assert_same_batches(build_dataset(data, config, False, 4),
                          build_dataset(records, config, False, 4))
@@ -265,33 +265,62 @@ def test_too_few_shards_for_the_pipelines(five_images):
         build_dataset(records, _config(), True, 3, input_context=context)
 
 
+def test_same_grouped_batches_from_records_and_files(mixed_images):
+    # The group key comes from the JSON's sizes for files and from the records' for records.
+    data, records = mixed_images
+    for buckets in ((), ((32, 32), (32, 64), (64, 32))):
+        config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True, buckets=buckets)
+        _assert_same_batches(build_dataset(data, config, True, 3, seed=2).take(12),
+                             build_dataset(records, config, True, 3, seed=2).take(12))
+
+
+def test_parse_image_size(mixed_images):
+    data, records = mixed_images
+    sizes = [parse_image_size(record).numpy().tolist()
+             for record in tf.data.TFRecordDataset(records.files)]
+    assert sizes == [list(data.load_example(i)["original_size"]) for i in range(len(data))]
+
+
+# Resuming on MIXED_IMAGES (epochs of 8) in batches of 3 with chunks of 2 batches (6 images):
+# k = 1 inside the first chunk, 3 and 5 inside chunks that straddle an epoch's end, 8 at a
+# chunk starting an epoch.
+RESUME_CHUNK_BATCHES = 2
+RESUME_AT = (1, 3, 5, 8)
+
+
+@pytest.mark.parametrize("buckets", [(), ((32, 32), (32, 64), (64, 32), (64, 64))])
 @pytest.mark.parametrize("source_kind", ["files", "records"])
-def test_resume_continues_exactly(five_images, source_kind):
-    data, records = five_images
+def test_resume_continues_exactly(mixed_images, source_kind, buckets, monkeypatch):
+    monkeypatch.setattr(pipeline, "GROUP_BATCHES", RESUME_CHUNK_BATCHES)
+    data, records = mixed_images
     source = data if source_kind == "files" else records
-    config = _config(scale_jitter=(0.6, 1.4), horizontal_flip=True, shuffle_buffer=3)
-    fresh = list(build_dataset(source, config, True, 2, seed=11).take(12))
-    # Epochs of 5 images end inside batches 2, 4 (and 7, 9): k = 3 and 7 resume mid-epoch
-    # after one and three reshuffles.
-    for k in (1, 3, 5, 7):
-        resumed = build_dataset(source, config, True, 2, seed=11, start_batch=k)
-        _assert_same_batches(fresh[k:], resumed.take(12 - k))
+    config = _config(scale_jitter=(0.6, 1.4), horizontal_flip=True, shuffle_buffer=3,
+                     buckets=buckets)
+    total = max(RESUME_AT) + 2
+    fresh = list(build_dataset(source, config, True, 3, seed=11).take(total))
+    for k in RESUME_AT:
+        resumed = build_dataset(source, config, True, 3, seed=11, start_batch=k)
+        _assert_same_batches(fresh[k:], resumed.take(total - k))
 
 
-def test_resume_across_pipelines_and_in_evaluation(five_images):
-    data, records = five_images
+def test_resume_across_pipelines_and_in_evaluation(mixed_images, monkeypatch):
+    monkeypatch.setattr(pipeline, "GROUP_BATCHES", RESUME_CHUNK_BATCHES)
+    data, records = mixed_images
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                          num_replicas_in_sync=2)
     config = _config(scale_jitter=(0.6, 1.4), horizontal_flip=True)
     for source in (data, records):
-        fresh = list(build_dataset(source, config, True, 2, seed=3,
-                                   input_context=context).take(7))
-        _assert_same_batches(fresh[5:], build_dataset(source, config, True, 2, seed=3,
-                                                      input_context=context,
-                                                      start_batch=5).take(2))
+        # Global batch 4: 2 per replica; pipeline 1 reads 4 (files) or 3 (records) images.
+        fresh = list(build_dataset(source, config, True, 4, seed=3,
+                                   input_context=context).take(9))
+        for k in (3, 5):
+            _assert_same_batches(fresh[k:], build_dataset(source, config, True, 4, seed=3,
+                                                          input_context=context,
+                                                          start_batch=k).take(9 - k))
         evaluation = list(build_dataset(source, _config(), False, 2))
-        _assert_same_batches(evaluation[1:], build_dataset(source, _config(), False, 2,
-                                                           start_batch=1))
+        for k in (1, 2, 3):
+            _assert_same_batches(evaluation[k:], build_dataset(source, _config(), False, 2,
+                                                               start_batch=k))
 
 
 # ------------------------------------------------------------------------------ CLI

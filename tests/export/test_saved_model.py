@@ -207,7 +207,7 @@ def model_dir(tmp_path_factory, config):
     """A model dir as `train` writes it, with random weights; returns (model, its dir)."""
     root = str(tmp_path_factory.mktemp("model_dir"))
     keras.utils.set_random_seed(0)
-    model = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    model = build_oanet(config.model, config.train, CATEGORIES)
     model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,)))  # builds the heads
     os.makedirs(os.path.join(root, "checkpoints"))
     model.save_weights(os.path.join(root, LAST_WEIGHTS))
@@ -640,7 +640,7 @@ def test_evaluate_cli_reports_ours_and_panopticapi(tmp_path, config, synthetic_d
     root = str(tmp_path / "model")
     os.makedirs(os.path.join(root, "checkpoints"))
     keras.utils.set_random_seed(0)
-    model = build_oanet(config.model, config.train, categories, config.data.padded_size)
+    model = build_oanet(config.model, config.train, categories)
     model.save_weights(os.path.join(root, LAST_WEIGHTS))
     save_config(config, os.path.join(root, CONFIG_FILE))
     write_json(os.path.join(root, CATEGORIES_FILE), list(categories.categories))

@@ -34,13 +34,13 @@ MIXED_SIZES = ((64, 96), (80, 48))  # (height, width) of the images of one evalu
 def setup(synthetic_dir):
     """(config, model with random weights, val dataset): thresholds low enough that
     instances and stuff segments appear."""
-    config = tiny_config(f"data.synthetic_dir={synthetic_dir}", "data.padded_size=[96, 128]",
+    config = tiny_config(f"data.synthetic_dir={synthetic_dir}",
                          "data.short_side=96", "data.max_side=128",
                          "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
                          "eval.min_stuff_area=16")
     val = PanopticDataset.from_split(resolve_split(config.data, "val"))
     keras.utils.set_random_seed(0)
-    model = build_oanet(config.model, config.train, val.categories, config.data.padded_size)
+    model = build_oanet(config.model, config.train, val.categories)
     return config, model, val
 
 

@@ -7,13 +7,13 @@ import tensorflow as tf
 
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.modeling.oanet import LOSS_NAMES, OANet
-from tests.tiny_model import CATEGORIES, tiny_batch, tiny_config
+from tests.tiny_model import CATEGORIES, XLA, tiny_batch, tiny_config
 
 @pytest.fixture(scope="module")
 def model():
     config = tiny_config()
     keras.utils.set_random_seed(0)
-    return build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    return build_oanet(config.model, config.train, CATEGORIES)
 
 
 def test_every_loss_term_is_finite_and_positive(model):
@@ -54,24 +54,67 @@ def test_model_config_round_trip(model):
 @pytest.mark.parametrize("sharing, extra_backbones", [("backbone", 0), ("none", 1)])
 def test_sharing_modes_build_separate_stuff_features(sharing, extra_backbones):
     config = tiny_config(f"model.sharing={sharing}")
-    net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    net = build_oanet(config.model, config.train, CATEGORIES)
     assert net.stuff_fpn is not None
     assert (net.stuff_backbone is not None) == bool(extra_backbones)
     losses = net.compute_losses(tiny_batch(), training=True)
     assert np.isfinite(float(net.total_loss(losses)))
 
 
-def test_train_step_compiles_with_xla():
-    """The whole train step (proposals, sampling, RoIAlign, every loss) is XLA-compilable."""
-    config = tiny_config("train.jit_compile=true")  # builds with the XLA-compilable ops
+def padded(batch, canvas):
+    """The batch zero-padded to a larger canvas (H, W), as a data pipeline pads it: semantic
+    and owner labels ignored in the padding, image_size unchanged."""
+    h, w = canvas
+    out = dict(batch)
+    for key, value in (("images", 0.0), ("gt_masks", 0), ("semantic", 255), ("owner", 255)):
+        tensor = batch[key]
+        axis = 1 if key in ("images", "semantic", "owner") else 2
+        pad = [[0, 0]] * tensor.shape.rank
+        pad[axis] = [0, h - tensor.shape[axis]]
+        pad[axis + 1] = [0, w - tensor.shape[axis + 1]]
+        out[key] = tf.pad(tensor, pad, constant_values=value)
+    return out
+
+
+def test_train_step_compiles_with_xla_once_per_bucket():
+    """The whole train step (proposals, sampling, RoIAlign, every loss) is XLA-compilable, at
+    each bucket's shape, in one run."""
+    config = tiny_config(*XLA)  # builds with the XLA-compilable ops
     keras.utils.set_random_seed(0)
-    net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    net = build_oanet(config.model, config.train, CATEGORIES)
     assert net.static_shapes
     net.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
-    data = tf.data.Dataset.from_tensors(tiny_batch()).repeat()
-    history = net.fit(data, epochs=2, steps_per_epoch=1, verbose=0, shuffle=False)
+    small, wide = tiny_batch(), padded(tiny_batch(), (64, 96))
+    data = tf.data.Dataset.from_generator(
+        lambda: iter([small, wide] * 2), output_signature={  # sizes vary, channels do not
+            k: tf.TensorSpec([None] * (v.shape.rank - 1) + [v.shape[-1] if k in (
+                "images", "gt_boxes", "image_size") else None], v.dtype)
+            for k, v in small.items()})
+    history = net.fit(data, epochs=2, steps_per_epoch=2, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert all(np.isfinite(losses)) and losses[1] < losses[0]
+
+
+def test_one_model_takes_any_padded_size_and_keeps_detections_inside_each_image():
+    """Two images of different sizes in one padded batch: every box, pasted mask pixel lies
+    inside its own image; the outputs follow the batch's canvas."""
+    config = tiny_config("model.test_score_threshold=0.0")
+    keras.utils.set_random_seed(0)
+    net = build_oanet(config.model, config.train, CATEGORIES)
+    sizes = np.array([[64, 40], [48, 64]], np.int32)
+    images = tf.random.uniform([2, 64, 96, 3], 0, 255, seed=1)
+    out = {k: v.numpy() for k, v in net.detect(images, sizes).items()}
+    assert out["stuff_probs"].shape[1:3] == (64, 96)
+    assert out["instance_masks"].shape[2:] == (64, 96)
+    for b, (h, w) in enumerate(sizes):
+        count = out["num_detections"][b]
+        assert count > 0
+        boxes = out["boxes"][b, :count]
+        assert boxes.min() >= 0 and boxes[:, 2].max() <= h and boxes[:, 3].max() <= w
+        masks = out["instance_masks"][b]
+        assert np.all(masks[:, h:] == 0) and np.all(masks[:, :, w:] == 0)
+    losses = net.compute_losses(padded(tiny_batch(), (96, 64)), training=True)
+    assert all(np.isfinite(float(v)) for v in losses.values())
 
 
 def test_xla_and_fast_ops_give_the_same_losses_and_detections():
@@ -79,9 +122,8 @@ def test_xla_and_fast_ops_give_the_same_losses_and_detections():
     SRM on the cells its loss and Eq. 3 read) computes what the static XLA path computes."""
     config = tiny_config()
     keras.utils.set_random_seed(0)
-    fast = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
-    xla = build_oanet(config.model, tiny_config("train.jit_compile=true").train, CATEGORIES,
-                      config.data.padded_size)
+    fast = build_oanet(config.model, config.train, CATEGORIES)
+    xla = build_oanet(config.model, tiny_config(*XLA).train, CATEGORIES)
     xla.set_weights(fast.get_weights())
     assert xla.static_shapes and not fast.static_shapes
     batch = tiny_batch()

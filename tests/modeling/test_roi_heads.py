@@ -78,7 +78,7 @@ def test_detections_are_scored_sorted_inside_the_image_and_padded():
     corners = rng.uniform(0, [H, W], size=(2, 30, 2, 2))
     proposals = np.concatenate([corners.min(2), corners.max(2)], axis=-1).astype(np.float32)
     out = {k: v.numpy() for k, v in heads.detect(
-        features, tf.constant(proposals), tf.ones([2, 30], tf.bool), (H, W)).items()}
+        features, tf.constant(proposals), tf.ones([2, 30], tf.bool), [(H, W)] * 2).items()}
     for b in range(2):
         count = out["num_detections"][b]
         assert count == np.count_nonzero(out["classes"][b])

@@ -75,7 +75,7 @@ def _head_outputs(rpn, seed):
 def test_proposals_match_numpy(static_shapes, training):
     rpn = _rpn(static_shapes)
     logits, deltas = _head_outputs(rpn, seed=int(training))
-    boxes, scores, valid = (t.numpy() for t in rpn.proposals(logits, deltas, IMAGE, training))
+    boxes, scores, valid = (t.numpy() for t in rpn.proposals(logits, deltas, IMAGE, [IMAGE] * 2, training))
     anchors, level_sizes = (np.asarray(x) for x in rpn.anchors(IMAGE))
     pre = rpn.pre_nms_topk_train if training else rpn.pre_nms_topk_test
     post = rpn.post_nms_topk_train if training else rpn.post_nms_topk_test
@@ -92,21 +92,26 @@ def test_no_gradient_flows_into_proposals():
     logits, deltas = (tf.constant(t) for t in _head_outputs(rpn, seed=2))
     with tf.GradientTape() as tape:
         tape.watch([logits, deltas])
-        boxes, _, _ = rpn.proposals(logits, deltas, IMAGE, training=True)
+        boxes, _, _ = rpn.proposals(logits, deltas, IMAGE, [IMAGE] * 2, training=True)
         total = tf.reduce_sum(boxes)
     assert all(g is None for g in tape.gradient(total, [logits, deltas]))
 
 
-def test_losses_by_hand_with_every_labelled_anchor_sampled():
+@pytest.mark.parametrize("image_size", [IMAGE, (40, 60)])
+def test_losses_by_hand_with_every_labelled_anchor_sampled(image_size):
     """A ground-truth box equal to one anchor: that anchor is the only positive; zero logits
-    give log 2 per labelled anchor, zero deltas an L1 equal to the targets' sum."""
+    give log 2 per labelled anchor, zero deltas an L1 equal to the targets' sum. Anchors
+    centred beyond the image's own size (in the batch's padding) are not labelled."""
     rpn = _rpn(batch_size_per_image=100000, positive_fraction=1.0)
     anchors, _ = rpn.anchors(IMAGE)
     anchors = anchors.numpy()
-    gt = anchors[len(anchors) // 3][None]  # a P2 anchor inside the image
+    gt = anchors[100 * len(RATIOS) + 1][None]  # a P2 anchor inside both image sizes
     iou = _np_iou(anchors, gt)[:, 0]
-    positive = (iou >= 0.7) | (iou == iou.max())
-    labelled = positive | (iou < 0.3)
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    inside = np.all(centres < image_size, axis=1)
+    assert 0 < inside.sum() < len(anchors) and inside[100 * len(RATIOS) + 1]
+    positive = ((iou >= 0.7) | (iou == iou.max())) & inside
+    labelled = positive | ((iou < 0.3) & inside)
     # Encoded targets of the positives (unit weights), L1 against zero deltas.
     ha, wa = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     gh, gw = gt[0, 2] - gt[0, 0], gt[0, 3] - gt[0, 1]
@@ -115,12 +120,36 @@ def test_losses_by_hand_with_every_labelled_anchor_sampled():
                         np.log(gh / ha), np.log(gw / wa)], axis=-1)
     normalizer = rpn.batch_size_per_image  # one image
     losses = rpn.losses(tf.zeros([1, len(anchors)]), tf.zeros([1, len(anchors), 4]),
-                        tf.constant(gt[None]), tf.constant([[True]]), IMAGE,
+                        tf.constant(gt[None]), tf.constant([[True]]), IMAGE, [image_size],
                         seed=tf.constant([0, 0]))
     assert float(losses["rpn_cls"]) == pytest.approx(
         labelled.sum() * math.log(2.0) / normalizer, rel=1e-5)
     assert float(losses["rpn_box"]) == pytest.approx(
         np.abs(targets[positive]).sum() / normalizer, rel=1e-4, abs=1e-9)
+
+
+def test_proposals_stay_inside_each_image():
+    """Two images of one padded batch, of different sizes: each image's proposals are clipped
+    to its own size, not to the batch's."""
+    rpn = _rpn()
+    logits, deltas = _head_outputs(rpn, seed=3)
+    sizes = np.array([[40, 96], [64, 50]], np.float32)
+    boxes, _, valid = (t.numpy() for t in rpn.proposals(logits, deltas * 10, IMAGE, sizes,
+                                                        training=False))
+    for b in range(2):
+        kept = boxes[b][valid[b]]
+        assert len(kept) and kept.min() >= 0
+        assert kept[:, 2].max() <= sizes[b, 0] and kept[:, 3].max() <= sizes[b, 1]
+    assert boxes[0][valid[0]][:, 2].max() == sizes[0, 0]  # some reach the image's edge
+
+
+def test_anchors_of_a_size_known_only_when_the_graph_runs_equal_the_static_ones():
+    rpn = _rpn()
+    static, static_levels = rpn.anchors(IMAGE)
+    dynamic = tf.function(lambda size: rpn.anchors((size[0], size[1]))[0],
+                          input_signature=[tf.TensorSpec([2], tf.int32)])
+    np.testing.assert_array_equal(dynamic(tf.constant(IMAGE)), static)
+    assert all(isinstance(n, int) for n in static_levels)  # static sizes stay static
 
 
 def test_head_outputs_follow_the_anchors_and_round_trip():

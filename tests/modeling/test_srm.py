@@ -309,7 +309,7 @@ def test_sparse_loss_and_gradients_equal_the_dense_ones(stride):
     with tf.GradientTape() as tape:
         sparse = srm_loss_on_conflicts(layer, channels, owner, count)
     sparse_gradients = tape.gradient(sparse, layer.trainable_variables)
-    conflict, _ = conflict_targets(owner, count, (H // stride, W // stride), 5)
+    conflict, _ = conflict_targets(owner, count, stride, 5)
     assert np.any(conflict)
     np.testing.assert_allclose(float(sparse), float(dense), rtol=1e-5)
     for want, got in zip(dense_gradients, sparse_gradients):

@@ -31,7 +31,7 @@ def run(strategy, weights):
     config = tiny_config(*EVERYTHING_SAMPLED)
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+        model = build_oanet(config.model, config.train, CATEGORIES)
         if weights is not None:
             model.set_weights(weights)
         model.compile(optimizer=build_optimizer(config.train, 2), jit_compile=False)

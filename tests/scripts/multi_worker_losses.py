@@ -38,7 +38,7 @@ else:
 config = tiny_config(*EVERYTHING_SAMPLED)
 with strategy.scope():
     keras.utils.set_random_seed(0)  # the same initial weights in every process
-    model = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    model = build_oanet(config.model, config.train, CATEGORIES)
     model.compile(optimizer=build_optimizer(config.train, GLOBAL_BATCH), jit_compile=False)
 # Every image is the same scene, so per-replica batch-norm statistics equal the global ones;
 # each worker reads its half of the global batch.

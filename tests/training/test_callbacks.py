@@ -23,7 +23,7 @@ ORDERS = ("detection", "ranking")
 
 
 def small_config(synthetic_dir, *overrides):
-    return tiny_config(f"data.synthetic_dir={synthetic_dir}", "data.padded_size=[96, 128]",
+    return tiny_config(f"data.synthetic_dir={synthetic_dir}",
                        "data.short_side=96", "data.max_side=128", "data.max_instances=8",
                        "train.batch_size=2", "train.epochs=1", "train.steps_per_epoch=2",
                        "train.jit_compile='false'", f"eval.max_images={MAX_IMAGES}", *overrides)

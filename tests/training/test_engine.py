@@ -43,7 +43,7 @@ def test_trains_in_mixed_precision(policy, precision):
     config = tiny_config(f"train.mixed_precision={precision}", "train.warmup_steps=0")
     policy(config.train.mixed_precision)
     keras.utils.set_random_seed(0)
-    net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    net = build_oanet(config.model, config.train, CATEGORIES)
     optimizer = build_optimizer(config.train, 2)
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (
         precision == "mixed_float16")

@@ -32,13 +32,12 @@ def _batches(with_nan: bool):
 def initial_weights():
     config = tiny_config()
     keras.utils.set_random_seed(0)
-    return build_oanet(config.model, config.train, CATEGORIES,
-                       config.data.padded_size).get_weights()
+    return build_oanet(config.model, config.train, CATEGORIES).get_weights()
 
 
 def _model(weights):
     config = tiny_config("train.warmup_steps=0")
-    net = build_oanet(config.model, config.train, CATEGORIES, config.data.padded_size)
+    net = build_oanet(config.model, config.train, CATEGORIES)
     net.set_weights(weights)
     net.compile(optimizer=build_optimizer(config.train, 2), jit_compile=False)
     return net
