@@ -31,7 +31,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 from tests.conftest import SAMPLE_ENV
-from tests.tiny_model import tiny_config
+from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import save_config
@@ -208,7 +208,7 @@ def model_dir(tmp_path_factory, config):
     root = str(tmp_path_factory.mktemp("model_dir"))
     keras.utils.set_random_seed(0)
     model = build_oanet(config.model, config.train, CATEGORIES)
-    model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,)))  # builds the heads
+    model.detect(tf.zeros((1, *SIZE, 3)))  # builds the heads
     os.makedirs(os.path.join(root, "checkpoints"))
     model.save_weights(os.path.join(root, LAST_WEIGHTS))
     save_config(config, os.path.join(root, CONFIG_FILE))
