@@ -6,8 +6,9 @@ The peer is maskrcnn_resnet50_fpn(weights=None, weights_backbone=None) with
 box_score_thresh=0, so that the mask head always runs on 100 detections, and its transform
 set to keep the input size (no resize), except for JPEG files (serve_files), which it resizes
 with its default transform (short side 800, long side at most 1333) as it would serve them;
-its train step is its losses, backward and an SGD step on random targets. The peer runs `python -m oanet_tf.benchmarking.torch_peer`; the venv
-does not install oanet_tf, so the client puts the package's folder on the child's PYTHONPATH.
+its train step is its losses, backward and an SGD step on random targets. The peer runs
+`python -m oanet_tf.benchmarking.torch_peer`; the venv does not install oanet_tf, so the
+client puts the package's folder on the child's PYTHONPATH.
 """
 
 from __future__ import annotations
