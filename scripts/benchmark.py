@@ -7,6 +7,11 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
                     export's serving function, merge at the original size included);
              infer  the model alone on decoded tensors (ours: detect + merge);
              train  one training step, as images per second.
+  coco       the same pair on COCO's own sizes, each image resized as the config says and
+             a batch padded to its own size: the real COCO JPEGs of --coco-sample (640x427,
+             640x360) end to end (torchvision with its default transform), each at batch 1
+             and both at batch 2; a train step on 2 landscape 640x480 images (800x1067 in
+             800x1088), then on 2 portrait ones, as images per second.
   synthetic  the demo's small config (configs/synthetic.yaml, 128x128): serve, infer and
              train, ours alone (no peer runs this model).
   input      the input pipeline (decode + augment + batch) from COCO files and from
@@ -23,8 +28,9 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
 the pipeline's images per second over the train step's. A table goes to stdout, everything
 (with all timings and the machine load) to --out as JSON.
 
-    python scripts/benchmark.py [--suites model synthetic input evaluator]
+    python scripts/benchmark.py [--suites model coco synthetic input evaluator ops]
         [--sizes 512x512 800x1344] [--batches 1 2] [--repeats 3] [--warmup 1]
+        [--coco-sample /work/shared/coco/sample]
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
 
 A full run takes about an hour on 2 cores; `--suites synthetic input evaluator` takes minutes.
@@ -40,11 +46,15 @@ import tempfile
 import time
 
 from oanet_tf.benchmarking import suites
-from oanet_tf.benchmarking.inputs import DEFAULT_CATEGORIES, R50_CONFIG, parse_size
+from oanet_tf.benchmarking.coco import sample_images
+from oanet_tf.benchmarking.inputs import (DEFAULT_CATEGORIES, DEFAULT_COCO_SAMPLE, R50_CONFIG,
+                                          parse_size)
 from oanet_tf.benchmarking.report import format_rows, load_line, machine_load
 from oanet_tf.benchmarking.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
 from oanet_tf.data.panoptic_format import load_categories
 from oanet_tf.errors import DatasetError
+
+COCO_SAMPLE_ENV = "OANET_COCO_SAMPLE"  # as the tests find the sample
 
 
 def main(argv=None) -> int:
@@ -59,17 +69,23 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=R50_CONFIG)
     parser.add_argument("--categories", default=DEFAULT_CATEGORIES,
                         help="COCO panoptic categories JSON for the R50 model (local file)")
+    parser.add_argument("--coco-sample", default=os.environ.get(COCO_SAMPLE_ENV,
+                                                                DEFAULT_COCO_SAMPLE),
+                        help=f"a folder whose images/ holds the real COCO JPEGs of the coco "
+                             f"suite (default: ${COCO_SAMPLE_ENV}, else {DEFAULT_COCO_SAMPLE})")
     parser.add_argument("--torch-python", default=DEFAULT_TORCH_PYTHON,
                         help="a Python with torch and torchvision (the peer)")
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark.json"))
     args = parser.parse_args(argv)
-    if "model" in args.suites:
-        try:
-            load_categories(args.categories)  # before anything runs
-        except DatasetError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    try:  # before anything runs
+        if set(args.suites) & set(suites.PEER_SUITES):
+            load_categories(args.categories)
+        if "coco" in args.suites:
+            sample_images(args.coco_sample)
+    except (DatasetError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     import keras
     import tensorflow as tf
@@ -80,11 +96,12 @@ def main(argv=None) -> int:
               "keras": keras.__version__, "load_before": machine_load(), "rows": []}
     started = time.perf_counter()
     peer = None
-    if "model" in args.suites and not args.no_torch:
+    if set(args.suites) & set(suites.PEER_SUITES) and not args.no_torch:
         peer = TorchClient(args.torch_python)
         report.update(peer.request("versions"))
     print(format_rows([]), flush=True)
     run_suite = {"model": lambda work_dir: suites.model_suite(args, peer),
+                 "coco": lambda work_dir: suites.coco_suite(args, peer),
                  "synthetic": lambda work_dir: suites.synthetic_suite(args, work_dir),
                  "input": lambda work_dir: suites.input_suite(args, work_dir, report["rows"]),
                  "evaluator": lambda work_dir: suites.evaluator_suite(args, work_dir),

@@ -236,8 +236,7 @@ def flop_report(model, padded_size) -> dict:
 
 # --------------------------------------------------------------------------------- report
 def model_report(config_path: str, categories: CategoryMap, padded_size, overrides) -> dict:
-    size_override = f"data.padded_size=[{padded_size[0]}, {padded_size[1]}]"
-    config = load_config(config_path, [size_override, *overrides])
+    config = load_config(config_path, list(overrides))
     keras.utils.set_random_seed(config.train.seed)
     model = build_oanet(config.model, config.train, categories)
     report = {"config": config_path, "backbone": config.model.backbone,
@@ -245,7 +244,7 @@ def model_report(config_path: str, categories: CategoryMap, padded_size, overrid
               "srm_stride": config.model.srm_stride,
               "num_things": categories.num_things, "num_stuff": categories.num_stuff,
               "parameters": parameter_report(model),
-              "cost": flop_report(model, config.data.padded_size)}
+              "cost": flop_report(model, padded_size)}
     keras.backend.clear_session()
     return report
 

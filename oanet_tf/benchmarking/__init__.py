@@ -6,12 +6,16 @@ entry points; the package is pip-installed, so no script edits sys.path or impor
   timing          medians, timed calls, ours and a peer interleaved call by call
   report          benchmark.py's rows and table, the machine load
   torch_peer      torchvision's Mask R-CNN in a process of its own venv, and its client
-  model_bench     our model at one size: serve, infer and train calls on random inputs
+  model_bench     our model: serve, infer and train calls on random inputs of a size, or on
+                  given JPEGs and training batches (padded as the training pipeline pads)
+  coco            the coco suite: real COCO JPEGs end to end, COCO-sized train batches
+  memory          peak memory of train steps, each model in a fresh process
   breakdown       the parts of our inference and train step timed alone
   roi_align       random FPN pyramids and boxes, RoIAlign as a timed function
   input_pipeline  images per second of the input pipeline, from files and from TFRecords
   evaluator       our PQ evaluator against panopticapi's pq_compute
-  suites          the suites benchmark.py composes (model, synthetic, input, evaluator, ops)
+  suites          the suites benchmark.py composes (model, coco, synthetic, input, evaluator,
+                  ops)
 
 inputs, timing and torch_peer load no TensorFlow when imported: the torchvision peer, in its
 own venv, imports them.

@@ -39,7 +39,7 @@ def part_calls(bench: OursBench, seed) -> dict:
     size = tf.constant(np.array([[height, width]], np.int32))
     dense = graph_function(lambda x: model(x, training=False))
     detect = graph_function(model.detect)
-    detections = detect(images)
+    detections = detect(images, size)
     outputs = dense(images)
     features = outputs["features"]
     # The box head's input: as many boxes as proposals, spread over the image.
@@ -56,7 +56,7 @@ def part_calls(bench: OursBench, seed) -> dict:
     functions = {
         "backbone_fpn": (graph_function(lambda x: model.fpn(model.backbone(x))), (images,)),
         "dense": (dense, (images,)),
-        "detect": (detect, (images,)),
+        "detect": (detect, (images, size)),
         "full": (bench.predictor(), (images, size, size)),
         "merge": (bench.merge_only(detections), (images, size, size)),
         "roi_align_box": (graph_function(lambda b: pool(b, roi_heads.box_pooler_resolution)),
@@ -75,7 +75,7 @@ def part_calls(bench: OursBench, seed) -> dict:
         "ranking_scores": (graph_function(srm_lib.ranking_scores),
                            (detections["ranking_map"], binary, detections["classes"])),
         "stuff_probabilities": (graph_function(
-            lambda logits: model.stuff_branch.probabilities(logits, model.image_size)),
+            lambda logits: model.stuff_branch.probabilities(logits, bench.size)),
             (outputs["semantic_logits"],)),
     }
     return {name: _fetched(function, *args) for name, (function, args) in functions.items()}

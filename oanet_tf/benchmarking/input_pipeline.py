@@ -4,8 +4,8 @@ Both sources run the same pipeline (decode, resize, flip, pad, batch; tf.data AU
 `threads` cores. Cases:
   synthetic_128      the synthetic dataset at 128x128, configs/synthetic.yaml's data settings;
   coco_sample        the two real COCO images of the shared sample, repeated, with
-                     configs/coco_r50.yaml's data settings (800/1333, padded 1344x1344,
-                     100 instances);
+                     configs/coco_r50.yaml's data settings (800/1333, each batch padded to
+                     its largest image rounded up to 32, up to 100 instances);
   synthetic_640x480  synthetic images of 480x640 with the same coco_r50 settings.
 Each case converts its split to TFRecords once (timed and sized), then times the two sources
 alternately, `repeats` times each (the whole pipeline, and the decode step alone).
@@ -19,6 +19,7 @@ import statistics
 import time
 
 from oanet_tf.benchmarking.inputs import DEFAULT_COCO_SAMPLE, R50_CONFIG, SYNTHETIC_CONFIG
+from oanet_tf.benchmarking.model_bench import resized_and_padded
 
 CASES = ("synthetic_128", "coco_sample", "synthetic_640x480")
 REAL_SIZE = (480, 640)
@@ -150,11 +151,13 @@ def run_case(case: str, work_dir: str, options: InputOptions) -> dict:
             print(f"  {case} {name}: {rates[name][-1]:.1f} images/s, decode alone "
                   f"{rates[name + '_decode'][-1]:.1f}", flush=True)
     median = {name: statistics.median(values) for name, values in rates.items()}
+    original_size = tuple(int(v) for v in files.load_example(0)["original_size"])
     return {
         "case": case, "images": len(files),
-        "original_size": [int(v) for v in files.load_example(0)["original_size"]],
+        "original_size": list(original_size),
         "short_side": data_config.short_side, "max_side": data_config.max_side,
-        "padded_size": list(data_config.padded_size),
+        # The padded size of a batch of the first image's size, without jitter.
+        "padded_size": list(resized_and_padded(data_config, original_size, batch_size)[1]),
         "max_instances": data_config.max_instances, "batch_size": batch_size,
         "batches_timed": num_batches,
         "files_images_per_second": median["files"],

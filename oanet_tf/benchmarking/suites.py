@@ -2,7 +2,10 @@
 beside its peer on this machine's CPU, interleaved call by call:
 
   model      R50 (configs/coco_r50.yaml, random weights) against torchvision's
-             maskrcnn_resnet50_fpn (100 detections): serve, infer and train;
+             maskrcnn_resnet50_fpn (100 detections): serve, infer and train on random
+             images of each size (the tensors' own size);
+  coco       the same pair on COCO's own sizes (oanet_tf.benchmarking.coco): the real
+             COCO JPEGs end to end, a train step on landscape and portrait batches;
   synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
   input      the input pipeline from COCO files and from TFRecords, against the train step
              it feeds (target: INPUT_TARGET times its images per second);
@@ -15,14 +18,16 @@ from __future__ import annotations
 
 import os
 
-from oanet_tf.benchmarking import evaluator, input_pipeline
+from oanet_tf.benchmarking import coco, evaluator, input_pipeline
 from oanet_tf.benchmarking.inputs import SYNTHETIC_CONFIG, owner_labels, random_instances
-from oanet_tf.benchmarking.model_bench import MODES, OursBench, time_against_peer
+from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_padded,
+                                               time_against_peer)
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
 from oanet_tf.config import ModelConfig
 
-SUITES = ("model", "synthetic", "input", "evaluator", "ops")
+SUITES = ("model", "coco", "synthetic", "input", "evaluator", "ops")
+PEER_SUITES = ("model", "coco")  # the suites that time torchvision
 INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
 INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per second
 INSTANCES = 8  # random ground-truth instances per training image
@@ -76,6 +81,12 @@ def model_suite(args, peer) -> list:
     return rows
 
 
+def coco_suite(args, peer) -> list:
+    """R50 on the real COCO JPEGs of args.coco_sample and on COCO-sized train batches."""
+    bench = OursBench(args.config, args.categories)
+    return coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args, INSTANCES)
+
+
 def synthetic_suite(args, work_dir) -> list:
     """The demo config: its own categories (from a generated synthetic split)."""
     from oanet_tf.config import load_config
@@ -84,21 +95,26 @@ def synthetic_suite(args, work_dir) -> list:
     config = load_config(SYNTHETIC_CONFIG)
     root = os.path.join(work_dir, "synthetic_model")
     make_synthetic_dataset(root, 0, 2, 0, tuple(config.data.synthetic_size), progress=False)
-    bench = OursBench(SYNTHETIC_CONFIG, os.path.join(root, "val", "panoptic.json"),
-                      tuple(config.data.padded_size))
+    _, size = resized_and_padded(config.data, tuple(config.data.synthetic_size))
+    bench = OursBench(SYNTHETIC_CONFIG, os.path.join(root, "val", "panoptic.json"), size)
     return model_rows(bench, sorted({1, config.train.batch_size}), None, args,
                       suite="synthetic")
 
 
 def input_suite(args, work_dir, train_rows) -> list:
     """Pipeline images per second from files and TFRecords, against the train step of the
-    same settings (the synthetic config's, or R50's at the largest size measured)."""
+    same settings (the synthetic config's, or R50's: on COCO-sized batches when the coco
+    suite ran, else at the largest size measured)."""
     options = input_pipeline.InputOptions(threads=os.cpu_count() or 2, repeats=args.repeats)
     rows = []
     for case in INPUT_CASES:
         result = input_pipeline.run_case(case, work_dir, options)
-        suite = "synthetic" if case == "synthetic_128" else "model"
-        steps = [r for r in train_rows if r["suite"] == suite and r["case"] == "train step"]
+        # R50's step on COCO-sized batches (640x480 files, as this case reads) when measured.
+        for suite in (("synthetic",) if case == "synthetic_128" else ("coco", "model")):
+            steps = [r for r in train_rows
+                     if r["suite"] == suite and r["case"].startswith("train step")]
+            if steps:
+                break
         step = max(steps, key=lambda r: (r["size"][0] * r["size"][1], r["ours"]),
                    default=None)
         for source in ("files", "tfrecords"):

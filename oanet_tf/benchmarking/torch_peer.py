@@ -4,9 +4,11 @@ client our process drives it with. Requests and replies are JSON lines on stdin 
 
 The peer is maskrcnn_resnet50_fpn(weights=None, weights_backbone=None) with
 box_score_thresh=0, so that the mask head always runs on 100 detections, and its transform
-set to keep the input size (no resize); its train step is its losses, backward and an SGD
-step on random targets. The peer runs `python -m oanet_tf.benchmarking.torch_peer`; the venv
-does not install oanet_tf, so the client puts the package's folder on the child's PYTHONPATH.
+set to keep the input size (no resize), except for JPEG files (serve_files), which it resizes
+with its default transform (short side 800, long side at most 1333) as it would serve them;
+its train step is its losses, backward and an SGD step on random targets. The peer runs
+`python -m oanet_tf.benchmarking.torch_peer`; the venv does not install oanet_tf, so the
+client puts the package's folder on the child's PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -75,18 +77,38 @@ class TorchWorker:
                          "torch_omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                          "torchvision_parameters": sum(p.numel()
                                                        for p in self.model.parameters())}
+        self.default_sizes = (self.model.transform.min_size, self.model.transform.max_size)
         self.call = None
 
-    def prepare(self, mode, height, width, batch, seed, instances, num_things):
-        """mode: serve (JPEG bytes in), infer, backbone_fpn, or train."""
+    def prepare(self, mode, height, width, batch, seed, instances, num_things, files=()):
+        """mode: serve (JPEG bytes in), serve_files (the JPEG `files`, batch = len(files),
+        resized by the default transform), infer, backbone_fpn, or train."""
         torch = self.torch
-        # Keep the input size: the transform resizes so that the short side is min_size
-        # unless the long side would exceed max_size; both are the input's own sides here.
-        self.model.transform.min_size = (min(height, width),)
-        self.model.transform.max_size = max(height, width)
-        pixels = random_images(seed, batch, height, width) / PIXEL_MAX
-        images = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pixels]
-        if mode == "infer":
+        if mode == "serve_files":
+            self.model.transform.min_size, self.model.transform.max_size = self.default_sizes
+        else:
+            # Keep the input size: the transform resizes so that the short side is min_size
+            # unless the long side would exceed max_size; both are the input's own sides.
+            self.model.transform.min_size = (min(height, width),)
+            self.model.transform.max_size = max(height, width)
+        if mode in ("infer", "backbone_fpn", "train"):
+            pixels = random_images(seed, batch, height, width) / PIXEL_MAX
+            images = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pixels]
+        if mode == "serve_files":
+            import torchvision
+
+            self.model.eval()
+            encoded = []
+            for path in files:
+                with open(path, "rb") as f:
+                    encoded.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
+
+            def call():
+                with torch.inference_mode():
+                    decoded = [torchvision.io.decode_jpeg(data).float() / PIXEL_MAX
+                               for data in encoded]
+                    return self.model(decoded)
+        elif mode == "infer":
             self.model.eval()
 
             def call():
@@ -175,10 +197,10 @@ class TorchClient:
             raise RuntimeError(f"torch worker: {reply['error']}")
         return reply
 
-    def prepare(self, mode, size, batch, seed, instances, num_things):
-        """Builds the case the next time() calls run."""
+    def prepare(self, mode, size, batch, seed, instances, num_things, files=()):
+        """Builds the case the next time() calls run (files: serve_files' JPEG paths)."""
         self.request("prepare", mode=mode, height=size[0], width=size[1], batch=batch,
-                     seed=seed, instances=instances, num_things=num_things)
+                     seed=seed, instances=instances, num_things=num_things, files=list(files))
 
     def time(self, count: int) -> list:
         """Seconds of `count` calls of the prepared case."""

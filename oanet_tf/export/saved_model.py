@@ -7,7 +7,8 @@ Signatures (all self-contained: loading needs TensorFlow only, not oanet_tf):
   categories()                               ids, names, isthing, colors of the categories.
 
 The image signatures are `oanet_tf.inference.image_predictor.ImagePredictor`'s functions
-(decoding, resizing as at evaluation, checks of bad input, `OANet.detect` and the eval config's
+(decoding, resizing as at evaluation, each batch padded to its own size rounded up to 32 or to
+a `data.buckets` size, checks of bad input, `OANet.detect` and the eval config's
 post-processing); their outputs are those of `oanet_tf.inference.postprocessor`: each panoptic
 map at its original size with its segment table (ids, dataset category ids, is_thing, scores,
 areas, boxes).

@@ -4,9 +4,12 @@ The functions behind the SavedModel's image signatures (`oanet_tf.export`) and b
 `predict --model-dir`, which runs them in process: the same decoding, resizing and
 post-processing, so both give what TF Serving gives.
 
-Each image is resized as at evaluation (`oanet_tf.data.pipeline.resized_size`, bilinear, no
-jitter), zero-padded to the model's input size and run through `PanopticPredictor` with the
-eval config's merge order; the outputs are those of `oanet_tf.inference.postprocessor`.
+`ImageInputs` turns a request into the model's inputs: each image is resized as at evaluation
+(`oanet_tf.data.image_sizes.resized_size`, bilinear, no jitter) and the batch is zero-padded
+to its own padded size (`image_sizes.padded_size`: its largest image rounded up to a multiple
+of 32, or the smallest of `data.buckets` that holds it), never to a fixed canvas.
+`ImagePredictor` runs those inputs through `PanopticPredictor` with the eval config's merge
+order; the outputs are those of `oanet_tf.inference.postprocessor`.
 
 EXIF orientation is not applied (TensorFlow has no op for it): send upright pixels, as the
 training pipeline sees them after applying it.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from oanet_tf.config import DataConfig, EvalConfig
-from oanet_tf.data import pipeline
+from oanet_tf.data import image_sizes
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.tfrecords import JPEG_DCT_METHOD, PNG_SIGNATURE
 from oanet_tf.inference.postprocessor import empty_outputs
@@ -39,60 +42,21 @@ class ImagePredictor:
 
     def __init__(self, model, categories: CategoryMap, data_config: DataConfig,
                  eval_config: EvalConfig, max_image_side: int):
-        if tuple(data_config.padded_size) != tuple(model.image_size):
-            raise ValueError(f"data.padded_size {tuple(data_config.padded_size)} differs from "
-                             f"the model's image size {tuple(model.image_size)}")
         self.predictor = PanopticPredictor(model, categories, eval_config)
         self.merge_order = eval_config.merge_order
-        self.data_config = data_config
-        self.max_image_side = int(max_image_side)
+        self.inputs = ImageInputs(data_config, max_image_side)
         self.num_segments = model.detections_per_image + model.num_stuff
-        self.padded_size = tuple(int(s) for s in model.image_size)
 
     def from_encoded(self, images):
         """string [B] encoded JPEG, PNG, GIF or BMP images (grayscale and RGBA converted to
-        RGB) -> the outputs."""
-        count = tf.shape(images)[0]
-        indices = tf.range(count)
-        # Undecodable items are dropped by ignore_errors and reported below by index: a
-        # decode error alone would fail the call without saying which item was bad.
-        dataset = tf.data.Dataset.from_tensor_slices((indices, images)).map(
-            self._load_encoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        dataset = dataset.ignore_errors().batch(tf.cast(tf.maximum(count, 1), tf.int64))
-        # When no item decodes, the batch above is missing: an empty one takes its place.
-        nothing = tf.data.Dataset.from_tensors((
-            tf.zeros([0], tf.int32), tf.zeros((0,) + self.padded_size + (3,), tf.float32),
-            tf.zeros([0, 2], tf.int32), tf.zeros([0, 2], tf.int32)))
-        dataset = dataset.concatenate(nothing).take(1)
-
-        def run():
-            loaded, pixels, image_size, original_size = dataset.get_single_element()
-            decoded = tf.reduce_any(indices[:, tf.newaxis] == loaded[tf.newaxis, :], axis=1)
-            first_bad = tf.argmin(tf.cast(decoded, tf.int32), output_type=tf.int32)
-            undecodable = tf.debugging.Assert(tf.reduce_all(decoded), [tf.strings.format(
-                "images[{}] is not a decodable JPEG, PNG, GIF or BMP image", first_bad)],
-                name="check_decodable")
-            with tf.control_dependencies([undecodable]):
-                size_check = self._check_sizes(original_size)
-            with tf.control_dependencies([size_check]):
-                return self._predict(pixels, image_size, original_size)
-
-        return tf.cond(count > 0, run, self._empty)
+        RGB), of any sizes -> the outputs."""
+        return tf.cond(tf.shape(images)[0] > 0,
+                       lambda: self._predict(*self.inputs.from_encoded(images)), self._empty)
 
     def from_pixels(self, images):
         """uint8 [B, H, W, 3] RGB pixels, one size for the batch -> the outputs."""
-        count = tf.shape(images)[0]
-        original_size = tf.tile(tf.shape(images)[tf.newaxis, 1:3], [count, 1])
-
-        def run():
-            with tf.control_dependencies([self._check_sizes(original_size)]):
-                pixels, image_size = tf.map_fn(
-                    self._resize, images, fn_output_signature=(
-                        tf.TensorSpec(self.padded_size + (3,), tf.float32),
-                        tf.TensorSpec([2], tf.int32)))
-            return self._predict(pixels, image_size, original_size)
-
-        return tf.cond(count > 0, run, self._empty)
+        return tf.cond(tf.shape(images)[0] > 0,
+                       lambda: self._predict(*self.inputs.from_pixels(images)), self._empty)
 
     def _predict(self, pixels, image_size, original_size) -> dict:
         _, outputs = self.predictor(pixels, image_size, original_size)
@@ -101,29 +65,79 @@ class ImagePredictor:
     def _empty(self) -> dict:
         return empty_outputs(self.num_segments)
 
+
+class ImageInputs:
+    """A request -> the model's inputs (pixels float32 [B, H, W, 3] zero-padded to the batch's
+    padded size, image_size int32 [B, 2] each image's resized size before padding,
+    original_size int32 [B, 2]), after the checks of bad input. B >= 1: `ImagePredictor`
+    answers an empty batch without them."""
+
+    def __init__(self, data_config: DataConfig, max_image_side: int):
+        self.data_config = data_config
+        self.max_image_side = int(max_image_side)
+
+    def from_encoded(self, images):
+        """string [B] encoded images of any sizes: each resized on its own, the batch padded
+        to its largest, then to its padded size."""
+        count = tf.shape(images)[0]
+        indices = tf.range(count)
+        # Undecodable items are dropped by ignore_errors and reported below by index: a
+        # decode error alone would fail the call without saying which item was bad.
+        dataset = tf.data.Dataset.from_tensor_slices((indices, images)).map(
+            self._load_encoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.ignore_errors().padded_batch(tf.cast(tf.maximum(count, 1), tf.int64))
+        # When no item decodes, the batch above is missing: an empty one takes its place.
+        nothing = tf.data.Dataset.from_tensors((
+            tf.zeros([0], tf.int32), tf.zeros([0, 0, 0, 3], tf.float32),
+            tf.zeros([0, 2], tf.int32), tf.zeros([0, 2], tf.int32)))
+        loaded, pixels, image_size, original_size = \
+            dataset.concatenate(nothing).take(1).get_single_element()
+        decoded = tf.reduce_any(indices[:, tf.newaxis] == loaded[tf.newaxis, :], axis=1)
+        first_bad = tf.argmin(tf.cast(decoded, tf.int32), output_type=tf.int32)
+        undecodable = tf.debugging.Assert(tf.reduce_all(decoded), [tf.strings.format(
+            "images[{}] is not a decodable JPEG, PNG, GIF or BMP image", first_bad)],
+            name="check_decodable")
+        with tf.control_dependencies([undecodable]):
+            size_check = self._check_sizes(original_size)
+        with tf.control_dependencies([size_check]):
+            return (self._pad(pixels, image_size), tf.identity(image_size),
+                    tf.identity(original_size))
+
+    def from_pixels(self, images):
+        """uint8 [B, H, W, 3], one size for the batch: every image resized alike."""
+        count = tf.shape(images)[0]
+        original = tf.shape(images)[1:3]
+        original_size = tf.tile(original[tf.newaxis], [count, 1])
+        with tf.control_dependencies([self._check_sizes(original_size)]):
+            new_h, new_w = image_sizes.resized_size(original[0], original[1], self.data_config)
+            resized = tf.image.resize(images, [new_h, new_w], method="bilinear")
+        image_size = tf.tile(tf.stack([new_h, new_w])[tf.newaxis], [count, 1])
+        return self._pad(resized, image_size), image_size, original_size
+
+    def _pad(self, pixels, image_size):
+        """float32 [B, h, w, 3] (h, w: the largest resized sides) -> zero-padded at the bottom
+        and right to image_sizes.padded_size of the batch."""
+        target = image_sizes.padded_size(image_size, self.data_config.buckets)
+        shape = tf.shape(pixels)
+        padded = tf.pad(pixels, [[0, 0], [0, target[0] - shape[1]],
+                                 [0, target[1] - shape[2]], [0, 0]])
+        padded.set_shape([None, None, None, 3])
+        return padded
+
     def _load_encoded(self, index, data):
-        """One encoded image -> (index, resized and padded float32 [H, W, 3], resized size
-        [2], original size [2]); an image larger than allowed is not decoded, its header
-        size is passed on for `_check_sizes` to report."""
+        """One encoded image -> (index, resized float32 [h, w, 3], resized size [2], original
+        size [2]); an image larger than allowed is not decoded, its header size is passed on
+        for `_check_sizes` to report."""
         header_size = _header_size(data)
         too_large = tf.reduce_any(header_size > self.max_image_side)
         image = tf.cond(too_large, lambda: tf.zeros([1, 1, 3], tf.uint8),
                         lambda: _decode(data))
         original_size = tf.where(too_large, tf.cast(header_size, tf.int32),
                                  tf.shape(image)[:2])
-        pixels, image_size = self._resize(image)
-        return index, pixels, image_size, original_size
-
-    def _resize(self, image):
-        """uint8 [h, w, 3] -> float32 [H, W, 3] resized as the evaluation pipeline does
-        (its `resized_size`, bilinear, no jitter) and zero-padded, int32 [2] size before
-        padding."""
-        shape = tf.shape(image)
-        new_h, new_w = pipeline.resized_size(shape[0], shape[1], self.data_config)
+        new_h, new_w = image_sizes.resized_size(tf.shape(image)[0], tf.shape(image)[1],
+                                                self.data_config)
         resized = tf.image.resize(image, [new_h, new_w], method="bilinear")
-        padded = tf.pad(resized, [[0, self.padded_size[0] - new_h],
-                                  [0, self.padded_size[1] - new_w], [0, 0]])
-        return tf.ensure_shape(padded, self.padded_size + (3,)), tf.stack([new_h, new_w])
+        return index, resized, tf.stack([new_h, new_w]), original_size
 
     def _check_sizes(self, original_size):
         """Assert every image side lies in [1, max_image_side]; the message names the item."""

@@ -31,7 +31,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 from tests.conftest import SAMPLE_ENV
-from tests.tiny_model import tiny_config
+from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import save_config
@@ -158,13 +158,19 @@ def _write_dataset(root: str, images: dict) -> PanopticDataset:
 # --------------------------------------------------------------------------- reference
 
 def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap) -> list:
-    """The evaluation path: [(panoptic [h, w] at the original size, segments_info)]."""
-    batch = next(iter(build_dataset(dataset, config.data, training=False,
-                                    batch_size=len(dataset))))
-    _, outputs = PanopticPredictor(model, categories, config.eval)(
-        batch["images"], batch["image_size"], batch["original_size"])
-    outputs = {k: v.numpy() for k, v in outputs[config.eval.merge_order].items()}
-    return [image_segments(outputs, i) for i in range(len(dataset))]
+    """The evaluation path: [(panoptic [h, w] at the original size, segments_info)] in the
+    dataset's order. Its batches group the images by orientation, each padded to its own
+    largest image; these images' resized sides are at most 64, so every batch, as the served
+    one, is padded to 64x64 and the model sees the same pixels."""
+    found = {}
+    predictor = PanopticPredictor(model, categories, config.eval)
+    for batch in build_dataset(dataset, config.data, training=False, batch_size=len(dataset)):
+        assert tuple(batch["images"].shape[1:3]) == SIZE
+        _, outputs = predictor(batch["images"], batch["image_size"], batch["original_size"])
+        outputs = {k: v.numpy() for k, v in outputs[config.eval.merge_order].items()}
+        for i, image_id in enumerate(batch["image_id"].numpy()):
+            found[int(image_id)] = image_segments(outputs, i)
+    return [found[record.image_id] for record in dataset.records]
 
 
 def _compare(served: dict, index: int, reference) -> dict:
@@ -208,7 +214,7 @@ def model_dir(tmp_path_factory, config):
     root = str(tmp_path_factory.mktemp("model_dir"))
     keras.utils.set_random_seed(0)
     model = build_oanet(config.model, config.train, CATEGORIES)
-    model.detect(tf.zeros((1,) + tuple(config.data.padded_size) + (3,)))  # builds the heads
+    model.detect(tf.zeros((1, *SIZE, 3)))  # builds the heads
     os.makedirs(os.path.join(root, "checkpoints"))
     model.save_weights(os.path.join(root, LAST_WEIGHTS))
     save_config(config, os.path.join(root, CONFIG_FILE))

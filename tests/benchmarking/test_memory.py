@@ -1,0 +1,35 @@
+"""benchmark_memory's cases: the COCO-sized batches, and one measured process of ours."""
+
+import sys
+
+import pytest
+
+from oanet_tf.benchmarking import memory
+from oanet_tf.benchmarking.inputs import R50_CONFIG
+
+
+def test_coco_batches_are_the_coco_suite_train_cases():
+    # 480x640 -> 800x1067 in 800x1088 under coco_r50 (tests/benchmarking/test_coco.py).
+    assert memory.coco_batches(R50_CONFIG) == [
+        {"batch": 2, "resized": [800, 1067], "padded": [800, 1088], "original": [480, 640]},
+        {"batch": 2, "resized": [1067, 800], "padded": [1088, 800], "original": [640, 480]}]
+
+
+def _case(tiny_files, batches) -> dict:
+    return {"config": tiny_files[0], "categories": tiny_files[1], "instances": 2,
+            "batches": batches}
+
+
+def test_one_prepared_step_per_batch(tiny_files):
+    """Prepared only (the steps trace and run in the smoke run of benchmark_memory)."""
+    batches = memory.batches_of_size((64, 64), 1) + [
+        {"batch": 1, "resized": [40, 56], "padded": [64, 64], "original": [30, 42]}]
+    calls = memory.prepared_steps("ours", _case(tiny_files, batches))
+    assert len(calls) == len(batches) and all(callable(c) for c in calls)
+
+
+def test_a_failed_process_reports_its_error(tiny_files, tmp_path):
+    case = _case((str(tmp_path / "missing.yaml"), tiny_files[1]),
+                 memory.batches_of_size((64, 64), 1))
+    with pytest.raises(RuntimeError, match="ours on .* failed:(.|\n)*missing.yaml"):
+        memory.measure(sys.executable, "ours", case)
