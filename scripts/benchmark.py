@@ -33,7 +33,8 @@ the pipeline's images per second over the train step's. A table goes to stdout, 
         [--coco-sample /work/shared/coco/sample]
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
 
-A full run takes about an hour on 2 cores; `--suites synthetic input evaluator` takes minutes.
+A full run takes about an hour and a half on 2 cores (the coco suite about half an hour);
+`--suites synthetic input evaluator` takes minutes.
 The suites live in oanet_tf.benchmarking.suites (the package is pip-installed).
 """
 

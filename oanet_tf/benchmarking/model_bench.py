@@ -27,8 +27,9 @@ SPATIAL_AXES = {"images": (1, 2), "gt_masks": (2, 3), "semantic": (1, 2), "owner
 class OursBench:
     """Our model and one prepared call (`self.call`) at a time. `size` (height, width): the
     size of the random images of `prepare` (the tensors' own size; None when every call is
-    prepared from given inputs). The test score threshold is 0, as the peer's, so both run
-    NMS on every candidate."""
+    prepared from given inputs); with a size, the serving function keeps its JPEGs at it
+    (data.short_side and max_side set to its sides), as the peer's transform keeps them.
+    The test score threshold is 0, as the peer's, so both run NMS on every candidate."""
 
     def __init__(self, config_path, categories_path, size=None, overrides=(),
                  jit_compile="config"):
@@ -40,7 +41,10 @@ class OursBench:
         from oanet_tf.training.schedule import build_optimizer
 
         self.categories = load_categories(categories_path)
-        self.config = load_config(config_path, ["model.test_score_threshold=0.0", *overrides])
+        keep_size = [f"data.short_side={min(size)}", f"data.max_side={max(size)}"] if size \
+            else []
+        self.config = load_config(config_path, ["model.test_score_threshold=0.0", *keep_size,
+                                                *overrides])
         if jit_compile != "config":
             self.config.train.jit_compile = jit_compile
         keras.utils.set_random_seed(self.config.train.seed)

@@ -4,7 +4,8 @@ traced once for batches of any size."""
 import numpy as np
 import pytest
 
-from oanet_tf.benchmarking.model_bench import SPATIAL_AXES, any_size_spec
+from oanet_tf.benchmarking.inputs import encoded_jpeg
+from oanet_tf.benchmarking.model_bench import SPATIAL_AXES, OursBench, any_size_spec
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 
 IMAGE_SIZE, PADDED = (40, 56), (64, 96)
@@ -51,6 +52,15 @@ def test_any_size_spec_leaves_height_and_width_open(tiny_bench):
     assert spec["semantic"].shape.as_list() == spec["owner"].shape.as_list() == [BATCH, None,
                                                                                  None]
     assert spec["gt_boxes"].shape.as_list()[0] == BATCH
+
+
+def test_a_bench_of_one_size_serves_its_jpegs_at_that_size(tiny_files):
+    """As the peer's transform keeps them: the serve rows compare the same sizes."""
+    size = (64, 96)
+    bench = OursBench(*tiny_files, size)
+    pixels, image_size, _ = bench.image_inputs().from_encoded([encoded_jpeg(SEED, *size)])
+    assert tuple(pixels.shape) == (1, *size, 3)
+    np.testing.assert_array_equal(image_size, [size])
 
 
 def test_landscape_and_portrait_batches_share_one_traced_step(tiny_bench):
