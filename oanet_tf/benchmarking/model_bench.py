@@ -28,7 +28,8 @@ class OursBench:
     """Our model and one prepared call (`self.call`) at a time. `size` (height, width): the
     size of the random images of `prepare` (the tensors' own size; None when every call is
     prepared from given inputs); with a size, the serving function keeps its JPEGs at it
-    (data.short_side and max_side set to its sides), as the peer's transform keeps them.
+    (data.short_side and max_side set to its sides, no buckets), as the peer's transform
+    keeps them.
     The test score threshold is 0, as the peer's, so both run NMS on every candidate."""
 
     def __init__(self, config_path, categories_path, size=None, overrides=(),
@@ -41,8 +42,8 @@ class OursBench:
         from oanet_tf.training.schedule import build_optimizer
 
         self.categories = load_categories(categories_path)
-        keep_size = [f"data.short_side={min(size)}", f"data.max_side={max(size)}"] if size \
-            else []
+        keep_size = [f"data.short_side={min(size)}", f"data.max_side={max(size)}",
+                     "data.buckets=[]"] if size else []
         self.config = load_config(config_path, ["model.test_score_threshold=0.0", *keep_size,
                                                 *overrides])
         if jit_compile != "config":

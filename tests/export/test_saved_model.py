@@ -35,6 +35,7 @@ from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import save_config
+from oanet_tf.data import image_sizes
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
@@ -53,8 +54,12 @@ CATEGORIES = CategoryMap.from_categories([
     {"id": 2, "name": "tie", "isthing": 1, "color": [188, 208, 182]},
     {"id": 10, "name": "sky", "isthing": 0, "color": [70, 130, 180]},
     {"id": 11, "name": "grass", "isthing": 0}])  # no color: the export derives one
-OVERRIDES = ("data.short_side=48", "data.max_side=64", "model.test_score_threshold=0.0",
-             "eval.instance_score_threshold=0.0", "eval.min_stuff_area=16")
+# Images resized to at most 64 pixels a side; no bucket (the synthetic config's 128x128 one
+# would pad them to 128, where the random-weight tiny model draws no instance in some images;
+# buckets at serving are tested in tests/inference/test_image_predictor.py).
+OVERRIDES = ("data.short_side=48", "data.max_side=64", "data.buckets=[]",
+             "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
+             "eval.min_stuff_area=16")
 INVALID_ARGUMENT = 3  # the gRPC / TensorFlow status code
 VERSION = "1"
 MODEL_NAME = "oanet"
@@ -159,17 +164,20 @@ def _write_dataset(root: str, images: dict) -> PanopticDataset:
 
 def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap) -> list:
     """The evaluation path: [(panoptic [h, w] at the original size, segments_info)] in the
-    dataset's order. Its batches group the images by orientation, each padded to its own
-    largest image; these images' resized sides are at most 64, so every batch, as the served
-    one, is padded to 64x64 and the model sees the same pixels."""
-    found = {}
+    dataset's order. Its batches group the images by orientation, each padded by
+    image_sizes.padded_size; every one of them is checked to have the padded size of the
+    served batch of all the images, so the model sees the same pixels."""
+    found, canvases, sizes = {}, set(), []
     predictor = PanopticPredictor(model, categories, config.eval)
     for batch in build_dataset(dataset, config.data, training=False, batch_size=len(dataset)):
-        assert tuple(batch["images"].shape[1:3]) == SIZE
+        canvases.add(tuple(batch["images"].shape[1:3]))
+        sizes.append(batch["image_size"])
         _, outputs = predictor(batch["images"], batch["image_size"], batch["original_size"])
         outputs = {k: v.numpy() for k, v in outputs[config.eval.merge_order].items()}
         for i, image_id in enumerate(batch["image_id"].numpy()):
             found[int(image_id)] = image_segments(outputs, i)
+    served = image_sizes.padded_size(tf.concat(sizes, axis=0), config.data.buckets)
+    assert canvases == {tuple(served.numpy())}
     return [found[record.image_id] for record in dataset.records]
 
 
