@@ -410,13 +410,18 @@ def test_an_image_without_instances_keeps_one_padding_slot(tmp_path):
     assert batch["gt_masks"].shape == (1, 1, 64, 32) and not batch["gt_masks"].any()
 
 
+def _training_chunks(data, config, seed: int, chunks: int) -> list:
+    """The first `chunks` grouping chunks of training batches of 2, as numpy dicts."""
+    ds = build_dataset(data, config, training=True, batch_size=2, seed=seed)
+    return [{k: v.numpy() for k, v in b.items()}
+            for b in ds.take(chunks * pipeline.GROUP_BATCHES)]
+
+
 def test_training_batches_hold_one_orientation_but_a_chunk_leftover(tmp_path):
     data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
     config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True)
     chunks = 3
-    ds = build_dataset(data, config, training=True, batch_size=2, seed=4)
-    batches = [{k: v.numpy() for k, v in b.items()}
-               for b in ds.take(chunks * pipeline.GROUP_BATCHES)]
+    batches = _training_chunks(data, config, seed=4, chunks=chunks)
     for chunk in range(chunks):
         part = batches[chunk * pipeline.GROUP_BATCHES:(chunk + 1) * pipeline.GROUP_BATCHES]
         portrait = [[_is_portrait(i) for i in b["image_id"]] for b in part]
@@ -460,9 +465,7 @@ def test_bucket_groups_follow_the_scale_jitter(tmp_path):
     data = PanopticDataset.from_split(_mixed_split(str(tmp_path)))
     config = _config(scale_jitter=(0.6, 1.4), buckets=buckets)
     chunks = 2
-    ds = build_dataset(data, config, training=True, batch_size=2, seed=9)
-    batches = [{k: v.numpy() for k, v in b.items()}
-               for b in ds.take(chunks * pipeline.GROUP_BATCHES)]
+    batches = _training_chunks(data, config, seed=9, chunks=chunks)
     kinds = set()
     for n, batch in enumerate(batches):
         own = {_smallest_bucket(size, buckets) for size in batch["image_size"]}
