@@ -1,9 +1,10 @@
-"""Time oanet_tf's PQ evaluator against panopticapi's pq_compute on the same data and cores.
+"""Time oanet_tf's PQ from files against hotcoco's and panopticapi's pq_compute on the same
+data and cores.
 
 Generates a synthetic COCO panoptic set (500 images of 128x128 by default), a perturbed
-prediction copy of it, then runs both evaluators on it (best of --repeats each, alternating,
-after one untimed read of every PNG), checks that they agree, prints the times and the ratio
-and writes them as JSON. The comparison lives in oanet_tf.benchmarking.evaluator (the package
+prediction copy of it, then runs every evaluator on it (best of --repeats each, alternating,
+after one untimed read of every PNG), reports how far each differs from pq_compute, prints
+the times and writes them as JSON. The comparison lives in oanet_tf.benchmarking.evaluator (the package
 is pip-installed).
 
     python scripts/benchmark_pq.py [--out-dir DIR] [--num-images 500] [--size 128 128]
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
                         metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes of our evaluator (pq_compute always uses every core)")
+                        help="processes of our numpy engine (pq_compute always uses every core)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; best kept")
     parser.add_argument("--json", default="", help="report file (default: OUT_DIR/"
                         "benchmark_pq.json, or runs/benchmark_pq.json with a temporary folder)")

@@ -13,7 +13,7 @@ entry points; the package is pip-installed, so no script edits sys.path or impor
   breakdown       the parts of our inference and train step timed alone
   roi_align       random FPN pyramids and boxes, RoIAlign as a timed function
   input_pipeline  images per second of the input pipeline, from files and from TFRecords
-  evaluator       our PQ evaluator against panopticapi's pq_compute
+  evaluator       our PQ from files against hotcoco's and panopticapi's pq_compute
   suites          the suites benchmark.py composes (model, coco, synthetic, input, evaluator,
                   ops)
 

@@ -1,7 +1,8 @@
-"""Our PQ evaluator against panopticapi's pq_compute on the same data and cores: a synthetic
-COCO panoptic set and a perturbed prediction copy of it, both evaluators on it (best of
-`repeats` each, alternating, after one untimed read of every PNG), and how far they differ.
-numpy only (no TensorFlow)."""
+"""Our PQ from files (`evaluate_files`: its default engine, and its numpy engine) against
+hotcoco's and panopticapi's pq_compute on the same data and cores: a synthetic COCO panoptic
+set and a perturbed prediction copy of it, every evaluator on it (best of `repeats` each,
+alternating, after one untimed read of every PNG), and how far each differs from pq_compute.
+No TensorFlow."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import platform
 
 from oanet_tf.benchmarking.timing import timed
 from oanet_tf.data.synthetic import make_synthetic_dataset
+from oanet_tf.evaluation import hotcoco_engine
 from oanet_tf.evaluation.perturb import perturb_panoptic
-from oanet_tf.evaluation.pq import GROUPS, evaluate_files, format_pq_table
+from oanet_tf.evaluation.pq import AUTO, GROUPS, NUMPY, evaluate_files, format_pq_table
 
 IMAGES = 500  # synthetic images evaluated
 SIZE = (128, 128)  # their height and width
+# The sets the evaluator suite times: (images, (height, width)), small and COCO-sized.
+SETS = ((IMAGES, SIZE), (200, (480, 640)))
+REFERENCE = "panopticapi pq_compute"
 
 
 def max_difference(ours: dict, reference: dict) -> float:
@@ -43,9 +48,24 @@ def read_all(folder: str):
             f.read()
 
 
+def evaluators(workers: int) -> dict:
+    """{name: function(gt_json, gt_dir, pred_json, pred_dir) -> result dict} of every
+    evaluator on this machine (hotcoco's only where it is installed)."""
+    functions = {
+        "oanet_tf evaluate_files": lambda *files: evaluate_files(
+            *files, workers=workers, progress=False, engine=AUTO),
+        "oanet_tf numpy engine": lambda *files: evaluate_files(
+            *files, workers=workers, progress=False, engine=NUMPY),
+        REFERENCE: run_pq_compute,
+    }
+    if hotcoco_engine.available():
+        functions["hotcoco pq_compute"] = hotcoco_engine.evaluate
+    return functions
+
+
 def compare_with_pq_compute(out_dir: str, num_images: int, size: tuple, seed: int,
                             workers: int, repeats: int) -> dict:
-    """Generate the data in out_dir, time both evaluators, print and return the report."""
+    """Generate the data in out_dir, time every evaluator, print and return the report."""
     gt_json = os.path.join(out_dir, "val", "panoptic.json")
     gt_dir = os.path.join(out_dir, "val", "panoptic")
     pred_json, pred_dir = os.path.join(out_dir, "pred.json"), os.path.join(out_dir, "pred")
@@ -55,28 +75,30 @@ def compare_with_pq_compute(out_dir: str, num_images: int, size: tuple, seed: in
     read_all(gt_dir)
     read_all(pred_dir)
 
-    ours_times, reference_times = [], []
+    functions = evaluators(workers)
+    times = {name: [] for name in functions}
+    results = {}
     for _ in range(repeats):
-        seconds, reference = timed(run_pq_compute, gt_json, gt_dir, pred_json, pred_dir)
-        reference_times.append(seconds)
-        seconds, ours = timed(evaluate_files, gt_json, gt_dir, pred_json, pred_dir,
-                              workers=workers, progress=False)
-        ours_times.append(seconds)
+        for name, function in functions.items():
+            seconds, results[name] = timed(function, gt_json, gt_dir, pred_json, pred_dir)
+            times[name].append(seconds)
+    ours = results["oanet_tf evaluate_files"]
     print(format_pq_table(ours))
     report = {
         "num_images": num_images, "image_size": list(size), "seed": seed,
         "cpu_count": os.cpu_count(), "ours_workers": workers,
         "pq_compute_workers": multiprocessing.cpu_count(), "repeats": repeats,
-        "python": platform.python_version(),
-        "ours_seconds": min(ours_times), "pq_compute_seconds": min(reference_times),
-        "ours_all_seconds": ours_times, "pq_compute_all_seconds": reference_times,
-        "speedup": min(reference_times) / min(ours_times),
-        "max_abs_difference": max_difference(ours, reference),
+        "python": platform.python_version(), "engine": ours["engine"],
+        "seconds": {name: min(values) for name, values in times.items()},
+        "all_seconds": times,
+        "max_abs_difference": {name: max_difference(result, results[REFERENCE])
+                               for name, result in results.items() if name != REFERENCE},
         "pq": {name: ours[name] for name, _ in GROUPS},
     }
-    print(f"oanet_tf evaluate_files: {report['ours_seconds']:.3f} s ({workers} workers)")
-    print(f"panopticapi pq_compute:  {report['pq_compute_seconds']:.3f} s "
-          f"({report['pq_compute_workers']} workers)")
-    print(f"speed-up: {report['speedup']:.2f}x; largest difference between the two: "
-          f"{report['max_abs_difference']:.3g}")
+    print(f"engine of evaluate_files: {ours['engine']}")
+    for name, seconds in report["seconds"].items():
+        difference = report["max_abs_difference"].get(name)
+        print(f"{name:<26} {seconds:8.3f} s"
+              + (f"   max |difference| to {REFERENCE}: {difference:.3g}"
+                 if difference is not None else ""))
     return report

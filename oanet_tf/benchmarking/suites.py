@@ -9,7 +9,8 @@ beside its peer on this machine's CPU, interleaved call by call:
   synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
   input      the input pipeline from COCO files and from TFRecords, against the train step
              it feeds (target: INPUT_TARGET times its images per second);
-  evaluator  our PQ evaluator against panopticapi's pq_compute;
+  evaluator  our PQ from files against hotcoco's and panopticapi's pq_compute, on a small
+             and a COCO-sized synthetic set;
   ops        the ops the model picks without XLA against their XLA-compilable variants:
              RoIAlign, proposal NMS, and the SRM on the cells its loss or Eq. 3 reads.
 """
@@ -131,14 +132,24 @@ def input_suite(args, work_dir, train_rows) -> list:
 
 
 def evaluator_suite(args, work_dir) -> list:
-    report = evaluator.compare_with_pq_compute(
-        os.path.join(work_dir, "pq"), evaluator.IMAGES, evaluator.SIZE, args.seed,
-        os.cpu_count() or 1, args.repeats)
-    ours = evaluator.IMAGES / report["ours_seconds"]
-    theirs = evaluator.IMAGES / report["pq_compute_seconds"]
-    return [row("evaluator", "PQ evaluation", evaluator.SIZE, None, "images/s", ours, theirs,
-                "panopticapi pq_compute", ours / theirs,
-                note=f"max |difference| {report['max_abs_difference']:.1e}")]
+    """Per set of evaluator.SETS: our evaluate_files (its default engine) against each peer,
+    in images per second."""
+    rows = []
+    for num_images, size in evaluator.SETS:
+        report = evaluator.compare_with_pq_compute(
+            os.path.join(work_dir, f"pq_{size[0]}x{size[1]}"), num_images, size, args.seed,
+            os.cpu_count() or 1, args.repeats)
+        seconds = report["seconds"]
+        ours = num_images / seconds.pop("oanet_tf evaluate_files")
+        for peer_name, peer_seconds in seconds.items():
+            difference = report["max_abs_difference"].get(peer_name)
+            rows.append(row("evaluator", f"PQ from files, {num_images} images ({report['engine']})",
+                            size, None, "images/s", ours, num_images / peer_seconds, peer_name,
+                            ours * peer_seconds / num_images,
+                            note="" if difference is None else
+                            f"its max |difference| to pq_compute {difference:.1e}"))
+            print(format_rows(rows[-1:], header=False), flush=True)
+    return rows
 
 
 def ops_suite(args) -> list:

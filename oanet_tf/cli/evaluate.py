@@ -1,5 +1,6 @@
 """`python -m oanet_tf evaluate`: predict a COCO-format split with a trained model dir and
-report PQ (ours and panopticapi's), ownership accuracy and detection quality."""
+report PQ (streamed during prediction, and from the written files), ownership accuracy and
+detection quality."""
 
 from __future__ import annotations
 
@@ -25,11 +26,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from panopticapi.evaluation import pq_compute
-
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
-    from oanet_tf.evaluation.pq import format_pq_table
+    from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
     from oanet_tf.evaluation.detection import DetectionQuality
     from oanet_tf.inference.evaluate import evaluate_model, format_comparison
     from oanet_tf.inference.writer import PanopticWriter
@@ -56,11 +55,13 @@ def run(args) -> int:
         print(f"\nmerge order {order}: PQ from oanet_tf")
         print(format_pq_table(results[order]["pq"]))
         if not config.eval.max_images:
-            print(f"merge order {order}: PQ from panopticapi.evaluation.pq_compute")
-            official = pq_compute(split.panoptic_json, writers[order].out_json,
-                                  split.panoptic_dir, writers[order].out_dir)
-            results[order]["pq_panopticapi"] = {k: official[k] for k in ("All", "Things",
-                                                                           "Stuff")}
+            from_files = evaluate_files(split.panoptic_json, split.panoptic_dir,
+                                        writers[order].out_json, writers[order].out_dir,
+                                        progress=False)
+            print(f"merge order {order}: PQ from the written files ({from_files['engine']})")
+            print(format_pq_table(from_files))
+            results[order]["pq_files"] = {k: from_files[k] for k in ("All", "Things", "Stuff",
+                                                                     "engine")}
     results["detection_quality"] = detection_quality.result()
     print()
     print(format_comparison({o: results[o] for o in orders}))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from oanet_tf.evaluation.pq import (evaluate_files, format_per_class_table, format_pq_table,
-                                    load_panoptic_json)
+from oanet_tf.evaluation.pq import (AUTO, ENGINES, evaluate_files, format_per_class_table,
+                                    format_pq_table, load_panoptic_json)
 from oanet_tf.fileio import write_json
 
 
@@ -22,15 +22,18 @@ def add_arguments(parser):
     parser.add_argument("--pred-json", required=True, help="predicted COCO panoptic JSON")
     parser.add_argument("--pred-dir", required=True, help="folder of the predicted PNGs")
     parser.add_argument("--out", default="", help="write the metrics here as JSON")
+    parser.add_argument("--engine", choices=ENGINES, default=AUTO,
+                        help="hotcoco (Rust, faster) or numpy; auto: hotcoco where installed")
     parser.add_argument("--workers", type=_workers, default=0,
-                        help="processes scoring images (default: all cores)")
+                        help="processes of the numpy engine (default: all cores)")
     parser.add_argument("--per-class", action="store_true",
                         help="also print PQ / SQ / RQ and TP / FP / FN of every category")
 
 
 def run(args) -> int:
     result = evaluate_files(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
-                            workers=args.workers or None)
+                            workers=args.workers or None, engine=args.engine)
+    print(f"PQ from {result['engine']}")
     print(format_pq_table(result))
     if args.per_class:
         categories = load_panoptic_json(args.gt_json, "ground-truth JSON")["categories"]

@@ -19,7 +19,9 @@ raise `DatasetError` for ground truth as well as predictions, and a group with n
 category (e.g. no stuff at all) reports 0 with n = 0 instead of dividing by zero.
 
 The per-image work is vectorised: pixels are mapped to segment slots with one table lookup
-and all GT x prediction intersections come from one `bincount`.
+and all GT x prediction intersections come from one `bincount`. From files, hotcoco scores
+instead where it is installed (`evaluate_files`' engine, see `hotcoco_engine`): the same
+numbers, faster; this evaluator stays the in-training streaming metric and the fallback.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from oanet_tf.data.panoptic_format import (MAX_SEGMENT_ID, VOID_ID, CategoryMap,
                                            annotations_by_image, load_panoptic_json,
                                            read_id_png)
 from oanet_tf.errors import DatasetError
+from oanet_tf.evaluation import hotcoco_engine
 
 MATCH_IOU = 0.5  # a match needs IoU strictly above this
 IGNORED_FRACTION = 0.5  # an unmatched prediction more than this on void/crowd is not an FP
@@ -42,6 +45,9 @@ GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 # Statistics rows of the accumulator arrays.
 IOU, TP, FP, FN = range(4)
 IMAGES_PER_TASK = 16  # images a worker scores per task (amortises the inter-process traffic)
+# Engines of evaluate_files: hotcoco where installed (auto), or either by name.
+AUTO, HOTCOCO, NUMPY = "auto", "hotcoco", "numpy"
+ENGINES = (AUTO, HOTCOCO, NUMPY)
 
 
 class PQAccumulator:
@@ -279,14 +285,46 @@ def _start_method() -> str:
     return "fork"
 
 
+def resolve_engine(engine: str) -> str:
+    """auto -> hotcoco if installed, else numpy; hotcoco when it is missing -> an error."""
+    if engine not in ENGINES:
+        raise ValueError(f"PQ engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == AUTO:
+        return HOTCOCO if hotcoco_engine.available() else NUMPY
+    if engine == HOTCOCO and not hotcoco_engine.available():
+        raise DatasetError("PQ engine hotcoco is not installed (pip install hotcoco); "
+                           "use engine numpy")
+    return engine
+
+
 def evaluate_files(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
-                   workers: int | None = None, progress: bool = True) -> dict:
+                   workers: int | None = None, progress: bool = True,
+                   engine: str = AUTO) -> dict:
     """PQ of COCO panoptic predictions (JSON + PNG folder) against ground truth; see
-    `PQAccumulator.result` for the returned dict. `workers` processes (default: all cores)
-    score the images; predictions for images absent from the ground truth are ignored."""
+    `PQAccumulator.result` for the returned dict, plus "engine" (which one scored).
+    Predictions for images absent from the ground truth are ignored.
+
+    `engine` (ENGINES): hotcoco, or this module's numpy evaluator in `workers` processes
+    (default: all cores). hotcoco rejects the inconsistent inputs the numpy evaluator does
+    (tests/evaluation/test_pq.py runs every bad case through both); when it fails, the numpy
+    evaluator runs to name the file and the problem."""
+    engine = resolve_engine(engine)
+    if engine == HOTCOCO:
+        try:
+            result = hotcoco_engine.evaluate(gt_json, gt_dir, pred_json, pred_dir)
+        except Exception as error:  # hotcoco raises OSError, ValueError, ... on bad input
+            categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
+            _score_numpy(categories, tasks, workers, progress)  # raises naming the file
+            raise DatasetError(f"{pred_json}: hotcoco failed where the numpy evaluator did "
+                               f"not: {error}") from error
+        return {**result, "engine": f"hotcoco {hotcoco_engine.version()}"}
+    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
+    return {**_score_numpy(categories, tasks, workers, progress), "engine": NUMPY}
+
+
+def _score_numpy(categories, tasks, workers, progress) -> dict:
     from tqdm import tqdm
 
-    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
     accumulator = PQAccumulator(categories)
     workers = max(1, min(int(workers or os.cpu_count() or 1), len(tasks)))
     per_task = max(1, min(IMAGES_PER_TASK, len(tasks) // (4 * workers)))

@@ -16,7 +16,9 @@ from PIL import Image
 from oanet_tf.__main__ import main
 from oanet_tf.errors import DatasetError
 from oanet_tf.evaluation.perturb import perturb_panoptic
-from oanet_tf.evaluation.pq import PQAccumulator, evaluate_files, format_pq_table, read_id_png
+from oanet_tf.evaluation import hotcoco_engine
+from oanet_tf.evaluation.pq import (AUTO, HOTCOCO, NUMPY, PQAccumulator, evaluate_files,
+                                    format_pq_table, read_id_png, resolve_engine)
 from tests.evaluation.panoptic_cases import (CATEGORIES, HAND_CATEGORIES, hand_case,
                                              random_dataset, random_gt_image, random_prediction,
                                              segments_of, write_dataset)
@@ -24,10 +26,19 @@ from tests.evaluation.panoptic_cases import (CATEGORIES, HAND_CATEGORIES, hand_c
 
 TOLERANCE = 1e-9
 GROUP_NAMES = ("All", "Things", "Stuff")
+# Both engines of evaluate_files meet the same checks (hotcoco where installed).
+ENGINES = [NUMPY, pytest.param(HOTCOCO, marks=pytest.mark.skipif(
+    not hotcoco_engine.available(), reason="hotcoco is not installed"))]
 
 
-def assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir, workers=1):
-    ours = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, workers=workers, progress=False)
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+def assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir, engine, workers=1):
+    ours = evaluate_files(gt_json, gt_dir, pred_json, pred_dir, workers=workers, progress=False,
+                          engine=engine)
     reference = pq_compute(gt_json, pred_json, gt_dir, pred_dir)
     for name in GROUP_NAMES:
         assert ours[name]["n"] == reference[name]["n"], name
@@ -69,14 +80,14 @@ def test_hand_computed_case():
     assert table[2].split() == ["All", "|", "47.2", "58.3", "55.6", "3"]
 
 
-def test_hand_case_matches_pq_compute(tmp_path):
+def test_hand_case_matches_pq_compute(tmp_path, engine):
     gt, gt_segments, pred, pred_segments = hand_case()
     gt_info = segments_of(gt, {s["id"]: s["category_id"] for s in gt_segments},
                           {s["id"]: s["iscrowd"] for s in gt_segments})
     pred_info = segments_of(pred, {s["id"]: s["category_id"] for s in pred_segments})
     gt_files = write_dataset(str(tmp_path), "gt", [(7, gt, gt_info)], HAND_CATEGORIES)
     pred_files = write_dataset(str(tmp_path), "pred", [(7, pred, pred_info)], HAND_CATEGORIES)
-    assert_same_as_pq_compute(*gt_files, *pred_files)
+    assert_same_as_pq_compute(*gt_files, *pred_files, engine)
 
 
 def test_merge_equals_one_pass():
@@ -116,15 +127,15 @@ def ignorable_predictions(gt_json, gt_dir, pred_json, pred_dir) -> dict:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_datasets_match_pq_compute(tmp_path, seed):
+def test_random_datasets_match_pq_compute(tmp_path, seed, engine):
     files = random_dataset(str(tmp_path), seed)
-    result = assert_same_as_pq_compute(*files)
+    result = assert_same_as_pq_compute(*files, engine)
     assert result["Things"]["n"] > 0 and result["Stuff"]["n"] > 0
     counts = ignorable_predictions(*files)  # the data exercise both "not a FP" rules
     assert counts["void"] > 0 and counts["crowd"] > 0, counts
 
 
-def test_json_area_of_ground_truth_is_used_like_pq_compute(tmp_path):
+def test_json_area_of_ground_truth_is_used_like_pq_compute(tmp_path, engine):
     """pq_compute takes a GT segment's area from the JSON; so do we (a stale area changes IoU)."""
     gt_json, gt_dir, pred_json, pred_dir = random_dataset(str(tmp_path), seed=3)
     with open(gt_json) as f:
@@ -134,42 +145,55 @@ def test_json_area_of_ground_truth_is_used_like_pq_compute(tmp_path):
             seg["area"] += seg["id"] % 7
     with open(gt_json, "w") as f:
         json.dump(data, f)
-    assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir)
+    assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir, engine)
 
 
 def test_parallel_workers_match_one_process(tmp_path):
     files = random_dataset(str(tmp_path), seed=4, num_images=9)
-    single = evaluate_files(*files, workers=1, progress=False)
-    parallel = evaluate_files(*files, workers=2, progress=False)
+    single = evaluate_files(*files, workers=1, progress=False, engine=NUMPY)
+    parallel = evaluate_files(*files, workers=2, progress=False, engine=NUMPY)
     for name in GROUP_NAMES:
         assert parallel[name] == pytest.approx(single[name], abs=1e-12)
     for category_id, row in single["per_class"].items():
         assert parallel["per_class"][category_id] == pytest.approx(row, abs=1e-12)
 
 
-def test_real_coco_sample_matches_pq_compute(coco_sample_dir, tmp_path):
+def test_real_coco_sample_matches_pq_compute(coco_sample_dir, tmp_path, engine):
     gt_json = os.path.join(coco_sample_dir, "panoptic.json")
     gt_dir = os.path.join(coco_sample_dir, "panoptic")
     pred_json, pred_dir = str(tmp_path / "pred.json"), str(tmp_path / "pred")
     perturb_panoptic(gt_json, gt_dir, pred_json, pred_dir, seed=0)
-    result = assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir)
+    result = assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir, engine)
     assert 0 < result["All"]["pq"] < 1
     # The ground truth scored against itself is perfect.
-    perfect = evaluate_files(gt_json, gt_dir, gt_json, gt_dir, workers=1, progress=False)
+    perfect = evaluate_files(gt_json, gt_dir, gt_json, gt_dir, workers=1, progress=False,
+                             engine=engine)
     assert perfect["All"]["pq"] == pytest.approx(1.0)
 
 
-def test_synthetic_dataset_matches_pq_compute(synthetic_dir, tmp_path):
+def test_synthetic_dataset_matches_pq_compute(synthetic_dir, tmp_path, engine):
     gt_json = os.path.join(synthetic_dir, "val", "panoptic.json")
     gt_dir = os.path.join(synthetic_dir, "val", "panoptic")
     pred_json, pred_dir = str(tmp_path / "pred.json"), str(tmp_path / "pred")
     perturb_panoptic(gt_json, gt_dir, pred_json, pred_dir, seed=1)
-    assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir)
+    assert_same_as_pq_compute(gt_json, gt_dir, pred_json, pred_dir, engine)
 
 
 @pytest.fixture()
 def small_files(tmp_path):
     return random_dataset(str(tmp_path), seed=8, num_images=2)
+
+
+@pytest.fixture(params=ENGINES)
+def bad_files_error(small_files, request):
+    """The error evaluate_files raises, with the given engine, on small_files as a test broke
+    them: the same message from either engine."""
+    def error() -> str:
+        with pytest.raises(DatasetError) as info:
+            evaluate_files(*small_files, workers=1, progress=False, engine=request.param)
+        return str(info.value)
+
+    return error
 
 
 def _edit_json(path, edit):
@@ -180,48 +204,42 @@ def _edit_json(path, edit):
         json.dump(data, f)
 
 
-def _error(files) -> str:
-    with pytest.raises(DatasetError) as info:
-        evaluate_files(*files, workers=1, progress=False)
-    return str(info.value)
-
-
-def test_missing_prediction_png(small_files):
+def test_missing_prediction_png(small_files, bad_files_error):
     os.remove(os.path.join(small_files[3], "000002.png"))
-    assert "prediction PNG not found" in _error(small_files)
-    assert os.path.join(small_files[3], "000002.png") in _error(small_files)
+    assert "prediction PNG not found" in bad_files_error()
+    assert os.path.join(small_files[3], "000002.png") in bad_files_error()
 
 
-def test_prediction_of_other_size(small_files):
+def test_prediction_of_other_size(small_files, bad_files_error):
     path = os.path.join(small_files[3], "000001.png")
     Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(path)
-    message = _error(small_files)
+    message = bad_files_error()
     assert path in message and "5x6" in message and "20x28" in message
 
 
-def test_segment_in_png_not_in_json(small_files):
+def test_segment_in_png_not_in_json(small_files, bad_files_error):
     _edit_json(small_files[2], lambda d: d["annotations"][0]["segments_info"].pop())
-    message = _error(small_files)
+    message = bad_files_error()
     assert "image 1" in message and "not in segments_info" in message
 
 
-def test_segment_in_json_not_in_png(small_files):
+def test_segment_in_json_not_in_png(small_files, bad_files_error):
     _edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"].append(
         {"id": 5, "category_id": 1, "iscrowd": 0}))
-    message = _error(small_files)
+    message = bad_files_error()
     assert "image 2" in message and "[5]" in message and "not in the id map" in message
 
 
-def test_unknown_category(small_files):
+def test_unknown_category(small_files, bad_files_error):
     _edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"][0].update(
         category_id=999))
-    message = _error(small_files)
+    message = bad_files_error()
     assert small_files[2] in message and "unknown category_id 999" in message
 
 
-def test_missing_prediction_for_image(small_files):
+def test_missing_prediction_for_image(small_files, bad_files_error):
     _edit_json(small_files[2], lambda d: d["annotations"].pop(0))
-    message = _error(small_files)
+    message = bad_files_error()
     assert "no prediction for 1 ground-truth image" in message and "[1]" in message
 
 
@@ -235,16 +253,16 @@ def test_missing_and_malformed_json(small_files, tmp_path):
         evaluate_files(gt_json, gt_dir, pred_json, pred_dir, workers=1)
 
 
-def test_png_that_is_not_rgb(small_files):
+def test_png_that_is_not_rgb(small_files, bad_files_error):
     path = os.path.join(small_files[3], "000001.png")
     Image.fromarray(np.zeros((20, 28), np.uint8)).save(path)
-    assert "mode L" in _error(small_files)
+    assert "mode L" in bad_files_error()
 
 
 def test_error_raised_in_a_worker_process(small_files):
     os.remove(os.path.join(small_files[1], "000001.png"))
     with pytest.raises(DatasetError, match="ground-truth PNG not found"):
-        evaluate_files(*small_files, workers=2, progress=False)
+        evaluate_files(*small_files, workers=2, progress=False, engine=NUMPY)
 
 
 def test_cli_prints_table_and_writes_json(small_files, tmp_path, capsys):
@@ -274,6 +292,18 @@ def test_cli_reports_errors_in_one_line(small_files, capsys):
                  "--pred-dir", "/nonexistent/folder", "--workers", "1"])
     assert code == 2
     assert "error: prediction PNG not found: /nonexistent/folder" in capsys.readouterr().err
+
+
+def test_engine_choice(monkeypatch):
+    assert resolve_engine(NUMPY) == NUMPY
+    with pytest.raises(ValueError, match="one of auto, hotcoco, numpy"):
+        resolve_engine("fast")
+    monkeypatch.setattr(hotcoco_engine, "available", lambda: False)
+    assert resolve_engine(AUTO) == NUMPY
+    with pytest.raises(DatasetError, match="hotcoco is not installed"):
+        resolve_engine(HOTCOCO)
+    monkeypatch.setattr(hotcoco_engine, "available", lambda: True)
+    assert resolve_engine(AUTO) == HOTCOCO
 
 
 def test_accumulator_rejects_bad_id_maps():

@@ -646,9 +646,9 @@ def test_predict_cli_missing_input(tmp_path, exported, capsys):
 
 # --------------------------------------------------------------------------- evaluate CLI
 
-def test_evaluate_cli_reports_ours_and_panopticapi(tmp_path, config, synthetic_dir, capsys):
-    """`evaluate` writes predictions per merge order and metrics whose PQ equals
-    panopticapi's on the written files; a dataset of other categories is refused."""
+def test_evaluate_cli_reports_streamed_and_file_pq(tmp_path, config, synthetic_dir, capsys):
+    """`evaluate` writes predictions per merge order and metrics whose streamed PQ equals
+    the PQ of the written files; a dataset of other categories is refused."""
     categories = PanopticDataset(f"{synthetic_dir}/val/images", f"{synthetic_dir}/val/panoptic.json",
                                  f"{synthetic_dir}/val/panoptic").categories
     root = str(tmp_path / "model")
@@ -665,7 +665,7 @@ def test_evaluate_cli_reports_ours_and_panopticapi(tmp_path, config, synthetic_d
     metrics = read_json(str(out / "metrics.json"))
     for order in ("ranking", "detection"):
         assert (out / f"panoptic_{order}.json").is_file()
-        ours, official = metrics[order]["pq"], metrics[order]["pq_panopticapi"]
+        ours, official = metrics[order]["pq"], metrics[order]["pq_files"]
         for group in ("All", "Things", "Stuff"):
             for key in ("pq", "sq", "rq", "n"):
                 assert abs(ours[group][key] - official[group][key]) < 1e-9
