@@ -16,6 +16,8 @@ entry points; the package is pip-installed, so no script edits sys.path or impor
   evaluator       our PQ from files against hotcoco's and panopticapi's pq_compute
   suites          the suites benchmark.py composes (model, coco, synthetic, input, evaluator,
                   ops)
+  device_check    the GPU check (scripts/device_check.sh): train step, latency and peak GPU
+                  memory beside torchvision on the same GPU; a CPU dry run
 
 inputs, timing and torch_peer load no TensorFlow when imported: the torchvision peer, in its
 own venv, imports them.

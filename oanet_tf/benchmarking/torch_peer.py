@@ -6,7 +6,9 @@ The peer is maskrcnn_resnet50_fpn(weights=None, weights_backbone=None) with
 box_score_thresh=0, so that the mask head always runs on 100 detections, and its transform
 set to keep the input size (no resize), except for JPEG files (serve_files), which it resizes
 with its default transform (short side 800, long side at most 1333) as it would serve them;
-its train step is its losses, backward and an SGD step on random targets. The peer runs
+its train step is its losses, backward and an SGD step on random targets. A case runs on a
+device ("cpu" or "cuda") and in a precision (float32, or bfloat16 under torch.autocast);
+on a GPU each call waits for the device. The peer runs
 `python -m oanet_tf.benchmarking.torch_peer`; the venv does not install oanet_tf, so the
 client puts the package's folder on the child's PYTHONPATH.
 """
@@ -35,6 +37,7 @@ TORCH_OMP_WAIT_POLICY = "PASSIVE"
 TORCH_LEARNING_RATE = 0.0025  # irrelevant to the timing; small enough to stay finite
 TORCH_MOMENTUM = 0.9
 TORCH_WEIGHT_DECAY = 1e-4
+PRECISIONS = ("float32", "bfloat16")  # the peer's: plain, or under torch.autocast
 # Where `import oanet_tf` finds the package: the folder that holds it.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(oanet_tf.__file__)))
 
@@ -80,10 +83,13 @@ class TorchWorker:
         self.default_sizes = (self.model.transform.min_size, self.model.transform.max_size)
         self.call = None
 
-    def prepare(self, mode, height, width, batch, seed, instances, num_things, files=()):
+    def prepare(self, mode, height, width, batch, seed, instances, num_things, files=(),
+                device="cpu", precision="float32"):
         """mode: serve (JPEG bytes in), serve_files (the JPEG `files`, batch = len(files),
-        resized by the default transform), infer, backbone_fpn, or train."""
+        resized by the default transform), infer, backbone_fpn, or train; on `device` in
+        `precision` (PRECISIONS)."""
         torch = self.torch
+        self.model.to(device)
         if mode == "serve_files":
             self.model.transform.min_size, self.model.transform.max_size = self.default_sizes
         else:
@@ -93,7 +99,8 @@ class TorchWorker:
             self.model.transform.max_size = max(height, width)
         if mode in ("infer", "backbone_fpn", "train"):
             pixels = random_images(seed, batch, height, width) / PIXEL_MAX
-            images = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in pixels]
+            images = [torch.from_numpy(p).permute(2, 0, 1).contiguous().to(device)
+                      for p in pixels]
         if mode == "serve_files":
             import torchvision
 
@@ -137,9 +144,9 @@ class TorchWorker:
             self.model.train()
             boxes, classes, masks = random_instances(seed, batch, height, width, instances,
                                                      num_things)
-            targets = [{"boxes": torch.from_numpy(b[:, [1, 0, 3, 2]].copy()),
-                        "labels": torch.from_numpy(c.astype("int64")),
-                        "masks": torch.from_numpy(m)}
+            targets = [{"boxes": torch.from_numpy(b[:, [1, 0, 3, 2]].copy()).to(device),
+                        "labels": torch.from_numpy(c.astype("int64")).to(device),
+                        "masks": torch.from_numpy(m).to(device)}
                        for b, c, m in zip(boxes, classes, masks)]
 
             def call():
@@ -149,7 +156,32 @@ class TorchWorker:
                 total.backward()
                 self.optimizer.step()
                 return total.detach().item()
-        self.call = call
+        self.call = self._on_device(call, device, precision)
+
+    def _on_device(self, call, device: str, precision: str):
+        """call under autocast in `precision`, waiting for the device before it returns."""
+        torch = self.torch
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        device_type = torch.device(device).type
+
+        def on_device():
+            with torch.autocast(device_type, dtype=torch.bfloat16,
+                                enabled=precision == "bfloat16"):
+                result = call()
+            if device_type == "cuda":
+                torch.cuda.synchronize()
+            return result
+        return on_device
+
+    def peak_memory(self):
+        """Peak bytes allocated on the GPU since the last call (None without one)."""
+        torch = self.torch
+        if not torch.cuda.is_available():
+            return None
+        peak = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        return peak
 
 
 def serve(threads: int) -> int:
@@ -159,19 +191,26 @@ def serve(threads: int) -> int:
     worker = TorchWorker(threads)
     for line in sys.stdin:
         request = json.loads(line)
-        op = request.pop("op")
-        if op == "versions":
-            reply = worker.versions
-        elif op == "prepare":
-            worker.prepare(**request)
-            reply = {"ok": True}
-        elif op == "time":
-            reply = {"seconds": timed_calls(worker.call, request["count"])}
-        else:
-            reply = {"error": f"unknown op {op!r}"}
+        try:
+            reply = _reply(worker, request.pop("op"), request)
+        except Exception as error:  # the client raises it; the worker stays up
+            reply = {"error": f"{type(error).__name__}: {error}"}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
     return 0
+
+
+def _reply(worker: TorchWorker, op: str, request: dict) -> dict:
+    if op == "versions":
+        return worker.versions
+    if op == "prepare":
+        worker.prepare(**request)
+        return {"ok": True}
+    if op == "time":
+        return {"seconds": timed_calls(worker.call, request["count"])}
+    if op == "peak_memory":
+        return {"bytes": worker.peak_memory()}
+    return {"error": f"unknown op {op!r}"}
 
 
 class TorchClient:
@@ -197,10 +236,16 @@ class TorchClient:
             raise RuntimeError(f"torch worker: {reply['error']}")
         return reply
 
-    def prepare(self, mode, size, batch, seed, instances, num_things, files=()):
+    def prepare(self, mode, size, batch, seed, instances, num_things, files=(), device="cpu",
+                precision="float32"):
         """Builds the case the next time() calls run (files: serve_files' JPEG paths)."""
         self.request("prepare", mode=mode, height=size[0], width=size[1], batch=batch,
-                     seed=seed, instances=instances, num_things=num_things, files=list(files))
+                     seed=seed, instances=instances, num_things=num_things, files=list(files),
+                     device=device, precision=precision)
+
+    def peak_memory(self):
+        """Peak GPU bytes the peer allocated since the last call (None without a GPU)."""
+        return self.request("peak_memory")["bytes"]
 
     def time(self, count: int) -> list:
         """Seconds of `count` calls of the prepared case."""

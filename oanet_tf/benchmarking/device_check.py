@@ -1,0 +1,238 @@
+"""The GPU check (scripts/device_check.sh runs it): our R50 train step and inference on one
+GPU beside torchvision's Mask R-CNN R50-FPN on the same GPU, in one run, as a JSON report
+and a Markdown table.
+
+Rows (random weights, random images; see model_bench and torch_peer for what each call is):
+- train step, images per second, at --size and --train-batch: ours under --precision
+  (mixed_bfloat16 by default), without and with XLA; torchvision in float32 and under
+  bfloat16 autocast;
+- inference latency (ours: PanopticPredictor, the merge included) at each --infer-batches,
+  ours under --precision, torchvision in both precisions;
+- the peak GPU memory of every row (TensorFlow's allocator statistics; torch's
+  max_memory_allocated).
+Every row is written as soon as it is measured (temp file, then rename), and no new row
+starts once --budget-s has passed, so a run cut short keeps what it measured.
+
+--dry-run runs the same code on the CPU at a tiny size (CI checks it without a GPU).
+
+    python -m oanet_tf.benchmarking.device_check [--dry-run] [--size 1024 1024]
+        [--train-batch 8] [--infer-batches 1 8] [--precision mixed_bfloat16]
+        [--xla both|on|off] [--config C] [--torch-python PYTHON] [--out runs/device_check.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from oanet_tf.benchmarking.inputs import R50_CONFIG, SYNTHETIC_CONFIG
+from oanet_tf.benchmarking.timing import median
+from oanet_tf.fileio import atomic_open, write_json
+
+# COCO panoptic's categories: 80 things and 53 stuff (the counts are all a random-weight
+# model needs; the device machine has no COCO files).
+COCO_THINGS, COCO_STUFF = 80, 53
+INSTANCES = 8  # ground-truth instances per training image
+SEED = 0
+XLA_CHOICES = {"both": (False, True), "on": (True,), "off": (False,)}
+TORCH_PRECISIONS = ("float32", "bfloat16")
+BYTES_PER_GIB = 2 ** 30
+DEFAULT_BUDGET_S = 360  # leaves the installs of device_check.sh inside 8 minutes
+DRY_RUN = {"size": (64, 64), "train_batch": 2, "infer_batches": (1,), "warmup": 0,
+           "repeats": 1}
+
+
+def coco_categories(num_things: int = COCO_THINGS, num_stuff: int = COCO_STUFF) -> list:
+    """COCO-format category dicts: num_things things, then num_stuff stuff."""
+    return [{"id": k + 1, "name": f"category_{k + 1}", "isthing": int(k < num_things)}
+            for k in range(num_things + num_stuff)]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="on the CPU at a tiny size, the synthetic config's small model")
+    parser.add_argument("--size", type=int, nargs=2, default=(1024, 1024),
+                        metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--infer-batches", type=int, nargs="+", default=(1, 8))
+    parser.add_argument("--precision", default="mixed_bfloat16",
+                        choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    parser.add_argument("--config", default="",
+                        help="our model's config (default: configs/coco_r50.yaml; "
+                             "configs/synthetic.yaml with --dry-run)")
+    parser.add_argument("--xla", choices=tuple(XLA_CHOICES), default="both",
+                        help="our train step without XLA, with it, or both")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help="start no new row after this many seconds")
+    parser.add_argument("--torch-python", default="",
+                        help="a python with torch and torchvision (none: ours alone)")
+    parser.add_argument("--out", default="runs/device_check.json",
+                        help="the JSON report; the table goes beside it as .md")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        for key, value in DRY_RUN.items():
+            setattr(args, key, value)
+    return args
+
+
+class Report:
+    """The report, rewritten whole after each row so that a cut run keeps its rows."""
+
+    def __init__(self, path: str, header: dict):
+        self.path = path
+        self.data = {**header, "rows": []}
+
+    def add(self, row: dict):
+        self.data["rows"].append(row)
+        print(format_row(row), flush=True)
+        self.write()
+
+    def write(self):
+        write_json(self.path, self.data, indent=2)
+        with atomic_open(os.path.splitext(self.path)[0] + ".md") as f:
+            f.write(format_table(self.data) + "\n")
+
+
+def format_row(row: dict) -> str:
+    memory = row["peak_memory_gib"]
+    memory = f"{memory:.2f}" if memory is not None else "-"
+    return (f"| {row['model']} | {row['mode']} | {row['precision']} | "
+            f"{'on' if row['xla'] else 'off'} | {row['batch']} | {row['value']:.3f} "
+            f"{row['unit']} | {memory} |")
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{report['device']}, {report['size'][0]}x{report['size'][1]}, "
+             f"median of {report['repeats']}",
+             "",
+             "| model | mode | precision | XLA | batch | value | peak GPU memory (GiB) |",
+             "|---|---|---|---|---|---|---|"]
+    return "\n".join(lines + [format_row(row) for row in report["rows"]])
+
+
+def _peak_gib_ours(gpu: bool):
+    import tensorflow as tf
+
+    if not gpu:
+        return None
+    peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    return peak / BYTES_PER_GIB
+
+
+def _timed(call, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return median(seconds)
+
+
+def _row(model, mode, precision, xla, batch, seconds, peak_gib) -> dict:
+    value, unit = (batch / seconds, "images/s") if mode == "train" else (seconds, "s")
+    return {"model": model, "mode": mode, "precision": precision, "xla": xla, "batch": batch,
+            "seconds": seconds, "value": value, "unit": unit, "peak_memory_gib": peak_gib}
+
+
+def run(args) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from oanet_tf.benchmarking.model_bench import OursBench
+    from oanet_tf.benchmarking.torch_peer import TorchClient
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus and not args.dry_run:
+        raise SystemExit("error: TensorFlow sees no GPU; --dry-run runs on the CPU")
+    start = time.perf_counter()
+    size = tuple(args.size)
+    device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") \
+        if gpus else f"CPU ({platform.processor() or platform.machine()})"
+    config = args.config or (SYNTHETIC_CONFIG if args.dry_run else R50_CONFIG)
+    report = Report(args.out, {
+        "device": device, "size": list(size), "train_batch": args.train_batch,
+        "infer_batches": list(args.infer_batches), "precision": args.precision,
+        "config": config, "warmup": args.warmup, "repeats": args.repeats,
+        "dry_run": args.dry_run,
+        "tensorflow": tf.__version__, "python": platform.python_version()})
+    work = tempfile.mkdtemp(prefix="device_check_")
+    categories = os.path.join(work, "categories.json")
+    write_json(categories, coco_categories())
+
+    cut = []  # set once a row is left out for the budget
+
+    def in_budget() -> bool:
+        if time.perf_counter() - start >= args.budget_s:
+            cut.append(True)
+        return not cut
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    for xla in XLA_CHOICES[args.xla]:
+        if not in_budget():
+            break
+        overrides = [f"train.mixed_precision={args.precision}"]
+        if xla:  # XLA compiles static shapes: one bucket of the images' size
+            overrides.append(f"data.buckets=[[{size[0]}, {size[1]}]]")
+        bench = OursBench(config, categories, size, overrides,
+                          jit_compile="true" if xla else "false")
+        _peak_gib_ours(bool(gpus))
+        bench.prepare("train", args.train_batch, SEED, INSTANCES)
+        seconds = _timed(bench.call, args.warmup, args.repeats)
+        report.add(_row("oanet_tf", "train", args.precision, xla, args.train_batch, seconds,
+                        _peak_gib_ours(bool(gpus))))
+        if not xla:
+            for batch in args.infer_batches:
+                if not in_budget():
+                    break
+                bench.prepare("infer", batch, SEED, INSTANCES)
+                seconds = _timed(bench.call, args.warmup, args.repeats)
+                report.add(_row("oanet_tf", "infer", args.precision, False, batch, seconds,
+                                _peak_gib_ours(bool(gpus))))
+    if args.torch_python:
+        peer = TorchClient(args.torch_python)
+        try:
+            report.data["torch"] = peer.request("versions")
+            for precision in TORCH_PRECISIONS:
+                for mode, batches in (("train", (args.train_batch,)),
+                                      ("infer", tuple(args.infer_batches))):
+                    for batch in batches:
+                        if not in_budget():
+                            break
+                        peer.prepare(mode, size, batch, SEED, INSTANCES, COCO_THINGS,
+                                     device="cuda" if gpus else "cpu", precision=precision)
+                        peer.peak_memory()
+                        if args.warmup:
+                            peer.time(args.warmup)
+                        seconds = median(peer.time(args.repeats))
+                        peak = peer.peak_memory()
+                        report.add(_row("torchvision", mode, precision, False, batch, seconds,
+                                        peak / BYTES_PER_GIB if peak is not None else None))
+        finally:
+            peer.close()
+    report.data["complete"] = not cut
+    report.data["wall_s"] = time.perf_counter() - start
+    report.write()
+    return report.data
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    data = run(args)
+    print(format_table(data))
+    print(f"report written to {args.out} and {os.path.splitext(args.out)[0]}.md "
+          f"({data['wall_s']:.0f} s{'' if data['complete'] else ', cut at the budget'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
