@@ -24,13 +24,17 @@ def add_arguments(parser):
     parser.add_argument("--out", default="", help="write the metrics here as JSON")
     parser.add_argument("--workers", type=_workers, default=0,
                         help="processes scoring images (default: all cores)")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="let the JSONs' file names lead out of --gt-dir / --pred-dir "
+                             "(absolute paths, '..', symlinks out)")
     parser.add_argument("--per-class", action="store_true",
                         help="also print PQ / SQ / RQ and TP / FP / FN of every category")
 
 
 def run(args) -> int:
     result = evaluate_files(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
-                            workers=args.workers or None)
+                            workers=args.workers or None,
+                            allow_outside_paths=args.allow_outside_paths)
     print(format_pq_table(result))
     if args.per_class:
         categories = load_panoptic_json(args.gt_json, "ground-truth JSON")["categories"]

@@ -51,6 +51,7 @@ class ImageRecord:
     png_file: str  # path of the panoptic PNG
     segments: tuple  # the JSON's segments_info dicts
     size: tuple | None = None  # (height, width) as the JSON's image entry gives it
+    png_name: str = ""  # the PNG's file_name in the JSON (relative to the panoptic folder)
 
 
 def _listed(values) -> str:
@@ -245,7 +246,8 @@ class PanopticDataset:
                                    self.allow_outside_paths),
                 png_file=file_in(self.panoptic_dir, ann["file_name"], f"{where} panoptic PNG",
                                  self.allow_outside_paths),
-                segments=tuple(ann["segments_info"]), size=size_of.get(image_id)))
+                segments=tuple(ann["segments_info"]), size=size_of.get(image_id),
+                png_name=ann["file_name"]))
         return records
 
     def _check_record(self, record: ImageRecord):

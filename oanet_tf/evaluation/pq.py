@@ -32,8 +32,8 @@ import threading
 import numpy as np
 
 from oanet_tf.data.panoptic_format import (MAX_SEGMENT_ID, VOID_ID, CategoryMap,
-                                           annotations_by_image, load_panoptic_json,
-                                           read_id_png)
+                                           annotations_by_image, file_in,
+                                           load_panoptic_json, read_id_png)
 from oanet_tf.errors import DatasetError
 
 MATCH_IOU = 0.5  # a match needs IoU strictly above this
@@ -221,8 +221,10 @@ def image_statistics(accumulator: PQAccumulator, gt_ids, gt_segments, pred_ids, 
     return stats
 
 
-def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str):
-    """Categories and (image label, gt png, gt segments, pred png, pred segments) per image."""
+def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
+                allow_outside_paths: bool = False):
+    """Categories and (image label, gt png, gt segments, pred png, pred segments) per image;
+    the PNGs must lie in their folders unless `allow_outside_paths` (`file_in`)."""
     gt = load_panoptic_json(gt_json, "ground-truth JSON")
     pred = load_panoptic_json(pred_json, "prediction JSON")
     categories = gt.get("categories")
@@ -252,8 +254,10 @@ def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str):
                 suspect = True
             if suspect:  # raises naming the segment
                 _segment_table(accumulator, ann["segments_info"], f"{path}: {where}", role)
-        tasks.append((where, os.path.join(gt_dir, gt_ann["file_name"]), gt_ann["segments_info"],
-                      os.path.join(pred_dir, pred_ann["file_name"]), pred_ann["segments_info"]))
+        tasks.append((where, file_in(gt_dir, gt_ann["file_name"], f"{gt_json}: {where}",
+                                     allow_outside_paths), gt_ann["segments_info"],
+                      file_in(pred_dir, pred_ann["file_name"], f"{pred_json}: {where}",
+                              allow_outside_paths), pred_ann["segments_info"]))
     return categories, tasks
 
 
@@ -280,13 +284,14 @@ def _start_method() -> str:
 
 
 def evaluate_files(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
-                   workers: int | None = None, progress: bool = True) -> dict:
+                   workers: int | None = None, progress: bool = True,
+                   allow_outside_paths: bool = False) -> dict:
     """PQ of COCO panoptic predictions (JSON + PNG folder) against ground truth; see
     `PQAccumulator.result` for the returned dict. `workers` processes (default: all cores)
     score the images; predictions for images absent from the ground truth are ignored."""
     from tqdm import tqdm
 
-    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
+    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir, allow_outside_paths)
     accumulator = PQAccumulator(categories)
     workers = max(1, min(int(workers or os.cpu_count() or 1), len(tasks)))
     per_task = max(1, min(IMAGES_PER_TASK, len(tasks) // (4 * workers)))

@@ -88,7 +88,7 @@ def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
                                             list(record.segments), panoptic, segments)
                     if order in writers:
                         writers[order].add(record.image_id, record.image_file, panoptic,
-                                           segments)
+                                           segments, png_name=record.png_name)
                 if on_image is not None:
                     on_image(ScoredImage(
                         record.image_id, truth["original_image"][i, :height, :width], gt_ids,
