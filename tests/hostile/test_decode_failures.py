@@ -11,11 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from oanet_tf.__main__ import describe_error
+from oanet_tf import __main__ as cli
 from oanet_tf.config import load_config, save_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import read_id_png
-from oanet_tf.data.pipeline import batches, build_dataset
+from oanet_tf.data import pipeline
+from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.errors import DatasetError
 from oanet_tf.training.model_dir import CONFIG_FILE
 from tests.hostile.conftest import edit_json, split_overrides, write_scene
@@ -64,7 +65,7 @@ def test_the_pipeline_stops_with_the_dataset_error(tmp_path):
     dataset = PanopticDataset.from_split(split)
     data = build_dataset(dataset, _config().data, training=False, batch_size=1, repeat=False)
     with pytest.raises(DatasetError, match=MISSING_SEGMENT) as info:
-        for _ in batches(data):
+        for _ in pipeline.batches(data):
             pass
     assert str(info.value).startswith(bad_png)
 
@@ -79,7 +80,7 @@ def test_training_sees_an_error_the_command_line_prints_as_one_line(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         for _ in data:
             pass
-    code, message = describe_error(info.value)
+    code, message = cli.describe_error(info.value)
     assert code == 2 and message.startswith(bad_png) and MISSING_SEGMENT in message
 
 
@@ -88,7 +89,7 @@ def test_skip_bad_images_skips_an_image_that_fails_when_decoded(tmp_path):
     bad_png = _drop_first_segment(split, image_index=1)
     dataset = PanopticDataset.from_split(split, skip_bad_images=True)
     data = build_dataset(dataset, _config().data, training=False, batch_size=1, repeat=False)
-    ids = [int(batch["image_id"][0]) for batch in batches(data)]
+    ids = [int(batch["image_id"][0]) for batch in pipeline.batches(data)]
     assert ids == [1, 3, 4]
     assert [file for file, _ in dataset.bad_images] == [os.path.join(split.image_dir,
                                                                      "000002.png")]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from oanet_tf.__main__ import main
 from oanet_tf.cli.predict import PREDICTIONS_JSON
-from oanet_tf.fileio import replace_directory, staged_directory
+from oanet_tf import fileio
 from oanet_tf.training import backup
 
 UMASK = 0o022
@@ -34,7 +34,7 @@ def _leftover(directory, prefix, name, pid):
 def test_a_staged_folder_is_readable_by_others(tmp_path):
     old = os.umask(UMASK)
     try:
-        with staged_directory(str(tmp_path / "1")) as staging:
+        with fileio.staged_directory(str(tmp_path / "1")) as staging:
             open(os.path.join(staging, "saved_model.pb"), "wb").close()
     finally:
         os.umask(old)
@@ -56,7 +56,7 @@ def test_an_existing_folder_is_never_missing_while_replaced(tmp_path, monkeypatc
         gaps.append(not target.exists())
 
     monkeypatch.setattr(os, "rename", watched)
-    replace_directory(str(source), str(target))
+    fileio.replace_directory(str(source), str(target))
     assert os.listdir(target) == ["new.pb"] and not source.exists()
     assert not any(gaps)
 
@@ -68,7 +68,7 @@ def test_leftovers_of_a_killed_run_are_deleted_by_the_next(tmp_path):
         os.makedirs(path)
     running = _leftover(tmp_path, ".tmp-", "1", os.getpid())  # a live export's staging
     os.makedirs(running)
-    with staged_directory(str(tmp_path / "1")):
+    with fileio.staged_directory(str(tmp_path / "1")):
         pass
     assert sorted(os.listdir(tmp_path)) == sorted(["1", os.path.basename(running)])
 
