@@ -240,8 +240,8 @@ def _bmp_size(data):
 
 def _gif_size(data):
     """(height, width) of the canvas a GIF decodes to: the logical screen and every frame
-    (its offset plus its size) fit in it. Walks the blocks (see GIF_SIGNATURES) without
-    decoding any."""
+    (its offset plus its size) fit in it; UNKNOWN_SIZE when no frame is found (not an
+    image). Walks the blocks (see GIF_SIGNATURES) without decoding any."""
     length = tf.cast(tf.strings.length(data), tf.int64)
 
     def byte(position):
@@ -252,7 +252,7 @@ def _gif_size(data):
         return present * COLOR_BYTES * tf.bitwise.left_shift(
             tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, GIF_TABLE_BITS))
 
-    def step(position, state, height, width):
+    def step(position, state, height, width, frames):
         def at_block():
             kind = byte(position)
 
@@ -262,27 +262,31 @@ def _gif_size(data):
                 flags = byte(position + GIF_DESCRIPTOR_BYTES)
                 after = position + 1 + GIF_DESCRIPTOR_BYTES + table_bytes(flags) + 1
                 return (after, tf.constant(GIF_IN_SUB_BLOCKS, tf.int64),
-                        tf.maximum(height, top + frame_h), tf.maximum(width, left + frame_w))
+                        tf.maximum(height, top + frame_h), tf.maximum(width, left + frame_w),
+                        frames + 1)
 
             return tf.case([
                 (tf.equal(kind, GIF_EXTENSION),
                  lambda: (position + 2, tf.constant(GIF_IN_SUB_BLOCKS, tf.int64), height,
-                          width)),
+                          width, frames)),
                 (tf.equal(kind, GIF_IMAGE), image)],
-                default=lambda: (position, tf.constant(GIF_DONE, tf.int64), height, width))
+                default=lambda: (position, tf.constant(GIF_DONE, tf.int64), height, width,
+                                 frames))
 
         def in_sub_blocks():
             size = byte(position)
             return (position + 1 + size,
                     tf.where(tf.equal(size, 0), tf.constant(GIF_AT_BLOCK, tf.int64),
-                             tf.constant(GIF_IN_SUB_BLOCKS, tf.int64)), height, width)
+                             tf.constant(GIF_IN_SUB_BLOCKS, tf.int64)), height, width, frames)
 
         return tf.cond(tf.equal(state, GIF_AT_BLOCK), at_block, in_sub_blocks)
 
     screen_w = _little_endian(data, GIF_SCREEN_OFFSET, 2)
     screen_h = _little_endian(data, GIF_SCREEN_OFFSET + 2, 2)
     start = GIF_BLOCKS_OFFSET + table_bytes(byte(GIF_FLAGS_OFFSET))
-    _, _, height, width = tf.while_loop(
-        lambda position, state, height, width: (state != GIF_DONE) & (position < length),
-        step, (start, tf.constant(GIF_AT_BLOCK, tf.int64), screen_h, screen_w))
-    return tf.stack([height, width])
+    _, _, height, width, frames = tf.while_loop(
+        lambda position, state, *_: (state != GIF_DONE) & (position < length),
+        step, (start, tf.constant(GIF_AT_BLOCK, tf.int64), screen_h, screen_w,
+               tf.constant(0, tf.int64)))
+    return tf.where(frames > 0, tf.stack([height, width]),
+                    tf.constant([UNKNOWN_SIZE] * 2, tf.int64))
