@@ -3,16 +3,25 @@
 Each command lives in `oanet_tf.cli.<name>` with `add_arguments(parser)` and `run(args)`;
 modules are imported only when their command runs, so light commands (pq, make-synthetic)
 start without loading TensorFlow.
+
+Every error ends here: a user error (bad input, a file that cannot be read or written) is one
+line on stderr and exit code 2, anything else one line and exit code 1; `--debug` adds the
+traceback. The exception is released before the interpreter shuts down: a tf.data iterator it
+still held would otherwise wait at exit for decodes that can no longer run (a hang).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
+import traceback
 
-from oanet_tf.errors import OANetError
+from oanet_tf.errors import OANetError, failed_assertion
+
+USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 1, 130  # exit codes
 
 COMMANDS = {
     "demo": ("demo", "generate synthetic data, train, evaluate, export: the quick start"),
@@ -45,18 +54,47 @@ def main(argv=None) -> int:
     chosen = argv[0] if argv else None
     for name, (module, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true",
+                       help="print the traceback of an error, not just its one-line message")
         if name == chosen:  # only the chosen command's module (and its imports) is loaded
             modules[name] = importlib.import_module(f"oanet_tf.cli.{module}")
             modules[name].add_arguments(p)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
+        return USER_ERROR
     try:
         return int(modules[args.command].run(args) or 0)
-    except (OANetError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:  # each leaves as one line and an exit code
+        if args.debug:
+            traceback.print_exc()
+        code, message = describe_error(err)
+        print(f"error: {message}", file=sys.stderr)
+    gc.collect()  # what the exception's frames held (tf.data iterators) goes now, not at exit
+    return code
+
+
+def describe_error(err: BaseException) -> tuple[int, str]:
+    """(exit code, one line) of an error that reached the command line."""
+    if isinstance(err, KeyboardInterrupt):
+        return INTERRUPTED, "interrupted"
+    if isinstance(err, OANetError):
+        return USER_ERROR, _one_line(str(err))
+    if isinstance(err, OSError):  # unreadable input, read-only or full disk, a folder for a file
+        if err.filename is not None and err.strerror:
+            return USER_ERROR, f"{err.filename}: {err.strerror}"
+        return USER_ERROR, _one_line(str(err))
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None and isinstance(err, tensorflow.errors.InvalidArgumentError):
+        checked = failed_assertion(err.message)  # a check of bad input inside a graph
+        if checked is not None:
+            return USER_ERROR, checked
+    return INTERNAL_ERROR, (f"internal error, {type(err).__name__}: {_one_line(str(err))} "
+                            f"(--debug prints the traceback)")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

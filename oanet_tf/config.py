@@ -8,6 +8,7 @@ Unknown keys are rejected with a message that names them, so a typo never passes
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 import warnings
@@ -35,6 +36,8 @@ SRM_KERNELS = (KERNEL_1X1, KERNEL_3X3, GCN_KERNEL)
 # (OANet), the detection score (the heuristic baseline) or their product.
 RANKING, DETECTION, PRODUCT = "ranking", "detection", "product"
 MERGE_ORDERS = (RANKING, DETECTION, PRODUCT)
+# data.num_parallel_calls meaning tf.data.AUTOTUNE.
+AUTOTUNE_SETTING = -1
 # Padded image sizes are multiples of this: the stride of C5, the backbone's coarsest map, so
 # that the FPN's top-down sums line up.
 SIZE_DIVISIBILITY = 32
@@ -42,6 +45,30 @@ SIZE_DIVISIBILITY = 32
 # of a run trained before) loads with a warning that says so.
 RETIRED_KEYS = {"data.padded_size": "batches are now padded to their largest image; "
                                     "data.buckets gives static shapes where XLA needs them"}
+# Value ranges, checked when a config is loaded (before a run writes anything). Every number
+# of a config must be finite besides.
+POSITIVE_KEYS = (
+    "data.short_side", "data.max_side", "data.max_instances", "train.batch_size",
+    "train.epochs", "train.steps_per_epoch", "train.base_learning_rate",
+    "train.reference_batch_size", "train.eval_every_epochs", "train.backup_every_steps",
+    "train.decay_factor", "export.max_image_side", "model.fpn_channels",
+    "model.rpn_conv_channels", "model.rpn_batch_size_per_image", "model.rpn_pre_nms_topk_train",
+    "model.rpn_post_nms_topk_train", "model.rpn_pre_nms_topk_test",
+    "model.rpn_post_nms_topk_test", "model.roi_batch_size_per_image",
+    "model.box_pooler_resolution", "model.mask_pooler_resolution",
+    "model.pooler_sampling_ratio", "model.box_head_fc_dim", "model.box_head_num_fc",
+    "model.mask_head_conv_dim", "model.mask_head_num_conv", "model.detections_per_image",
+    "model.stuff_head_channels", "model.srm_kernel_size", "model.srm_stride")
+NON_NEGATIVE_KEYS = (
+    "data.synthetic_train", "data.synthetic_val", "data.shuffle_buffer", "train.momentum",
+    "train.weight_decay", "train.warmup_steps", "train.warmup_start_learning_rate",
+    "train.seg_loss_weight", "train.srm_loss_weight", "eval.min_stuff_area", "eval.max_images")
+# Fractions and thresholds: between 0 and 1.
+UNIT_INTERVAL_KEYS = (
+    "train.momentum", "train.decay_factor", "model.rpn_positive_fraction",
+    "model.rpn_nms_threshold", "model.roi_positive_fraction", "model.roi_iou_threshold",
+    "model.test_score_threshold", "model.test_nms_threshold", "eval.overlap_threshold",
+    "eval.instance_score_threshold")
 
 
 @dataclass
@@ -57,6 +84,9 @@ class SplitConfig:
     # Sharded TFRecords written by scripts/convert_to_tfrecords.py (read instead of the
     # files above when set; sharded by file across workers).
     tfrecord_dir: str = ""
+    # Let the JSON's file names lead out of image_dir / panoptic_dir (absolute paths, '..',
+    # symlinks out of the folder); off, such a name is refused.
+    allow_outside_paths: bool = False
 
 
 @dataclass
@@ -84,7 +114,7 @@ class DataConfig:
     # Skip unreadable or inconsistent images (counted and reported) instead of stopping.
     skip_bad_images: bool = False
     shuffle_buffer: int = 256
-    num_parallel_calls: int = -1  # -1 = tf.data.AUTOTUNE
+    num_parallel_calls: int = -1  # AUTOTUNE_SETTING (tf.data.AUTOTUNE) or a thread count
 
 
 @dataclass
@@ -255,7 +285,59 @@ def _merge_into(obj, updates: dict, where: str):
             setattr(obj, key, _coerce(value, hints[key], path))
 
 
+def _non_finite(value, where: str):
+    """The dotted key of the first NaN or infinite number in `value`, or None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{where}.{key}" if where else key)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _non_finite(item, where)
+            if found:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return where
+    return None
+
+
+def _validate_ranges(config: Config):
+    """Every number finite, and the keys of POSITIVE_KEYS, NON_NEGATIVE_KEYS and
+    UNIT_INTERVAL_KEYS in their ranges; ConfigError naming the key otherwise."""
+    key = _non_finite(config.to_dict(), "")
+    if key:
+        raise ConfigError(f"{key}: expected a finite number, got NaN or infinity")
+
+    def value_of(key):
+        section, name = key.split(".")
+        return getattr(getattr(config, section), name)
+
+    for key in POSITIVE_KEYS:
+        if not value_of(key) > 0:
+            raise ConfigError(f"{key}: must be positive, got {value_of(key)}")
+    for key in NON_NEGATIVE_KEYS:
+        if value_of(key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value_of(key)}")
+    for key in UNIT_INTERVAL_KEYS:
+        if not 0 <= value_of(key) <= 1:
+            raise ConfigError(f"{key}: must lie between 0 and 1, got {value_of(key)}")
+    workers = config.data.num_parallel_calls
+    if workers != AUTOTUNE_SETTING and workers < 1:
+        raise ConfigError(f"data.num_parallel_calls: must be {AUTOTUNE_SETTING} (automatic) "
+                          f"or positive, got {workers}")
+    steps = config.train.decay_steps
+    if any(isinstance(step, bool) or not isinstance(step, int) or step <= 0 for step in steps):
+        raise ConfigError(f"train.decay_steps: expected positive integers, got {list(steps)}")
+    jitter = config.data.scale_jitter
+    if (len(jitter) != 2 or any(isinstance(j, bool) or not isinstance(j, (int, float))
+                                or j <= 0 for j in jitter) or jitter[0] > jitter[1]):
+        raise ConfigError(f"data.scale_jitter: expected [low, high], positive numbers with "
+                          f"low <= high, got {list(jitter)}")
+
+
 def _validate(config: Config):
+    _validate_ranges(config)
     choices = {
         "model.backbone": (config.model.backbone, BACKBONES),
         "model.sharing": (config.model.sharing, SHARING_MODES),

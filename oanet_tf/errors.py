@@ -1,5 +1,13 @@
 """Errors a user can act on. The CLI prints them as one line instead of a traceback."""
 
+from __future__ import annotations
+
+# How TensorFlow reports a failed `tf.debugging.Assert`: this prefix, then its data in
+# brackets. The checks of bad input inside graphs (serving, the input pipeline) put one
+# message there that names the item and the problem.
+ASSERTION_PREFIX = "assertion failed: ["
+ASSERTION_SUFFIX = "]"
+
 
 class OANetError(Exception):
     """Base class of errors caused by the user's input (files, configs, arguments)."""
@@ -16,3 +24,13 @@ class DatasetError(OANetError, ValueError):
 class NonFiniteLossError(OANetError):
     """Training stopped at a step whose loss or gradients were NaN or Inf
     (train.on_nonfinite_loss: stop); the message says which step and what is intact."""
+
+
+def failed_assertion(message: str) -> str | None:
+    """The message of the first failed `tf.debugging.Assert` in a TensorFlow error's text
+    (an exception raised inside a graph loses its type; its words survive there), or None."""
+    start = message.find(ASSERTION_PREFIX)
+    if start < 0:
+        return None
+    line = message[start + len(ASSERTION_PREFIX):].split("\n", 1)[0].rstrip()
+    return line[:-len(ASSERTION_SUFFIX)] if line.endswith(ASSERTION_SUFFIX) else line

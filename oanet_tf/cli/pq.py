@@ -26,13 +26,17 @@ def add_arguments(parser):
                         help="hotcoco (Rust, faster) or numpy; auto: hotcoco where installed")
     parser.add_argument("--workers", type=_workers, default=0,
                         help="processes of the numpy engine (default: all cores)")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="let the JSONs' file names lead out of --gt-dir / --pred-dir "
+                             "(absolute paths, '..', symlinks out)")
     parser.add_argument("--per-class", action="store_true",
                         help="also print PQ / SQ / RQ and TP / FP / FN of every category")
 
 
 def run(args) -> int:
     result = evaluate_files(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir,
-                            workers=args.workers or None, engine=args.engine)
+                            workers=args.workers or None, engine=args.engine,
+                            allow_outside_paths=args.allow_outside_paths)
     print(f"PQ from {result['engine']}")
     print(format_pq_table(result))
     if args.per_class:

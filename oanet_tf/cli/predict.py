@@ -3,16 +3,32 @@
 Runs either an exported SavedModel (`--saved-model`, the serving signature itself) or a
 trained model dir (`--model-dir`, the same `ImagePredictor` in process), so both give the
 results TF Serving would.
+
+The outputs of a run form one set: they are written into a staging folder and swapped with
+`--out` at the end (`fileio.staged_directory`), so a reader sees the previous set or the new
+one, and a failed run leaves the previous set as it was. Each input gets its own PNG and
+overlay, named by its base name; two inputs of one name are refused before anything runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
-from oanet_tf.errors import OANetError
+from oanet_tf.errors import OANetError, failed_assertion
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 PREDICTIONS_JSON = "panoptic_predictions.json"
+PANOPTIC_DIR, OVERLAY_DIR = "panoptic", "overlays"
+OVERLAY_SUFFIX = "_overlay.png"
+GRAPH_ERROR_HEADER = "Graph execution error:"  # TensorFlow's first line, without the reason
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def add_arguments(parser):
@@ -21,8 +37,9 @@ def add_arguments(parser):
     source.add_argument("--saved-model", help="an exported SavedModel (e.g. saved_models/x/1)")
     source.add_argument("--model-dir", help="a directory written by `train`")
     parser.add_argument("--weights", default="last", help="with --model-dir: last, best, PATH")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--out", required=True,
+                        help="output folder, replaced as a whole (new, or one predict wrote)")
+    parser.add_argument("--batch-size", type=_positive, default=4)
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
 
 
@@ -32,7 +49,8 @@ def list_images(inputs) -> list:
     for path in inputs:
         if os.path.isdir(path):
             found += sorted(os.path.join(path, name) for name in os.listdir(path)
-                            if name.lower().endswith(IMAGE_EXTENSIONS))
+                            if name.lower().endswith(IMAGE_EXTENSIONS)
+                            and os.path.isfile(os.path.join(path, name)))
         elif os.path.isfile(path):
             found.append(path)
         else:
@@ -40,6 +58,41 @@ def list_images(inputs) -> list:
     if not found:
         raise OANetError(f"no images found in {', '.join(inputs)}")
     return found
+
+
+def check_unique_names(files) -> list:
+    """The PNG name of each file (`png_name_of`); two files of one name are refused."""
+    from oanet_tf.inference.writer import png_name_of
+
+    source_of = {}
+    for path in files:
+        name = png_name_of(path)
+        if name in source_of:
+            raise OANetError(f"{source_of[name]} and {path} would both be written as {name}: "
+                             f"rename one or predict them in separate runs")
+        source_of[name] = path
+    return list(source_of)
+
+
+def check_out_folder(out: str):
+    """`--out` is replaced as a whole: it must be new, empty or a previous output of predict."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise OANetError(f"--out {out}: exists and is not a folder")
+    if (os.path.isdir(out) and os.listdir(out)
+            and not os.path.isfile(os.path.join(out, PREDICTIONS_JSON))):
+        raise OANetError(f"--out {out}: holds other files (no {PREDICTIONS_JSON}); predict "
+                         f"replaces its output folder as a whole, so give a new folder")
+
+
+def graph_error_reason(message: str) -> str:
+    """The reason in a TensorFlow error's text: the failed check's message, else its first
+    line besides TensorFlow's header."""
+    checked = failed_assertion(message)
+    if checked is not None:
+        return checked
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and line.strip() != GRAPH_ERROR_HEADER]
+    return lines[0] if lines else message
 
 
 def _load_predictor(args):
@@ -75,35 +128,40 @@ def run(args) -> int:
     from PIL import Image
 
     from oanet_tf.data.coco_panoptic import read_image
-    from oanet_tf.fileio import atomic_open
+    from oanet_tf.fileio import atomic_open, staged_directory
     from oanet_tf.inference.postprocessor import image_segments
     from oanet_tf.inference.visualize import overlay
     from oanet_tf.inference.writer import PanopticWriter
 
     files = list_images(args.inputs)
+    png_names = check_unique_names(files)
+    check_out_folder(args.out)
     predict, categories = _load_predictor(args)
-    writer = PanopticWriter(os.path.join(args.out, PREDICTIONS_JSON),
-                            os.path.join(args.out, "panoptic"), categories)
-    overlay_dir = os.path.join(args.out, "overlays")
-    os.makedirs(overlay_dir, exist_ok=True)
-    for start in tqdm.trange(0, len(files), args.batch_size, desc="predict", unit="batch"):
-        batch = files[start:start + args.batch_size]
-        encoded = []
-        for path in batch:
-            with open(path, "rb") as f:
-                encoded.append(f.read())
-        try:
-            outputs = {k: v.numpy() for k, v in predict(tf.constant(encoded)).items()}
-        except tf.errors.InvalidArgumentError as err:
-            raise OANetError(f"batch {batch}: {err.message.splitlines()[0]}") from None
-        for i, path in enumerate(batch):
-            panoptic, segments = image_segments(outputs, i)
-            writer.add(start + i + 1, os.path.basename(path), panoptic, segments)
-            if not args.no_overlays:
-                picture = overlay(read_image(path), panoptic, segments, categories)
-                name = os.path.splitext(os.path.basename(path))[0] + "_overlay.png"
-                with atomic_open(os.path.join(overlay_dir, name), "wb") as f:
-                    Image.fromarray(picture).save(f, format="PNG")
-    print(f"{len(files)} images -> {writer.close()} (+ PNGs in {writer.out_dir}"
-          f"{'' if args.no_overlays else ', overlays in ' + overlay_dir})")
+    with staged_directory(args.out) as staging:
+        writer = PanopticWriter(os.path.join(staging, PREDICTIONS_JSON),
+                                os.path.join(staging, PANOPTIC_DIR), categories)
+        for start in tqdm.trange(0, len(files), args.batch_size, desc="predict", unit="batch"):
+            batch = files[start:start + args.batch_size]
+            encoded = []
+            for path in batch:
+                with open(path, "rb") as f:
+                    encoded.append(f.read())
+            try:
+                outputs = {k: v.numpy() for k, v in predict(tf.constant(encoded)).items()}
+            except tf.errors.InvalidArgumentError as err:
+                raise OANetError(f"{', '.join(batch)}: {graph_error_reason(err.message)}") \
+                    from None
+            for i, path in enumerate(batch):
+                panoptic, segments = image_segments(outputs, i)
+                writer.add(start + i + 1, os.path.basename(path), panoptic, segments,
+                           png_name=png_names[start + i])
+                if not args.no_overlays:
+                    picture = overlay(read_image(path), panoptic, segments, categories)
+                    name = os.path.splitext(png_names[start + i])[0] + OVERLAY_SUFFIX
+                    with atomic_open(os.path.join(staging, OVERLAY_DIR, name), "wb") as f:
+                        Image.fromarray(picture).save(f, format="PNG")
+        writer.close()
+    print(f"{len(files)} images -> {os.path.join(args.out, PREDICTIONS_JSON)} (+ PNGs in "
+          f"{os.path.join(args.out, PANOPTIC_DIR)}"
+          f"{'' if args.no_overlays else ', overlays in ' + os.path.join(args.out, OVERLAY_DIR)})")
     return 0

@@ -7,7 +7,8 @@ belong together, and decodes one image into numpy arrays at its original resolut
 of the panoptic PNG, which never overlap (the paper's Table 3 "pano-instance GT").
 
 Every problem raises `DatasetError` naming the file. With `skip_bad_images` a bad image is
-left out instead, and its reason is kept for `report_bad_images`.
+left out instead, and its reason is kept for `report_bad_images`. The JSON's file names must
+lead into their folders (no absolute path, '..' or symlink out) unless `allow_outside_paths`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import io
 import logging
 import os
-import struct
 import threading
 
 import numpy as np
@@ -26,17 +26,15 @@ from PIL import ExifTags, Image, ImageOps
 from pycocotools.coco import COCO
 
 from oanet_tf.config import SplitConfig
-from oanet_tf.data.panoptic_format import (IGNORE_LABEL, VOID_ID, CategoryMap,
-                                           annotations_by_image, load_panoptic_json,
-                                           read_id_png)
+from oanet_tf.data.panoptic_format import (IGNORE_LABEL, IMAGE_READ_ERRORS, VOID_ID,
+                                           CategoryMap, annotations_by_image, file_in,
+                                           is_integer_id, load_panoptic_json, read_id_png)
 from oanet_tf.errors import DatasetError
 from oanet_tf.fileio import read_json
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED = 5  # ids / images named in one message before "..."
-IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
-                     Image.DecompressionBombError)
 # EXIF orientations whose upright image is the stored one transposed, transversed or turned
 # by 90 degrees: height and width swap (see PIL's ImageOps.exif_transpose).
 SWAPPING_EXIF_ORIENTATIONS = (5, 6, 7, 8)
@@ -53,6 +51,7 @@ class ImageRecord:
     png_file: str  # path of the panoptic PNG
     segments: tuple  # the JSON's segments_info dicts
     size: tuple | None = None  # (height, width) as the JSON's image entry gives it
+    png_name: str = ""  # the PNG's file_name in the JSON (relative to the panoptic folder)
 
 
 def _listed(values) -> str:
@@ -103,12 +102,14 @@ class PanopticDataset:
     """A validated COCO panoptic split; `load_example(i)` decodes image i to numpy arrays."""
 
     def __init__(self, image_dir: str, panoptic_json: str, panoptic_dir: str,
-                 instances_json: str = "", skip_bad_images: bool = False):
+                 instances_json: str = "", skip_bad_images: bool = False,
+                 allow_outside_paths: bool = False):
         self.image_dir = image_dir
         self.panoptic_json = panoptic_json
         self.panoptic_dir = panoptic_dir
         self.instances_json = instances_json
         self.skip_bad_images = skip_bad_images
+        self.allow_outside_paths = allow_outside_paths
         self._bad = {}  # file -> reason, in the order found (a dict: an image counts once)
         self._lock = threading.Lock()  # examples are decoded on several threads
 
@@ -137,7 +138,8 @@ class PanopticDataset:
     @classmethod
     def from_split(cls, split: SplitConfig, skip_bad_images: bool = False) -> "PanopticDataset":
         return cls(split.image_dir, split.panoptic_json, split.panoptic_dir,
-                   split.instances_json, skip_bad_images=skip_bad_images)
+                   split.instances_json, skip_bad_images=skip_bad_images,
+                   allow_outside_paths=split.allow_outside_paths)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -217,6 +219,13 @@ class PanopticDataset:
             if not isinstance(image, dict) or not {"id", "file_name"} <= set(image):
                 raise DatasetError(f"{self.panoptic_json}: image entry {str(image)[:80]} needs "
                                    f"'id' and 'file_name'")
+            if not is_integer_id(image["id"]):
+                raise DatasetError(f"{self.panoptic_json}: image id {image['id']!r} "
+                                   f"({image['file_name']}) is not an integer")
+            if image["id"] in file_of:
+                raise DatasetError(f"{self.panoptic_json}: two 'images' entries have id "
+                                   f"{image['id']} ({file_of[image['id']]}, "
+                                   f"{image['file_name']})")
             file_of[image["id"]] = image["file_name"]
             size = (image.get("height"), image.get("width"))
             if all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
@@ -230,11 +239,15 @@ class PanopticDataset:
                 if not isinstance(segment, dict) or not {"id", "category_id"} <= set(segment):
                     raise DatasetError(f"{self.panoptic_json}: image {image_id}: segment "
                                        f"{str(segment)[:80]} needs 'id' and 'category_id'")
+            where = f"{self.panoptic_json}: image {image_id}:"
             records.append(ImageRecord(
                 image_id=int(image_id),
-                image_file=os.path.join(self.image_dir, file_of[image_id]),
-                png_file=os.path.join(self.panoptic_dir, ann["file_name"]),
-                segments=tuple(ann["segments_info"]), size=size_of.get(image_id)))
+                image_file=file_in(self.image_dir, file_of[image_id], f"{where} image",
+                                   self.allow_outside_paths),
+                png_file=file_in(self.panoptic_dir, ann["file_name"], f"{where} panoptic PNG",
+                                 self.allow_outside_paths),
+                segments=tuple(ann["segments_info"]), size=size_of.get(image_id),
+                png_name=ann["file_name"]))
         return records
 
     def _check_record(self, record: ImageRecord):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import struct
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,9 @@ IGNORE_LABEL = 255  # semantic / ownership label of void and crowd pixels
 VOID_ID = 0  # segment id of unlabeled pixels
 ID_BASE = 256  # R + ID_BASE * G + ID_BASE**2 * B
 MAX_SEGMENT_ID = ID_BASE ** 3  # ids are R + 256 G + 256^2 B
+# What PIL raises on a bad image file (DecompressionBombError: more pixels than it allows).
+IMAGE_READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
+                     Image.DecompressionBombError)
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
@@ -138,7 +142,7 @@ def read_id_png(path: str, role: str) -> np.ndarray:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except IMAGE_READ_ERRORS as err:
         raise DatasetError(f"{path}: cannot read the {role} PNG ({err})") from None
     with image:
         if image.mode not in ("RGB", "RGBA"):
@@ -180,6 +184,28 @@ def load_categories(path: str) -> CategoryMap:
         raise DatasetError(f"{path}: not a list of categories ({err})") from None
 
 
+def is_integer_id(value) -> bool:
+    """COCO ids are JSON integers (a string or a boolean is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def file_in(folder: str, name, what: str, allow_outside: bool = False) -> str:
+    """The path of the file `name` (a JSON's file_name) in `folder`. Unless `allow_outside`,
+    it must stay there: not absolute, no '..', no symlink leading out of `folder`."""
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"{what} file_name {name!r} is not a file name")
+    path = os.path.join(folder, name)
+    if allow_outside:
+        return path
+    root = os.path.realpath(folder)
+    if (os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")
+            or os.path.commonpath([root, os.path.realpath(path)]) != root):
+        raise DatasetError(f"{what} file_name {name!r} leads outside {folder} (an absolute "
+                           f"path, '..' or a symlink out of it); allow_outside_paths: true "
+                           f"in the split's config (data.train / data.val) allows it")
+    return path
+
+
 def annotations_by_image(data: dict, path: str) -> dict:
     """{image_id: annotation} of a panoptic JSON, each checked for its required fields."""
     found = {}
@@ -187,6 +213,9 @@ def annotations_by_image(data: dict, path: str) -> dict:
         if not isinstance(ann, dict) or not {"image_id", "file_name", "segments_info"} <= set(ann):
             raise DatasetError(f"{path}: annotation {str(ann)[:80]} needs image_id, file_name and "
                                f"segments_info")
+        if not is_integer_id(ann["image_id"]):
+            raise DatasetError(f"{path}: annotation image_id {ann['image_id']!r} is not an "
+                               f"integer")
         if not isinstance(ann["segments_info"], list):
             raise DatasetError(f"{path}: image {ann['image_id']}: segments_info is not a list")
         if ann["image_id"] in found:

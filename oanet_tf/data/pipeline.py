@@ -25,15 +25,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.config import DataConfig
+from oanet_tf.config import AUTOTUNE_SETTING, DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.image_sizes import bucket_index, padded_size, resized_size
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
                                      parse_example, parse_image_size)
-from oanet_tf.errors import DatasetError
+from oanet_tf.errors import DatasetError, failed_assertion
 
-AUTOTUNE_SETTING = -1  # data.num_parallel_calls value meaning tf.data.AUTOTUNE
 FLIP_PROBABILITY = 0.5
 # Graph-level seed of the per-epoch shuffle: with it fixed, the order depends on `seed` and
 # the epoch only, not on the process's global seed.
@@ -322,24 +321,57 @@ def _keep_largest(example: dict, max_instances: int) -> dict:
 
 def index_decoder(dataset: PanopticDataset, with_panoptic: bool = False):
     """index -> decoded example dict (EXAMPLE_SPEC, plus PANOPTIC_SPEC with `with_panoptic`,
-    plus "ok": False for a skipped bad image)."""
+    plus "ok": False for a skipped bad image).
+
+    A bad image never raises inside `tf.numpy_function`: an exception there reaches the
+    iterator as an untyped error while other decodes are in flight, and a process exiting
+    with it waits forever for them. Its message comes out as a string instead, and unless
+    the dataset skips bad images a failed assertion stops the stream with it (`batches`
+    turns that back into the DatasetError)."""
     spec = EXAMPLE_SPEC + ((PANOPTIC_SPEC,) if with_panoptic else ())
 
     def decode_numpy(index):
-        example = dataset.load_or_skip(int(index), with_panoptic)
+        try:
+            example, problem = dataset.load_or_skip(int(index), with_panoptic), ""
+        except DatasetError as err:
+            example, problem = None, str(err)
         ok = example is not None
         example = example if ok else _PLACEHOLDER
-        return tuple(example[name] for name, _, _ in spec) + (np.bool_(ok),)
+        return tuple(example[name] for name, _, _ in spec) + (np.bool_(ok), problem)
 
     def decode(index):
         values = tf.numpy_function(decode_numpy, [index],
-                                   [dtype for _, dtype, _ in spec] + [tf.bool])
-        example = {"ok": tf.ensure_shape(values[-1], [])}
-        for (name, _, shape), value in zip(spec, values):
-            example[name] = tf.ensure_shape(value, shape)
+                                   [dtype for _, dtype, _ in spec] + [tf.bool, tf.string])
+        ok = tf.ensure_shape(values[-2], [])
+        checks = [] if dataset.skip_bad_images else [tf.debugging.Assert(ok, [values[-1]])]
+        with tf.control_dependencies(checks):
+            example = {"ok": tf.identity(ok)}
+            for (name, _, shape), value in zip(spec, values):
+                example[name] = tf.ensure_shape(value, shape)
         return example
 
     return decode
+
+
+def batches(dataset: tf.data.Dataset):
+    """Iterate `dataset`; an input check that fails inside it (a bad image of a
+    `PanopticDataset`) ends the iteration with a DatasetError carrying its message, raised
+    once the iterator and TensorFlow's error are released."""
+    iterator = iter(dataset)
+    while True:
+        problem = None
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as err:
+            problem = failed_assertion(err.message)
+            if problem is None:
+                raise
+        if problem is not None:
+            del iterator
+            raise DatasetError(problem)
+        yield batch
 
 
 # ---------------------------------------------------------------------------- geometry

@@ -34,8 +34,8 @@ import threading
 import numpy as np
 
 from oanet_tf.data.panoptic_format import (MAX_SEGMENT_ID, VOID_ID, CategoryMap,
-                                           annotations_by_image, load_panoptic_json,
-                                           read_id_png)
+                                           annotations_by_image, file_in,
+                                           load_panoptic_json, read_id_png)
 from oanet_tf.errors import DatasetError
 from oanet_tf.evaluation import hotcoco_engine
 
@@ -227,8 +227,10 @@ def image_statistics(accumulator: PQAccumulator, gt_ids, gt_segments, pred_ids, 
     return stats
 
 
-def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str):
-    """Categories and (image label, gt png, gt segments, pred png, pred segments) per image."""
+def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
+                allow_outside_paths: bool = False):
+    """Categories and (image label, gt png, gt segments, pred png, pred segments) per image;
+    the PNGs must lie in their folders unless `allow_outside_paths` (`file_in`)."""
     gt = load_panoptic_json(gt_json, "ground-truth JSON")
     pred = load_panoptic_json(pred_json, "prediction JSON")
     categories = gt.get("categories")
@@ -258,8 +260,10 @@ def _pair_tasks(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str):
                 suspect = True
             if suspect:  # raises naming the segment
                 _segment_table(accumulator, ann["segments_info"], f"{path}: {where}", role)
-        tasks.append((where, os.path.join(gt_dir, gt_ann["file_name"]), gt_ann["segments_info"],
-                      os.path.join(pred_dir, pred_ann["file_name"]), pred_ann["segments_info"]))
+        tasks.append((where, file_in(gt_dir, gt_ann["file_name"], f"{gt_json}: {where}",
+                                     allow_outside_paths), gt_ann["segments_info"],
+                      file_in(pred_dir, pred_ann["file_name"], f"{pred_json}: {where}",
+                              allow_outside_paths), pred_ann["segments_info"]))
     return categories, tasks
 
 
@@ -299,26 +303,26 @@ def resolve_engine(engine: str) -> str:
 
 def evaluate_files(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
                    workers: int | None = None, progress: bool = True,
-                   engine: str = AUTO) -> dict:
+                   engine: str = AUTO, allow_outside_paths: bool = False) -> dict:
     """PQ of COCO panoptic predictions (JSON + PNG folder) against ground truth; see
     `PQAccumulator.result` for the returned dict, plus "engine" (which one scored).
     Predictions for images absent from the ground truth are ignored.
 
     `engine` (ENGINES): hotcoco, or this module's numpy evaluator in `workers` processes
-    (default: all cores). hotcoco rejects the inconsistent inputs the numpy evaluator does
-    (tests/evaluation/test_pq.py runs every bad case through both); when it fails, the numpy
-    evaluator runs to name the file and the problem."""
+    (default: all cores). Both engines read the files the JSONs' checks accept (file names
+    stay inside their folders unless `allow_outside_paths`); hotcoco rejects the inconsistent
+    PNGs the numpy evaluator does (tests/evaluation/test_pq.py runs every bad case through
+    both), and when it fails, the numpy evaluator runs to name the file and the problem."""
     engine = resolve_engine(engine)
+    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir, allow_outside_paths)
     if engine == HOTCOCO:
         try:
             result = hotcoco_engine.evaluate(gt_json, gt_dir, pred_json, pred_dir)
         except Exception as error:  # hotcoco raises OSError, ValueError, ... on bad input
-            categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
             _score_numpy(categories, tasks, workers, progress)  # raises naming the file
             raise DatasetError(f"{pred_json}: hotcoco failed where the numpy evaluator did "
                                f"not: {error}") from error
         return {**result, "engine": f"hotcoco {hotcoco_engine.version()}"}
-    categories, tasks = _pair_tasks(gt_json, gt_dir, pred_json, pred_dir)
     return {**_score_numpy(categories, tasks, workers, progress), "engine": NUMPY}
 
 

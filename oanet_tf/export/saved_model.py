@@ -17,15 +17,13 @@ areas, boxes).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 from keras.export import ExportArchive
 
 from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data.panoptic_format import CategoryMap
-from oanet_tf.fileio import write_json
+from oanet_tf.fileio import staged_directory, write_json
 from oanet_tf.inference.image_predictor import ImagePredictor
 
 IMAGES_SIGNATURE = "serving_default"
@@ -44,8 +42,10 @@ def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
                        max_image_side: int = ExportConfig.max_image_side) -> str:
     """Write the SavedModel of `model` to `export_dir` and return its absolute path.
 
-    The model is written to a temporary directory beside `export_dir` and renamed into place
-    when complete, so an existing export is replaced only by a finished one.
+    The model is written to a staging folder beside `export_dir` and swapped into place when
+    complete (`fileio.staged_directory`): an existing export is replaced only by a finished
+    one, in one step on Linux, and what a killed export left there is deleted. The folder is
+    readable by other users (0755 under the usual umask), as a TF Serving process needs.
     """
     predictor = ImagePredictor(model, categories, data_config, eval_config, max_image_side)
     archive = ExportArchive()
@@ -58,37 +58,11 @@ def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
                          input_signature=[])
 
     export_dir = os.path.abspath(export_dir)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(export_dir)}-", dir=parent)
-    try:
+    with staged_directory(export_dir) as staging:
         archive.write_out(staging, verbose=False)
         write_json(os.path.join(staging, ASSETS_DIR, CATEGORIES_ASSET),
                    [dict(c, color=_color(c)) for c in categories.categories], indent=2)
-        _replace_directory(staging, export_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return export_dir
-
-
-def _replace_directory(source: str, target: str):
-    """Rename `source` to `target`; an existing `target` is removed only once replaced."""
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise FileExistsError(f"export directory {target} exists and is not a directory")
-    if not os.path.exists(target):
-        os.rename(source, target)
-        return
-    retired = tempfile.mkdtemp(prefix=f".old-{os.path.basename(target)}-",
-                               dir=os.path.dirname(target))
-    os.rmdir(retired)
-    os.rename(target, retired)
-    try:
-        os.rename(source, target)
-    except BaseException:
-        os.rename(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _color(category: dict) -> list:

@@ -13,7 +13,7 @@ import tqdm
 
 from oanet_tf.config import MERGE_ORDERS, DataConfig, EvalConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
-from oanet_tf.data.pipeline import ORIGINAL_KEYS, build_dataset
+from oanet_tf.data.pipeline import ORIGINAL_KEYS, batches, build_dataset
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import PQAccumulator
@@ -62,7 +62,7 @@ def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
                          repeat=False, ground_truth=True)
     done = 0
     with tqdm.tqdm(total=limit, desc="evaluate", unit="img", disable=not progress) as bar:
-        for batch in data:
+        for batch in batches(data):
             detections, outputs = predictor(batch["images"], batch["image_size"],
                                             batch["original_size"])
             outputs = {order: {k: v.numpy() for k, v in outputs[order].items()}
@@ -88,7 +88,7 @@ def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
                                             list(record.segments), panoptic, segments)
                     if order in writers:
                         writers[order].add(record.image_id, record.image_file, panoptic,
-                                           segments)
+                                           segments, png_name=record.png_name)
                 if on_image is not None:
                     on_image(ScoredImage(
                         record.image_id, truth["original_image"][i, :height, :width], gt_ids,
@@ -117,8 +117,8 @@ def evaluate_detections(model, dataset: PanopticDataset, data_config: DataConfig
                                else score_threshold)
     limit = max_images or len(dataset)
     seen = 0
-    for batch in build_dataset(dataset, data_config, training=False, batch_size=batch_size,
-                               repeat=False):
+    for batch in batches(build_dataset(dataset, data_config, training=False,
+                                       batch_size=batch_size, repeat=False)):
         count = min(int(batch["image_id"].shape[0]), limit - seen)
         _score_detections(quality, batch, detect(batch["images"], batch["image_size"]), count)
         seen += count

@@ -16,7 +16,7 @@ import os
 import keras
 
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, read_json, write_json
+from oanet_tf.fileio import atomic_path, read_json, remove_leftovers, write_json
 
 STATE_FILE = "state.json"
 WEIGHTS_PATTERN = "step-{:09d}.weights.h5"
@@ -34,16 +34,25 @@ def read_state(backup_dir: str) -> dict | None:
     path = os.path.join(backup_dir, STATE_FILE)
     if not os.path.exists(path):
         return None
-    state = read_json(path, "backup state")
-    if not isinstance(state, dict) or not {"batches", "weights"} <= set(state):
-        raise OANetError(f"{path}: not a backup state (expected keys batches, weights); "
-                         f"move the backup directory away to start afresh")
+    try:
+        state = read_json(path, "backup state")
+    except ValueError as err:
+        raise OANetError(f"{err}; move {backup_dir} away to start afresh") from None
+    if (not isinstance(state, dict) or not {"batches", "weights"} <= set(state)
+            or isinstance(state["batches"], bool) or not isinstance(state["batches"], int)
+            or state["batches"] < 0 or not isinstance(state["weights"], str)
+            or os.path.basename(state["weights"]) != state["weights"]):
+        raise OANetError(f"{path}: not a backup state (expected a count of batches and the "
+                         f"name of a weights file beside it); move {backup_dir} away to start "
+                         f"afresh")
     return state
 
 
 def restore(model: keras.Model, backup_dir: str) -> int:
     """Load the last backup into `model` (weights and optimizer); returns the number of
-    batches consumed before it (0 when there is no backup)."""
+    batches consumed before it (0 when there is no backup). Temporary files a killed run
+    left in `backup_dir` are deleted."""
+    remove_leftovers(backup_dir)
     state = read_state(backup_dir)
     if state is None:
         return 0
