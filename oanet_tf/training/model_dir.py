@@ -35,6 +35,20 @@ def read_categories(path: str) -> CategoryMap:
         raise OANetError(f"{path}: not a list of categories ({err})") from None
 
 
+def check_categories_fit(model_dir: str, categories: CategoryMap):
+    """Refuse to train into a model dir whose model has other categories: its weights,
+    backups and files belong to another model."""
+    path = os.path.join(model_dir, CATEGORIES_FILE)
+    if not os.path.exists(path):
+        return
+    held = read_categories(path)
+    if held.semantic_ids != categories.semantic_ids:
+        raise OANetError(f"{path}: --model-dir holds a model of other categories "
+                         f"({held.num_things} things, {held.num_stuff} stuff) than the "
+                         f"training data ({categories.num_things} things, "
+                         f"{categories.num_stuff} stuff); train into another --model-dir")
+
+
 def weights_path(model_dir: str, weights: str = "last") -> str:
     """`last`, `best` or a path -> an existing weights file."""
     path = os.path.join(model_dir, WEIGHTS_ALIASES[weights]) if weights in WEIGHTS_ALIASES \

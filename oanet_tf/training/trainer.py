@@ -23,7 +23,8 @@ from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
 from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
-from oanet_tf.training.model_dir import BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
+from oanet_tf.training.model_dir import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
+                                         check_categories_fit)
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
@@ -67,20 +68,21 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     strategy = make_strategy(strategy_name)
     configure_numerics(config)
     chief, worker = is_chief(strategy), worker_index(strategy)
-    if chief:
-        os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
-
     train_data = open_split(config.data, "train", config.data.skip_bad_images)
     val_data = PanopticDataset.from_split(resolve_split(config.data, "val"),
                                           skip_bad_images=config.data.skip_bad_images)
-    if chief:
-        write_json(os.path.join(model_dir, CATEGORIES_FILE),
-                   list(train_data.categories.categories))
+    check_categories_fit(model_dir, train_data.categories)
     model = build_compiled_model(config, train_data.categories, strategy)
     backup_dir = backup_dir_for(model_dir, worker)
     with strategy.scope():
         done = backup.restore(model, backup_dir)
+    # Only now that the model dir is known to hold this run (or nothing): a rejected run
+    # leaves another model's files as they were.
+    if chief:
+        os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        write_json(os.path.join(model_dir, CATEGORIES_FILE),
+                   list(train_data.categories.categories))
     steps = config.train.steps_per_epoch
     if done:
         print(f"resuming from {backup_dir} after step {done} (epoch {done // steps + 1}, "
