@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -34,7 +35,7 @@ from tests.conftest import SAMPLE_ENV
 from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
-from oanet_tf.config import save_config
+from oanet_tf.config import PER_CLASS, save_config
 from oanet_tf.data import image_sizes
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
@@ -57,9 +58,11 @@ CATEGORIES = CategoryMap.from_categories([
 # Images resized to at most 64 pixels a side; no bucket (the synthetic config's 128x128 one
 # would pad them to 128, where the random-weight tiny model draws no instance in some images;
 # buckets at serving are tested in tests/inference/test_image_predictor.py).
+# The stuff area rule per connected region: its connected components run in the graph, so
+# the export keeps them (test_per_region_rule_is_served).
 OVERRIDES = ("data.short_side=48", "data.max_side=64", "data.buckets=[]",
              "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
-             "eval.min_stuff_area=16")
+             "eval.min_stuff_area=16", "eval.stuff_area_rule=per_region")
 INVALID_ARGUMENT = 3  # the gRPC / TensorFlow status code
 VERSION = "1"
 MODEL_NAME = "oanet"
@@ -389,6 +392,25 @@ def test_served_tensors_match_the_evaluation_path(served, reference):
         print(f"serving_tensor {name}: identical pixels {agreement['pixels']:.4f}, "
               f"max score difference {agreement['max_score_diff']:.2e}")
         assert agreement["pixels"] == 1.0 and agreement["max_score_diff"] < 1e-5
+
+
+def test_per_region_rule_is_served(served, reference, model_dir, config, images, tmp_path):
+    """The served maps equal the evaluation path's with eval.stuff_area_rule=per_region
+    (test_served_images_match_the_evaluation_path), and that rule changes some map here:
+    the per-class rule on the same model gives another map for at least one image."""
+    per_class = dataclasses.replace(config, eval=dataclasses.replace(
+        config.eval, stuff_area_rule=PER_CLASS))
+    dataset = _write_dataset(str(tmp_path), images)
+    by_class = dict(zip(images, _in_process(model_dir[0], per_class, dataset, CATEGORIES)))
+    encoded = served[0]["encoded"]
+    changed = [name for name in images
+               if not np.array_equal(by_class[name][0], reference[name][0])]
+    assert changed, "the per-region rule changed no map: the test shows nothing"
+    for name in changed:
+        index = list(images).index(name)
+        height, width = reference[name][0].shape
+        np.testing.assert_array_equal(encoded["panoptic"][index, :height, :width],
+                                      reference[name][0])
 
 
 @pytest.mark.parametrize("name, problem", [
