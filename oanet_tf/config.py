@@ -177,11 +177,13 @@ class EvalConfig:
     instance_score_threshold: float = 0.5
     min_stuff_area: int = 4900
     # per_class: a stuff class with fewer free pixels than min_stuff_area in an image is left
-    # void; per_region: each connected region (8-connected) of a stuff class is, instead.
-    stuff_area_rule: str = PER_CLASS
+    # void; per_region: each connected region (8-connected) of a stuff class is, instead
+    # (the paper's rule; +1.3 PQ_St on the synthetic val set, README).
+    stuff_area_rule: str = PER_REGION
     # all_detections: the SRM ranks every detection; mergeable: only those with score >=
-    # instance_score_threshold enter the SRM's input (the others cannot be merged anyway).
-    srm_input: str = SRM_ALL_DETECTIONS
+    # instance_score_threshold enter the SRM's input (the others cannot be merged anyway;
+    # +3.3 PQ_Th, +4.1 points of ownership accuracy on the synthetic val set, README).
+    srm_input: str = SRM_MERGEABLE
     max_images: int = 0  # 0 = all
 
 
