@@ -1,9 +1,9 @@
 """Greedy non-maximum suppression on batched, padded inputs.
 
 batched_nms: per image, class-agnostic or per group (`groups`: boxes of different groups
-never suppress each other, e.g. proposals of different FPN levels). `xla=True` runs tf.image.non_max_suppression_padded
-(a tiled pure-TF algorithm that compiles with XLA); the default runs the greedy C++ kernel
-of tf.image.non_max_suppression once per image (1.2-1.3x faster at 4000 -> 1000 boxes,
+never suppress each other, e.g. proposals of different FPN levels). `xla=True` runs
+tf.image.non_max_suppression_padded (a tiled pure-TF algorithm that compiles with XLA); the
+default runs the greedy C++ kernel of tf.image.non_max_suppression once per image (1.2-1.3x faster at 4000 -> 1000 boxes,
 scripts/benchmark.py --suites ops). multiclass_nms: per class, on
 tf.image.combined_non_max_suppression (C++ kernel, no XLA kernel): the one op of
 `oanet_tf.ops` that does not compile with jit_compile=True (it serves inference only). One
