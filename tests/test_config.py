@@ -40,6 +40,8 @@ def test_override_sets_typed_values():
     ("train.batch_size=two", "train.batch_size"),
     ("train.batch_size", "section.key=value"),
     ("eval.merge_order=random", "eval.merge_order"),
+    ("eval.stuff_area_rule=per_pixel", "eval.stuff_area_rule"),
+    ("eval.srm_input=everything", "eval.srm_input"),
     ("data.buckets=[[100, 128]]", "multiples of 32"),
     ("data.buckets=[800]", "data.buckets"),
 ])

@@ -12,7 +12,8 @@ beside its peer on this machine's CPU, interleaved call by call:
   evaluator  our PQ from files against hotcoco's and panopticapi's pq_compute, on a small
              and a COCO-sized synthetic set;
   ops        the ops the model picks without XLA against their XLA-compilable variants:
-             RoIAlign, proposal NMS, and the SRM on the cells its loss or Eq. 3 reads.
+             RoIAlign, proposal NMS, and the SRM on the cells its loss or Eq. 3 reads;
+             and the merge with the stuff area rule per connected region against per class.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = ModelConfig.srm_kernel, ModelConfig.srm_ke
 OPS_SRM_STRIDE = ModelConfig.srm_stride
 OPS_DETECTIONS = 100  # the R50 config's detections per image
 OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-map row
+# The merge row: COCO's stuff classes, a smooth random stuff map (argmax of noise drawn on a
+# grid this many times coarser, upsampled), and random instance boxes drawn over it.
+OPS_STUFF_CLASSES, OPS_STUFF_NOISE_STRIDE, OPS_MERGE_INSTANCES = 53, 32, 20
 
 
 def model_rows(bench: OursBench, batches, peer, args, suite="model") -> list:
@@ -186,6 +190,7 @@ def ops_suite(args) -> list:
         rows.append(_ops_row(f"proposal NMS {OPS_PROPOSAL_CANDIDATES}->{OPS_PROPOSALS}", size,
                              seconds, False, True, "padded (XLA-compilable)"))
         rows.extend(_srm_rows(args, size))
+        rows.append(_stuff_area_row(args, size))
     print(format_rows(rows, header=False), flush=True)
     return rows
 
@@ -234,6 +239,34 @@ def _srm_rows(args, size) -> list:
                          note=f"{covered:.1%} of pixels covered, "
                               f"{OPS_SRM_CATEGORIES} categories"))
     return rows
+
+
+def _stuff_area_row(args, size):
+    """The whole panoptic merge with eval.stuff_area_rule per_region (connected components in
+    the graph) against per_class, on one image of `size`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from oanet_tf.config import PER_CLASS, PER_REGION, EvalConfig
+    from oanet_tf.inference.panoptic_merge import panoptic_merge
+    from oanet_tf.ops.connected_components import connected_components
+
+    rng = np.random.default_rng(args.seed)
+    coarse = [-(-side // OPS_STUFF_NOISE_STRIDE) for side in size]
+    noise = rng.normal(size=(1, *coarse, OPS_STUFF_CLASSES)).astype(np.float32)
+    stuff = tf.nn.softmax(tf.image.resize(noise, size, method="bilinear"))
+    _, classes, masks = random_instances(args.seed, 1, *size, OPS_MERGE_INSTANCES, 2)
+    masks, scores = tf.constant(masks, tf.float32), tf.ones([1, OPS_MERGE_INSTANCES])
+    functions = {rule: tf.function(lambda rule=rule: panoptic_merge(
+        masks, classes, scores, scores, stuff, 2,
+        min_stuff_area=EvalConfig.min_stuff_area, stuff_area_rule=rule)["panoptic"])
+        for rule in (PER_REGION, PER_CLASS)}
+    seconds = alternating(functions, (), args.warmup, args.repeats)
+    label = tf.argmax(stuff, axis=-1)
+    regions = len(np.unique(connected_components(label, tf.ones_like(label, tf.bool))))
+    return _ops_row("merge, stuff area per region", size, seconds, PER_REGION, PER_CLASS,
+                    "per class", note=f"{regions} stuff regions, {OPS_STUFF_CLASSES} "
+                                      f"classes, {OPS_MERGE_INSTANCES} instances")
 
 
 def _ops_row(case, size, seconds, ours_key, peer_key, peer_name, note=""):

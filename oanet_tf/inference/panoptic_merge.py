@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from oanet_tf.config import DETECTION, MERGE_ORDERS, PRODUCT, RANKING
+from oanet_tf.config import (DETECTION, MERGE_ORDERS, PER_CLASS, PER_REGION, PRODUCT, RANKING,
+                             STUFF_AREA_RULES)
 from oanet_tf.data.panoptic_format import VOID_ID
+from oanet_tf.ops.connected_components import component_areas, connected_components
 
 NO_CATEGORY = -1  # category of the padding entries of a segment table
 
@@ -38,7 +40,8 @@ def merge_order_scores(order: str, detection_scores, ranking_scores):
 
 def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, num_things: int,
                    overlap_threshold: float = 0.5, instance_score_threshold: float = 0.5,
-                   min_stuff_area=4900, mask_threshold: float = 0.5, image_size=None) -> dict:
+                   min_stuff_area=4900, mask_threshold: float = 0.5, image_size=None,
+                   stuff_area_rule: str = PER_CLASS) -> dict:
     """Merge a batch of instance and stuff predictions into panoptic segmentations.
 
     Inputs: masks [B, K, H, W] mask probabilities at the padded image size; classes [B, K]
@@ -50,8 +53,9 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     the rest go in descending order score (ties: lower index first). An instance whose mask
     (probability >= mask_threshold) is empty, more than overlap_threshold already claimed, or
     has no free pixel left is dropped; otherwise it claims its free pixels. Free pixels then
-    take the argmax stuff class; a stuff class with fewer than min_stuff_area such pixels
-    (a number, or a [B] tensor for a per-image area) is left void.
+    take the argmax stuff class; with stuff_area_rule "per_class" a stuff class with fewer
+    than min_stuff_area such pixels (a number, or a [B] tensor for a per-image area) is left
+    void, with "per_region" each 8-connected region of such pixels of one class is, instead.
 
     Returns a dict: "panoptic" [B, H, W] int32 segment ids (see the module docstring) and, per
     segment, arrays of static length K + S holding the num_segments [B] segments first (kept
@@ -95,7 +99,8 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     _, canvas = tf.while_loop(lambda step, _: step < num_steps, claim, (tf.constant(0), canvas),
                               maximum_iterations=num)
 
-    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area)
+    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area,
+                         stuff_area_rule)
     num_ids = num + num_stuff + 1
     area, box = segment_extents(canvas, num_ids)  # [B, num_ids], [B, num_ids, 4]
 
@@ -147,17 +152,26 @@ def to_original_size(panoptic, image_size, original_size):
     return tf.cast(resized[..., 0], tf.int32)
 
 
-def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, num_stuff, min_stuff_area):
-    """Free valid pixels take the argmax stuff class unless that class covers too few."""
+def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, num_stuff, min_stuff_area,
+                stuff_area_rule):
+    """Free valid pixels take the argmax stuff class unless that class (per_class), or their
+    connected region of it (per_region), covers too few."""
+    if stuff_area_rule not in STUFF_AREA_RULES:
+        raise ValueError(f"stuff area rule {stuff_area_rule!r} is not one of "
+                         f"{', '.join(STUFF_AREA_RULES)}")
     batch = _shape(canvas)[0]
     label = tf.argmax(stuff_probs, axis=-1, output_type=tf.int32)  # [B, H, W]
     free = tf.equal(canvas, VOID_ID) & valid_region
+    min_area = tf.reshape(tf.cast(min_stuff_area, tf.float32), [-1, 1])  # [B or 1, 1]
+    if stuff_area_rule == PER_REGION:
+        area = component_areas(connected_components(label, free))  # [B, H, W]
+        large = tf.cast(area, tf.float32) >= min_area[:, :, tf.newaxis]
+        return tf.where(free & large, num_things_ids + 1 + label, canvas)
     # Area of each stuff class on free pixels; slot 0 of each image collects the others.
     slots = tf.where(free, label + 1, 0) + (num_stuff + 1) * tf.range(batch)[:, None, None]
     stuff_area = tf.math.unsorted_segment_sum(tf.ones_like(tf.reshape(slots, [-1])),
                                               tf.reshape(slots, [-1]), batch * (num_stuff + 1))
     stuff_area = tf.reshape(stuff_area, [batch, num_stuff + 1])[:, 1:]  # [B, S]
-    min_area = tf.reshape(tf.cast(min_stuff_area, tf.float32), [-1, 1])
     large = tf.gather(tf.cast(stuff_area, tf.float32) >= min_area, label, batch_dims=1)
     return tf.where(free & large, num_things_ids + 1 + label, canvas)
 

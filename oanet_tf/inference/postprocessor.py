@@ -59,7 +59,8 @@ class PanopticPostprocessor:
                 detections["stuff_probs"], self.categories.num_things,
                 overlap_threshold=self.eval_config.overlap_threshold,
                 instance_score_threshold=self.eval_config.instance_score_threshold,
-                min_stuff_area=min_area, image_size=image_size)
+                min_stuff_area=min_area, image_size=image_size,
+                stuff_area_rule=self.eval_config.stuff_area_rule)
             outputs[order] = self._at_original_size(merged, image_size, original_size)
         return outputs
 

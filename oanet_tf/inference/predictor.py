@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from oanet_tf.config import EvalConfig
+from oanet_tf.config import SRM_MERGEABLE, EvalConfig
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.inference.postprocessor import PanopticPostprocessor
 
@@ -23,12 +23,15 @@ class PanopticPredictor:
                 f"categories ({categories.num_things} things, {categories.num_stuff} stuff) "
                 f"do not match the model ({model.num_things} things, {model.num_stuff} stuff)")
         self.model = model
+        # eval.srm_input "mergeable": the SRM reads only the detections the merge may draw.
+        self.srm_min_score = (eval_config.instance_score_threshold
+                              if eval_config.srm_input == SRM_MERGEABLE else None)
         self.postprocessor = PanopticPostprocessor(categories, eval_config, orders)
         self.orders = self.postprocessor.orders
         self._predict = tf.function(self._predict_batch, reduce_retracing=True)
 
     def _predict_batch(self, images, image_size, original_size):
-        detections = self.model.detect(images, image_size)
+        detections = self.model.detect(images, image_size, self.srm_min_score)
         return detections, self.postprocessor(detections, image_size, original_size)
 
     def __call__(self, images, image_size, original_size):

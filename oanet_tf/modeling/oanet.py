@@ -90,11 +90,13 @@ class OANet(keras.Model):
         weights = {"seg": self.stuff_branch.loss_weight, "srm": self.srm.loss_weight}
         return tf.add_n([weights.get(name, 1.0) * value for name, value in losses.items()])
 
-    def detect(self, images, image_size=None) -> dict:
+    def detect(self, images, image_size=None, srm_min_score=None) -> dict:
         """Inference outputs before the merge.
 
         images [B, H, W, 3] padded, image_size [B, 2] each image's size before padding
-        (detections stay inside it; None: the whole canvas) -> the RoI heads' detections: boxes [B, D, 4], classes [B, D]
+        (detections stay inside it; None: the whole canvas), srm_min_score: detections scoring
+        below it are left out of the SRM's input and get ranking score 0 (None: the SRM reads
+        every detection) -> the RoI heads' detections: boxes [B, D, 4], classes [B, D]
           (1..T, 0 = none), scores [B, D], masks [B, D, 28, 28] (probabilities),
           num_detections [B]; and stuff_probs [B, H, W, S] (softmax over stuff),
           instance_masks [B, D, H, W] (pasted probabilities), ranking_scores [B, D] (Eq. 3),
@@ -109,8 +111,11 @@ class OANet(keras.Model):
         detections = self.roi_heads.detect(outputs["features"], proposals, proposal_valid,
                                            image_size)
         instance_masks = self.roi_heads.paste_masks(detections, canvas)
+        srm_classes = detections["classes"]
+        if srm_min_score is not None:
+            srm_classes = tf.where(detections["scores"] >= srm_min_score, srm_classes, 0)
         ranking_scores, ranking_map = self.srm.rank(
-            tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32), detections["classes"])
+            tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32), srm_classes)
         stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"], canvas)
         return {**detections, "stuff_probs": stuff_probs, "instance_masks": instance_masks,
                 "ranking_scores": ranking_scores, "ranking_map": ranking_map}

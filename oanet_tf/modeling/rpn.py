@@ -4,6 +4,7 @@ anchors, matching and sampling behind its two losses, and proposal selection."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from oanet_tf.modeling.rpn_head import RPNHead
@@ -12,6 +13,12 @@ from oanet_tf.ops import box_coder, iou, matcher, nms, sampling
 from oanet_tf.ops.shapes import dim
 
 ANCHOR_LEVELS = (2, 6)  # one anchor size per FPN level P2..P6
+# A proposal whose clipped box is this high or wide or less is empty and dropped before NMS
+# (Detectron2's RPN min_box_size 0; torchvision's min_size is 1e-3).
+MIN_PROPOSAL_SIZE = 0.0
+# Empty proposals get score -inf and NMS drops scores at or below this threshold (finite: the
+# padded XLA kernel keeps -inf scores under a -inf threshold).
+LOWEST_SCORE = float(np.finfo(np.float32).min)
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
@@ -89,8 +96,9 @@ class RPN(keras.layers.Layer):
                 "rpn_box": tf.reduce_sum(l1 * weights * positive) / normalizer}
 
     def proposals(self, logits, deltas, canvas_size, image_size, training: bool):
-        """Top-k anchors per level, decoded and clipped to their image, then NMS over all
-        levels.
+        """Top-k anchors per level, decoded and clipped to their image; empty boxes dropped;
+        NMS per level (boxes of different levels never suppress each other), then the best
+        post_nms_topk over all levels, as Detectron2's find_top_rpn_proposals.
 
         logits [B, N], deltas [B, N, 4], canvas_size (H, W) of the padded batch, image_size
         [B, 2] each image's size before padding -> boxes [B, P, 4], scores [B, P] (logits),
@@ -103,21 +111,27 @@ class RPN(keras.layers.Layer):
         image_size = tf.cast(image_size, tf.float32)[:, tf.newaxis, :]  # [B, 1, 2]
         logits = tf.stop_gradient(tf.cast(logits, tf.float32))
         deltas = tf.stop_gradient(tf.cast(deltas, tf.float32))
-        boxes_per_level, scores_per_level = [], []
+        boxes_per_level, scores_per_level, level_ids = [], [], []
         start = 0
-        for size in level_sizes:
-            top_scores, top_index = tf.math.top_k(logits[:, start:start + size],
-                                                  k=_smaller(pre_nms_topk, size), sorted=False)
+        for level, size in enumerate(level_sizes):
+            k = _smaller(pre_nms_topk, size)
+            top_scores, top_index = tf.math.top_k(logits[:, start:start + size], k=k,
+                                                  sorted=False)
             level_deltas = tf.gather(deltas[:, start:start + size], top_index, batch_dims=1)
             level_anchors = tf.gather(anchors[start:start + size], top_index)
             boxes = box_coder.decode_boxes(level_deltas, level_anchors)
             boxes_per_level.append(box_coder.clip_boxes(boxes, image_size))
             scores_per_level.append(top_scores)
+            level_ids.append(tf.fill(tf.reshape(k, [1]), level))
             start += size
+        boxes = tf.concat(boxes_per_level, axis=1)
+        sides = boxes[..., 2:] - boxes[..., :2]  # [B, N, 2] height, width
+        nonempty = tf.reduce_all(sides > MIN_PROPOSAL_SIZE, axis=-1)
+        scores = tf.where(nonempty, tf.concat(scores_per_level, axis=1), -float("inf"))
         boxes, scores, _, count = nms.batched_nms(
-            tf.concat(boxes_per_level, axis=1), tf.concat(scores_per_level, axis=1),
-            max_output=post_nms_topk, iou_threshold=self.nms_threshold,
-            xla=self.static_shapes)
+            boxes, scores, max_output=post_nms_topk, iou_threshold=self.nms_threshold,
+            score_threshold=LOWEST_SCORE, xla=self.static_shapes,
+            groups=tf.concat(level_ids, axis=0))
         valid = tf.range(post_nms_topk)[tf.newaxis, :] < count[:, tf.newaxis]
         return boxes, scores, valid
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -34,7 +35,7 @@ from tests.conftest import SAMPLE_ENV
 from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
-from oanet_tf.config import save_config
+from oanet_tf.config import PER_CLASS, save_config
 from oanet_tf.data import image_sizes
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
@@ -44,7 +45,8 @@ from oanet_tf.export import saved_model as export_lib
 from oanet_tf.fileio import read_json, write_json
 from oanet_tf.inference.image_predictor import PNG_SIGNATURE
 from oanet_tf.inference.panoptic_merge import NO_CATEGORY
-from oanet_tf.inference.postprocessor import OUTSIDE_IMAGE, image_segments
+from oanet_tf.inference.postprocessor import (OUTSIDE_IMAGE, PanopticPostprocessor,
+                                              image_segments)
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
@@ -57,9 +59,11 @@ CATEGORIES = CategoryMap.from_categories([
 # Images resized to at most 64 pixels a side; no bucket (the synthetic config's 128x128 one
 # would pad them to 128, where the random-weight tiny model draws no instance in some images;
 # buckets at serving are tested in tests/inference/test_image_predictor.py).
+# The stuff area rule per connected region: its connected components run in the graph, so
+# the export keeps them (test_per_region_rule_is_served).
 OVERRIDES = ("data.short_side=48", "data.max_side=64", "data.buckets=[]",
              "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
-             "eval.min_stuff_area=16")
+             "eval.min_stuff_area=16", "eval.stuff_area_rule=per_region")
 INVALID_ARGUMENT = 3  # the gRPC / TensorFlow status code
 VERSION = "1"
 MODEL_NAME = "oanet"
@@ -162,23 +166,35 @@ def _write_dataset(root: str, images: dict) -> PanopticDataset:
 
 # --------------------------------------------------------------------------- reference
 
-def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap) -> list:
+def _in_process(model, config, dataset: PanopticDataset, categories: CategoryMap,
+                other_eval=None) -> list:
     """The evaluation path: [(panoptic [h, w] at the original size, segments_info)] in the
     dataset's order. Its batches group the images by orientation, each padded by
     image_sizes.padded_size; every one of them is checked to have the padded size of the
-    served batch of all the images, so the model sees the same pixels."""
-    found, canvases, sizes = {}, set(), []
+    served batch of all the images, so the model sees the same pixels. With other_eval (an
+    EvalConfig), also the same detections post-processed with it: -> (list, other list)."""
+    found, other, canvases, sizes = {}, {}, set(), []
     predictor = PanopticPredictor(model, categories, config.eval)
     for batch in build_dataset(dataset, config.data, training=False, batch_size=len(dataset)):
         canvases.add(tuple(batch["images"].shape[1:3]))
         sizes.append(batch["image_size"])
-        _, outputs = predictor(batch["images"], batch["image_size"], batch["original_size"])
+        sizes_in = (batch["image_size"], batch["original_size"])
+        detections, outputs = predictor(batch["images"], *sizes_in)
         outputs = {k: v.numpy() for k, v in outputs[config.eval.merge_order].items()}
+        if other_eval is not None:
+            other_outputs = PanopticPostprocessor(categories, other_eval)(
+                detections, *sizes_in)[other_eval.merge_order]
+            other_outputs = {k: v.numpy() for k, v in other_outputs.items()}
         for i, image_id in enumerate(batch["image_id"].numpy()):
             found[int(image_id)] = image_segments(outputs, i)
+            if other_eval is not None:
+                other[int(image_id)] = image_segments(other_outputs, i)
     served = image_sizes.padded_size(tf.concat(sizes, axis=0), config.data.buckets)
     assert canvases == {tuple(served.numpy())}
-    return [found[record.image_id] for record in dataset.records]
+    ordered = [found[record.image_id] for record in dataset.records]
+    if other_eval is None:
+        return ordered
+    return ordered, [other[record.image_id] for record in dataset.records]
 
 
 def _compare(served: dict, index: int, reference) -> dict:
@@ -263,9 +279,18 @@ def _synthetic(images) -> list:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, model_dir, config, images):
+def references(tmp_path_factory, model_dir, config, images):
+    """The evaluation path's results by image name: with the config (per-region stuff rule),
+    and the same detections merged with the per-class rule."""
     dataset = _write_dataset(str(tmp_path_factory.mktemp("dataset")), images)
-    return dict(zip(images, _in_process(model_dir[0], config, dataset, CATEGORIES)))
+    per_class = dataclasses.replace(config.eval, stuff_area_rule=PER_CLASS)
+    found, by_class = _in_process(model_dir[0], config, dataset, CATEGORIES, per_class)
+    return dict(zip(images, found)), dict(zip(images, by_class))
+
+
+@pytest.fixture(scope="module")
+def reference(references):
+    return references[0]
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +414,22 @@ def test_served_tensors_match_the_evaluation_path(served, reference):
         print(f"serving_tensor {name}: identical pixels {agreement['pixels']:.4f}, "
               f"max score difference {agreement['max_score_diff']:.2e}")
         assert agreement["pixels"] == 1.0 and agreement["max_score_diff"] < 1e-5
+
+
+def test_per_region_rule_is_served(served, references, images):
+    """The served maps equal the evaluation path's with eval.stuff_area_rule=per_region
+    (test_served_images_match_the_evaluation_path), and that rule changes some map here:
+    the per-class rule on the same detections gives another map for at least one image."""
+    reference, by_class = references
+    encoded = served[0]["encoded"]
+    changed = [name for name in images
+               if not np.array_equal(by_class[name][0], reference[name][0])]
+    assert changed, "the per-region rule changed no map: the test shows nothing"
+    for name in changed:
+        index = list(images).index(name)
+        height, width = reference[name][0].shape
+        np.testing.assert_array_equal(encoded["panoptic"][index, :height, :width],
+                                      reference[name][0])
 
 
 @pytest.mark.parametrize("name, problem", [

@@ -182,6 +182,41 @@ def test_stuff_fill_and_small_stuff_becomes_void():
     np.testing.assert_array_equal(out["detection_score"][0, 1:3], [0, 0])
 
 
+def test_per_region_rule_voids_small_connected_regions_of_a_class_that_is_large_overall():
+    """Stuff class 1 covers a strip at the image's right edge (24 free px once the thing on
+    its top and the padding beyond image_size are left out), a 3 x 3 island (9 px) and two
+    2 x 2 squares touching only at a corner (8 px together: one 8-connected region). Minimum
+    area 8: every class-1 pixel stays under both rules; minimum 9: per class all stay (41
+    px), per region the corner pair goes void; minimum 25: per region the strip goes too."""
+    stuff = np.zeros((1, H, W, 2), np.float32)
+    stuff[..., 0] = 0.5
+    stuff[0, :, 16:20, 1] = 0.9  # strip; columns 18.. are padding below
+    stuff[0, 1:4, 1:4, 1] = 0.9  # island
+    stuff[0, 8:10, 8:10, 1] = stuff[0, 10:12, 10:12, 1] = 0.9  # corner contact
+    masks = np.zeros((1, 1, H, W), np.float32)
+    masks[0, 0, 0:4, 14:20] = 1
+    common = dict(image_size=tf.constant([[H, 18]]))
+    per_class = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=8, **common)
+    per_region = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=8,
+                        stuff_area_rule="per_region", **common)
+    np.testing.assert_array_equal(per_region["panoptic"], per_class["panoptic"])
+    stricter = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=9,
+                      stuff_area_rule="per_region", **common)
+    expected = per_class["panoptic"][0].copy()
+    expected[8:10, 8:10] = expected[10:12, 10:12] = 0
+    np.testing.assert_array_equal(stricter["panoptic"][0], expected)
+    by_class = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=9, **common)
+    np.testing.assert_array_equal(by_class["panoptic"], per_class["panoptic"])
+    # The strip's free part: 12 rows x 2 columns inside the image (24 px) stays at 24, goes
+    # void at 25 together with everything smaller.
+    largest = _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, min_stuff_area=25,
+                     stuff_area_rule="per_region", **common)["panoptic"][0]
+    assert np.all(largest[4:, 16:18] == 0) and np.all(largest[1:4, 1:4] == 0)
+    assert np.all(largest[0, 0:4] == per_class["panoptic"][0, 0, 0:4])  # class 0 stays
+    with pytest.raises(ValueError, match="stuff area rule"):
+        _merge(masks, [[1]], [[0.9]], [[0.9]], stuff, stuff_area_rule="per_pixel")
+
+
 def test_image_size_keeps_padding_void():
     masks = np.zeros((1, 1, H, W), np.float32)
     masks[0, 0, 8:16, 8:20] = 1  # reaches into the padding

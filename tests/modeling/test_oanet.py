@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.modeling.oanet import LOSS_NAMES, OANet
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from tests.tiny_model import CATEGORIES, XLA, tiny_batch, tiny_config
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,28 @@ def test_one_model_takes_any_padded_size_and_keeps_detections_inside_each_image(
         assert np.all(masks[:, h:] == 0) and np.all(masks[:, :, w:] == 0)
     losses = net.compute_losses(padded(tiny_batch(), (96, 64)), training=True)
     assert all(np.isfinite(float(v)) for v in losses.values())
+
+
+def test_srm_reads_only_detections_at_or_above_srm_min_score():
+    """eval.srm_input "mergeable": detections below the score are not in the SRM's input, as
+    if their masks were empty, and get ranking score 0; the rest are ranked by a map that the
+    dropped ones no longer shape."""
+    config = tiny_config("model.test_score_threshold=0.0")
+    keras.utils.set_random_seed(0)
+    net = build_oanet(config.model, config.train, CATEGORIES)
+    images = tiny_batch()["images"]
+    every = {k: v.numpy() for k, v in net.detect(images).items()}
+    valid = every["classes"] > 0
+    cut = float(np.median(every["scores"][valid]))
+    some = {k: v.numpy() for k, v in net.detect(images, srm_min_score=cut).items()}
+    kept = valid & (every["scores"] >= cut)
+    assert kept.any() and (valid & ~kept).any()
+    np.testing.assert_array_equal(some["scores"], every["scores"])  # detections unchanged
+    masks = (every["instance_masks"] >= MASK_THRESHOLD) & kept[:, :, None, None]
+    expected, _ = net.srm.rank(tf.cast(masks, tf.float32), np.where(kept, every["classes"], 0))
+    np.testing.assert_allclose(some["ranking_scores"], expected, atol=1e-6)
+    assert np.all(some["ranking_scores"][~kept] == 0)
+    assert not np.allclose(some["ranking_scores"][kept], every["ranking_scores"][kept])
 
 
 def test_xla_and_fast_ops_give_the_same_losses_and_detections():

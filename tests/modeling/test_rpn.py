@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.modeling.rpn import RPN
+from tests import numpy_reference as ref
 from tests.modeling.layer_checks import round_trip
 
 IMAGE = (64, 96)
@@ -45,21 +46,27 @@ def _np_decode(deltas, anchors):
     return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
 
 
-def _np_proposals(logits, deltas, anchors, level_sizes, pre, post):
-    """One image: top `pre` per level, decoded and clipped, greedy NMS, top `post`."""
-    boxes, scores, start = [], [], 0
-    for size in level_sizes:
+def _np_proposals(logits, deltas, anchors, level_sizes, pre, post, image=IMAGE,
+                  per_level=True):
+    """One image: top `pre` per level, decoded and clipped, empty boxes dropped, greedy NMS
+    per level (or over all levels), then the best `post` over all levels -> boxes, scores."""
+    boxes, scores, levels, start = [], [], [], 0
+    for level, size in enumerate(level_sizes):
         top = np.argsort(-logits[start:start + size])[:pre] + start
         decoded = _np_decode(deltas[top], anchors[top])
-        boxes.append(np.clip(decoded, 0, [IMAGE[0], IMAGE[1], IMAGE[0], IMAGE[1]]))
+        boxes.append(np.clip(decoded, 0, [image[0], image[1], image[0], image[1]]))
         scores.append(logits[top])
+        levels.append(np.full(len(top), level))
         start += size
-    boxes, scores = np.concatenate(boxes), np.concatenate(scores)
-    kept = []
-    for i in np.argsort(-scores):
-        if all(_np_iou(boxes[i:i + 1], boxes[j:j + 1])[0, 0] <= NMS_THRESHOLD for j in kept):
-            kept.append(i)
-    return boxes[kept[:post]]
+    boxes, scores, levels = np.concatenate(boxes), np.concatenate(scores), np.concatenate(levels)
+    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores, levels = boxes[nonempty], scores[nonempty], levels[nonempty]
+    groups = [np.flatnonzero(levels == g) for g in np.unique(levels)] if per_level \
+        else [np.arange(len(scores))]
+    kept = np.concatenate([g[ref.greedy_nms(boxes[g], scores[g], NMS_THRESHOLD,
+                                            float("-inf"), len(g))] for g in groups])
+    kept = kept[np.argsort(-scores[kept], kind="stable")][:post]
+    return boxes[kept], scores[kept]
 
 
 def _head_outputs(rpn, seed):
@@ -81,10 +88,74 @@ def test_proposals_match_numpy(static_shapes, training):
     post = rpn.post_nms_topk_train if training else rpn.post_nms_topk_test
     assert boxes.shape == (2, post, 4)
     for b in range(2):
-        expected = _np_proposals(logits[b], deltas[b], anchors, level_sizes, pre, post)
+        expected, _ = _np_proposals(logits[b], deltas[b], anchors, level_sizes, pre, post)
         assert valid[b].sum() == len(expected)
         np.testing.assert_allclose(boxes[b, :len(expected)], expected, atol=1e-3)
         assert np.all(np.diff(scores[b, :len(expected)]) <= 0)  # best first
+
+
+def _hand_built_head_outputs(rpn):
+    """Head outputs of one image where per-level and global NMS differ and the best-scoring
+    proposal is empty: all logits low and random, deltas 0, except three anchors.
+
+    A (P2 anchor, logit 5) and B (P3 anchor, logit 4) decode to two boxes of IoU 0.8 > the
+    NMS threshold: a global NMS drops B, NMS per level keeps both. E (P4 anchor, logit 6)
+    decodes to a box beyond the image's bottom edge: empty once clipped.
+    """
+    anchors, level_sizes = (np.asarray(x) for x in rpn.anchors(IMAGE))
+    starts = np.cumsum([0, *level_sizes])
+    rng = np.random.default_rng(7)
+    logits = rng.uniform(-10.0, -5.0, size=len(anchors)).astype(np.float32)
+    deltas = np.zeros((len(anchors), 4), np.float32)
+    a, b, e = starts[0] + 100 * len(RATIOS) + 1, starts[1] + 20 * len(RATIOS) + 1, starts[2] + 1
+    box_a = np.array([10.0, 20.0, 40.0, 50.0])
+    box_b = np.array([10.0, 20.0, 40.0, 50.0 * 0.8 + 20.0 * 0.2])  # A's width x 0.8 inside A
+    box_e = np.array([IMAGE[0] + 10.0, 10.0, IMAGE[0] + 30.0, 30.0])
+    for index, box, logit in ((a, box_a, 5.0), (b, box_b, 4.0), (e, box_e, 6.0)):
+        deltas[index] = ref.encode(box, anchors[index], (1.0, 1.0, 1.0, 1.0))
+        logits[index] = logit
+    return logits[None], deltas[None], (box_a, box_b), anchors, level_sizes
+
+
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_nms_per_level_keeps_overlapping_boxes_of_two_levels_and_drops_empty_ones(
+        static_shapes):
+    rpn = _rpn(static_shapes, pre_nms_topk_test=3, post_nms_topk_test=12)
+    logits, deltas, (box_a, box_b), anchors, level_sizes = _hand_built_head_outputs(rpn)
+    assert ref.iou(box_a, box_b) > NMS_THRESHOLD
+    boxes, scores, valid = (t.numpy()[0] for t in rpn.proposals(logits, deltas, IMAGE, [IMAGE],
+                                                               training=False))
+    expected, expected_scores = _np_proposals(logits[0], deltas[0], anchors, level_sizes, 3, 12)
+    global_nms, _ = _np_proposals(logits[0], deltas[0], anchors, level_sizes, 3, 12,
+                                  per_level=False)
+    assert len(global_nms) < len(expected)  # the case tells the two apart
+    assert valid.sum() == len(expected)
+    np.testing.assert_allclose(boxes[valid], expected, atol=1e-3)
+    np.testing.assert_allclose(scores[valid], expected_scores, atol=1e-6)
+    np.testing.assert_allclose(boxes[:2], [box_a, box_b], atol=1e-3)  # best first, both kept
+    sides = boxes[valid][:, 2:] - boxes[valid][:, :2]
+    assert np.all(sides > 0) and not np.any(scores[valid] == 6.0)  # E is gone
+
+
+def test_proposals_of_a_graph_with_unknown_sizes_equal_the_eager_ones():
+    """Padded size and anchor count known only when the graph runs, two image sizes."""
+    rpn = _rpn()
+    logits, deltas = _head_outputs(rpn, seed=4)
+    sizes = np.array([[40, 96], [64, 50]], np.int32)
+    graph = tf.function(
+        lambda lg, dl, canvas, size: rpn.proposals(lg, dl, (canvas[0], canvas[1]), size,
+                                                   training=False),
+        input_signature=[tf.TensorSpec([None, None], tf.float32),
+                         tf.TensorSpec([None, None, 4], tf.float32),
+                         tf.TensorSpec([2], tf.int32), tf.TensorSpec([None, 2], tf.int32)])
+    eager = rpn.proposals(logits, deltas, IMAGE, sizes, training=False)
+    for got, want in zip(graph(logits, deltas, tf.constant(IMAGE), sizes), eager):
+        np.testing.assert_array_equal(got, want)
+    anchors, level_sizes = (np.asarray(x) for x in rpn.anchors(IMAGE))
+    for b in range(2):
+        expected, _ = _np_proposals(logits[b], deltas[b], anchors, level_sizes,
+                                    rpn.pre_nms_topk_test, rpn.post_nms_topk_test, sizes[b])
+        np.testing.assert_allclose(eager[0].numpy()[b][eager[2].numpy()[b]], expected, atol=1e-3)
 
 
 def test_no_gradient_flows_into_proposals():

@@ -34,6 +34,28 @@ def test_batched_nms_matches_greedy_numpy():
     np.testing.assert_array_equal(moved[2], nms.batched_nms(boxes, scores, 12, 0.5)[2])
 
 
+def test_grouped_nms_is_greedy_nms_per_group_then_the_best_over_all_groups():
+    """Boxes of different groups never suppress each other, on both kernels; the kept boxes
+    come best first over all groups, as per-group greedy NMS merged by score."""
+    rng = np.random.default_rng(8)
+    boxes = _clustered_boxes(rng, 2, 60)
+    scores = rng.permutation(120).reshape(2, 60) / 120.0
+    groups = np.arange(60) % 3
+    for xla in (False, True):
+        _, out_scores, out_index, count = nms.batched_nms(boxes, scores, 20, 0.5, xla=xla,
+                                                          groups=groups)
+        for b in range(2):
+            kept = np.concatenate([np.flatnonzero(groups == g)[ref.greedy_nms(
+                boxes[b, groups == g], scores[b, groups == g], 0.5, float("-inf"), 60)]
+                for g in range(3)])
+            kept = kept[np.argsort(-scores[b, kept])][:20]
+            assert int(count[b]) == len(kept)
+            np.testing.assert_array_equal(out_index[b, :len(kept)], kept)
+            np.testing.assert_allclose(out_scores[b, :len(kept)], scores[b, kept])
+        one_group = nms.batched_nms(boxes, scores, 20, 0.5, xla=xla, groups=np.zeros(60, int))
+        np.testing.assert_array_equal(one_group[2], nms.batched_nms(boxes, scores, 20, 0.5)[2])
+
+
 def test_multiclass_nms_matches_per_class_greedy_numpy():
     rng = np.random.default_rng(6)
     num, classes = 30, 3
