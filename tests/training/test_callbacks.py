@@ -3,6 +3,7 @@ scalars, the learning rate and the overlays at the run's step; evaluations every
 the first images; scheduling, chief detection and the ranking view."""
 
 import glob
+import json
 import math
 import os
 
@@ -16,6 +17,7 @@ from oanet_tf.inference.evaluate import evaluate_model
 from oanet_tf.training import callbacks
 from oanet_tf.training.callbacks import (EVAL_SUBDIR, PanopticEvalCallback, is_chief,
                                          ranking_image)
+from oanet_tf.training.model_dir import BEST_RECORD, LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.tiny_model import tiny_config
 
@@ -57,7 +59,8 @@ def trained(synthetic_dir, tmp_path_factory):
     config = small_config(synthetic_dir, f"train.steps_per_epoch={STEPS}",
                           f"train.eval_every_steps={EVAL_EVERY_STEPS}",
                           f"train.eval_step_images={STEP_IMAGES}",
-                          f"eval.batch_size={EVAL_BATCH}")
+                          f"eval.batch_size={EVAL_BATCH}",
+                          f"train.checkpoint_every_steps={EVAL_EVERY_STEPS}")
     model_dir = str(tmp_path_factory.mktemp("callbacks") / "model")
     calls = []
 
@@ -76,6 +79,19 @@ def trained(synthetic_dir, tmp_path_factory):
 def test_evaluates_every_n_steps_on_the_first_images(trained):
     *_, calls = trained
     assert calls == [(STEP_IMAGES, EVAL_BATCH, EVAL_EVERY_STEPS), (MAX_IMAGES, EVAL_BATCH, STEPS)]
+
+
+def test_checkpoints_mid_epoch_in_a_real_run(trained):
+    # tests/training/test_checkpoints.py checks the numbers; here the validation pass runs
+    # inside fit on OANet: best is step 2's or the epoch end's, whichever val_loss is lower.
+    _, run, _, _ = trained
+    with open(os.path.join(run.model_dir, BEST_RECORD)) as f:
+        best = json.load(f)
+    val_loss = run.history.history["val_loss"][-1]
+    assert best["step"] in (EVAL_EVERY_STEPS, STEPS)
+    assert best["val_loss"] <= val_loss
+    assert (best["step"] == STEPS) == (best["val_loss"] == pytest.approx(val_loss))
+    assert os.path.isfile(os.path.join(run.model_dir, LAST_WEIGHTS))
 
 
 def same(a, b):
