@@ -21,10 +21,10 @@ consecutive images of the split, so with one image per shard both sources give o
 Evaluation reads the files' order.
 
 The output is reproducible and resumable: the random scale and flip of an element are seeded
-by (seed, input pipeline, its position in the stream before grouping). So a pipeline built with `start_batch=k` starts directly at the
-chunk holding batch k (in the epoch holding that chunk), reorders it, steps over its earlier
-batches on the cheap stream (records are read, never decoded), and yields exactly what a
-fresh pipeline yields from batch k on.
+by (seed, input pipeline, its position in the stream before grouping). So a pipeline built
+with `start_batch=k` starts directly at the chunk holding batch k (in the epoch holding that
+chunk), reorders it, steps over its earlier batches on the cheap stream (records are read,
+never decoded), and yields exactly what a fresh pipeline yields from batch k on.
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     `source` is a `PanopticDataset` (COCO files) or a `TFRecordSource` (converted shards);
     both give identical batches in evaluation, and in training when each shard holds one
     image (the module docstring says how each source is shuffled). Training shuffles each
-    epoch, repeats (unless `repeat` says otherwise), jitters the scale, flips and drops the last partial batch (so B is static);
-    evaluation keeps every image, in the files' order within each group of a chunk. Either
-    way a batch holds images of one orientation (or one bucket) except at most (groups - 1)
-    batches per chunk of GROUP_BATCHES, which mix the chunk's leftovers. With
+    epoch, repeats (unless `repeat` says otherwise), jitters the scale, flips and drops the
+    last partial batch (so B is static); evaluation keeps every image, in the files' order
+    within each group of a chunk. Either way a batch holds images of one orientation (or one
+    bucket) except at most (groups - 1) batches per chunk of GROUP_BATCHES, which mix the
+    chunk's leftovers. With
     `input_context` (tf.distribute) this pipeline reads its share of the images (COCO: every
     n-th image; TFRecords: every n-th shard file) and `batch_size` is the global batch,
     split over the replicas. `seed=None` draws a fresh seed (the order stays deterministic:
