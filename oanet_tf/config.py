@@ -122,6 +122,8 @@ class DataConfig:
     max_instances: int = 100
     # Skip unreadable or inconsistent images (counted and reported) instead of stopping.
     skip_bad_images: bool = False
+    # TFRecords only: records mixed after each epoch's permutation of the shard files (COCO
+    # files are read in a full permutation of the images each epoch).
     shuffle_buffer: int = 256
     num_parallel_calls: int = -1  # AUTOTUNE_SETTING (tf.data.AUTOTUNE) or a thread count
 
@@ -192,6 +194,17 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     eval_every_epochs: int = 1
+    # Step-level monitoring, for epochs too long to wait for (0 = off). Steps count over the
+    # whole run, so a resumed run goes on counting. TensorBoard scalars (logs/steps) every
+    # this many steps: each loss term's mean over those steps, learning rate, images/s.
+    log_every_steps: int = 20
+    # PQ on val (logs/eval) every this many steps, besides the evaluations at epoch ends, on
+    # the split's first `eval_step_images` images (0: as at epoch ends, eval.max_images).
+    eval_every_steps: int = 0
+    eval_step_images: int = 0
+    # checkpoints/last and checkpoints/best every this many steps, besides epoch ends; best
+    # keeps the lowest val_loss, measured by a validation pass at each of these steps.
+    checkpoint_every_steps: int = 0
     # What to do with a non-finite loss: "skip" the step or "stop" training.
     on_nonfinite_loss: str = "stop"
     # Backups for resuming after a crash (MODEL_DIR/backup): every this many steps and at
@@ -215,6 +228,9 @@ class EvalConfig:
     # +3.3 PQ_Th, +4.1 points of ownership accuracy on the synthetic val set, README).
     srm_input: str = SRM_MERGEABLE
     max_images: int = 0  # 0 = all
+    # Images per batch of PQ evaluation (during training, `evaluate`, the demo), on one
+    # device: pasted masks take [batch, detections, H, W] floats.
+    batch_size: int = 2
 
 
 @dataclass
@@ -383,6 +399,13 @@ def _validate(config: Config):
             raise ConfigError(f"data.buckets: {bucket} is not [height, width] of positive "
                               f"multiples of {SIZE_DIVISIBILITY}")
     config.data.buckets = tuple(tuple(bucket) for bucket in config.data.buckets)
+    for key in ("log_every_steps", "eval_every_steps", "eval_step_images",
+                "checkpoint_every_steps"):
+        if getattr(config.train, key) < 0:
+            raise ConfigError(f"train.{key}: {getattr(config.train, key)} is negative "
+                              f"(0 turns it off)")
+    if config.eval.batch_size < 1:
+        raise ConfigError(f"eval.batch_size: {config.eval.batch_size}, needs at least 1 image")
     if config.train.jit_compile == "true" and not config.data.buckets:
         raise ConfigError("train.jit_compile: true needs data.buckets: XLA compiles one graph "
                           "per input shape, and without buckets every batch has its own")

@@ -92,7 +92,7 @@ def main(argv=None):
     config = trained.config
     val = PanopticDataset.from_split(resolve_split(config.data, "val"))
     steps = args.srm_steps or config.train.epochs * config.train.steps_per_epoch
-    batch = config.train.batch_size
+    batch = config.eval.batch_size
 
     rows = []
     joint = evaluate_model(trained.model, val, config.data, config.eval, batch,

@@ -44,6 +44,11 @@ def test_override_sets_typed_values():
     ("eval.srm_input=everything", "eval.srm_input"),
     ("data.buckets=[[100, 128]]", "multiples of 32"),
     ("data.buckets=[800]", "data.buckets"),
+    ("train.log_every_steps=-1", "train.log_every_steps: -1 is negative"),
+    ("train.eval_every_steps=-5", "train.eval_every_steps: -5 is negative"),
+    ("train.eval_step_images=-1", "train.eval_step_images: -1 is negative"),
+    ("train.checkpoint_every_steps=-2", "train.checkpoint_every_steps: -2 is negative"),
+    ("eval.batch_size=0", "eval.batch_size: 0, needs at least 1"),
 ])
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):

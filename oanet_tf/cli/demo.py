@@ -46,7 +46,7 @@ def run(args) -> int:
     predictions = os.path.join(args.model_dir, "predictions")
     writer = PanopticWriter(os.path.join(predictions, "panoptic_val.json"),
                             os.path.join(predictions, "panoptic_val"), val.categories)
-    results = evaluate_model(model, val, config.data, config.eval, config.train.batch_size,
+    results = evaluate_model(model, val, config.data, config.eval, config.eval.batch_size,
                              orders=DEMO_ORDERS, writers={config.eval.merge_order: writer})
     metrics_path = os.path.join(args.model_dir, "metrics.json")
     write_json(metrics_path, results, indent=1)

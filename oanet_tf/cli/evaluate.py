@@ -49,7 +49,7 @@ def run(args) -> int:
                for order in orders}
     detection_quality = DetectionQuality(trained.model.test_score_threshold)
     results = evaluate_model(trained.model, dataset, config.data, config.eval,
-                             config.train.batch_size, orders=orders, writers=writers,
+                             config.eval.batch_size, orders=orders, writers=writers,
                              detection_quality=detection_quality)
     for order in orders:
         print(f"\nmerge order {order}: PQ from oanet_tf")

@@ -12,12 +12,19 @@ known without decoding (orientation from the image's size, or with `data.buckets
 of its resized size), so a batch holds one kind of image except the few made of the chunk's
 leftovers.
 
-The output is reproducible and resumable: each epoch's shuffle is seeded by (seed, epoch),
-and the random scale and flip of an element by (seed, input pipeline, its position in the
-stream before grouping). So a pipeline built with `start_batch=k` starts directly at the
-chunk holding batch k (in the epoch holding that chunk), reorders it, steps over its earlier
-batches on the cheap stream (records are read, never decoded), and yields exactly what a
-fresh pipeline yields from batch k on.
+Order: training reads each epoch in a new order seeded by (seed, epoch), so any epoch can be
+started without replaying the ones before. From COCO files that is a full permutation of the
+pipeline's images (`epoch_order`). TFRecords can only be read in sequence, so there the full
+permutation is of the pipeline's shard files; TFRECORD_CYCLE_LENGTH of them are read at once,
+one record from each in turn, and `data.shuffle_buffer` records are mixed further (shards hold
+consecutive images of the split, so with one image per shard both sources give one order).
+Evaluation reads the files' order.
+
+The output is reproducible and resumable: the random scale and flip of an element are seeded
+by (seed, input pipeline, its position in the stream before grouping). So a pipeline built
+with `start_batch=k` starts directly at the chunk holding batch k (in the epoch holding that
+chunk), reorders it, steps over its earlier batches on the cheap stream (records are read,
+never decoded), and yields exactly what a fresh pipeline yields from batch k on.
 """
 
 from __future__ import annotations
@@ -34,9 +41,12 @@ from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSo
 from oanet_tf.errors import DatasetError, failed_assertion
 
 FLIP_PROBABILITY = 0.5
-# Graph-level seed of the per-epoch shuffle: with it fixed, the order depends on `seed` and
-# the epoch only, not on the process's global seed.
+# Graph-level seed of the per-epoch record buffer (TFRecords): with it fixed, the order
+# depends on `seed` and the epoch only, not on the process's global seed.
 SHUFFLE_GRAPH_SEED = 1
+# TFRecord shard files read at once in training, one record from each in turn: neighbouring
+# records come from different shards. Each open file buffers READ_BUFFER_BYTES.
+TFRECORD_CYCLE_LENGTH = 8
 # Batches per grouping chunk. A chunk mixes groups in at most (groups - 1) of its batches: a
 # longer chunk mixes a smaller share, but holds more items (records, for a TFRecordSource)
 # in memory and delays the first batch.
@@ -78,11 +88,13 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     buckets (static, as XLA wants).
 
     `source` is a `PanopticDataset` (COCO files) or a `TFRecordSource` (converted shards);
-    both give identical batches. Training shuffles, repeats (unless `repeat` says
-    otherwise), jitters the scale, flips and drops the last partial batch (so B is static);
-    evaluation keeps every image, in the files' order within each group of a chunk. Either
-    way a batch holds images of one orientation (or one bucket) except at most (groups - 1)
-    batches per chunk of GROUP_BATCHES, which mix the chunk's leftovers. With
+    both give identical batches in evaluation, and in training when each shard holds one
+    image (the module docstring says how each source is shuffled). Training shuffles each
+    epoch, repeats (unless `repeat` says otherwise), jitters the scale, flips and drops the
+    last partial batch (so B is static); evaluation keeps every image, in the files' order
+    within each group of a chunk. Either way a batch holds images of one orientation (or one
+    bucket) except at most (groups - 1) batches per chunk of GROUP_BATCHES, which mix the
+    chunk's leftovers. With
     `input_context` (tf.distribute) this pipeline reads its share of the images (COCO: every
     n-th image; TFRecords: every n-th shard file) and `batch_size` is the global batch,
     split over the replicas. `seed=None` draws a fresh seed (the order stays deterministic:
@@ -125,14 +137,12 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
 
     if isinstance(source, TFRecordSource):
         files, epoch_length = source.shard_files(num_pipelines, pipeline_id)
-        items = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES)
+        members = tf.constant(files)
         size_of = parse_image_size
         decode = parse_example
         filter_bad = False
     else:
-        items = tf.data.Dataset.range(len(source))
-        if num_pipelines > 1:
-            items = items.shard(num_pipelines, pipeline_id)
+        members = tf.range(pipeline_id, len(source), num_pipelines, dtype=tf.int64)
         epoch_length = len(range(pipeline_id, len(source), num_pipelines))
         sizes = tf.constant(source.image_sizes, tf.int32)  # [N, 2]
 
@@ -151,8 +161,9 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     first_epoch = chunk_start // epoch_length if repeat and epoch_length else 0
     epochs = (tf.data.Dataset.counter(first_epoch) if repeat
               else tf.data.Dataset.range(first_epoch, first_epoch + 1))
-    shuffle_buffer = data_config.shuffle_buffer if training else 0
-    ds = epochs.flat_map(_epoch_stream(items, shuffle_buffer, seed))
+    records = isinstance(source, TFRecordSource)
+    ds = epochs.flat_map(_epoch_stream(members, records, training, data_config.shuffle_buffer,
+                                       seed))
     # The position in the stream, counted before anything is skipped, grouped or decoded,
     # seeds each element's augmentation.
     ds = ds.enumerate(start=first_epoch * epoch_length)
@@ -178,20 +189,43 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _epoch_stream(items: tf.data.Dataset, shuffle_buffer: int, seed: int):
-    """epoch -> the items of that epoch, shuffled (buffer > 1) with a seed drawn from
-    (seed, epoch), so any epoch can be started without replaying the ones before."""
+def epoch_order(count: int, seed: int, epoch) -> tf.Tensor:
+    """int64 [count]: a permutation of 0..count-1 drawn from (seed, epoch) alone."""
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
+
+
+def _epoch_stream(members, records: bool, shuffle: bool, record_buffer: int, seed: int):
+    """epoch -> the items of that epoch. `members`: this pipeline's image indices int64 [n],
+    or with `records` its TFRecord shard files string [n]. Shuffled: the members in
+    `epoch_order`; shard files are then read TFRECORD_CYCLE_LENGTH at a time, one record
+    from each in turn, and mixed in a buffer of `record_buffer` records (if > 1) seeded by
+    (seed, epoch). Not shuffled: the members, and the records of each file, in order."""
+    count = int(members.shape[0])
 
     def stream(epoch):
-        if shuffle_buffer <= 1:
+        if not shuffle:
+            items = tf.data.Dataset.from_tensor_slices(members)
+            return items.flat_map(_read_records) if records else items
+        items = tf.data.Dataset.from_tensor_slices(
+            tf.gather(members, epoch_order(count, seed, epoch)))
+        if not records:
+            return items
+        items = items.interleave(_read_records, cycle_length=TFRECORD_CYCLE_LENGTH,
+                                 block_length=1)
+        if record_buffer <= 1:
             return items
         tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside this function's graph only
-        epoch_seed = tf.random.stateless_uniform(
+        buffer_seed = tf.random.stateless_uniform(
             [], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=None, maxval=None,
             dtype=tf.int64)
-        return items.shuffle(shuffle_buffer, seed=epoch_seed)
+        return items.shuffle(record_buffer, seed=buffer_seed)
 
     return stream
+
+
+def _read_records(path) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
 
 
 # ---------------------------------------------------------------------------- grouping

@@ -1,16 +1,19 @@
 """Periodic panoptic evaluation during training, logged to Keras and to TensorBoard.
 
 Every `train.eval_every_epochs` epochs (and after the last one) the validation split is merged
-and scored (PQ, SQ, RQ and overlap ownership accuracy) for each requested merge order. The
-configured order's numbers go into the epoch `logs` as `val_pq`, ... so that ModelCheckpoint or
-EarlyStopping can monitor them; every order's numbers, the learning rate and a few overlays
-(prediction | ground truth, and the SRM ranking map, of the first evaluated images) go to
-`<log_dir>/eval` via tf.summary. The overlays come from the evaluation's own pass: nothing is
-decoded or predicted a second time.
+and scored (PQ, SQ, RQ and overlap ownership accuracy) for each requested merge order, in
+batches of `eval.batch_size`; also every `train.eval_every_steps` steps, on the split's first
+`train.eval_step_images` images. After an epoch the configured order's numbers go into the
+epoch `logs` as `val_pq`, ... so that callbacks can monitor them; every order's numbers, the
+learning rate and a few overlays (prediction | ground truth, and the SRM ranking map, of the
+first evaluated images) go to `<log_dir>/eval` via tf.summary, at the run's step (a resumed
+run goes on counting). The overlays come from the evaluation's own pass: nothing is decoded
+or predicted a second time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
@@ -77,7 +80,7 @@ class PanopticEvalCallback(keras.callbacks.Callback):
     last one; see the module docstring for what is logged where."""
 
     def __init__(self, val_dataset: PanopticDataset, config: Config, log_dir: str,
-                 orders=(DETECTION, RANKING), num_images: int = 2):
+                 orders=(DETECTION, RANKING), num_images: int = 2, steps_done: int = 0):
         super().__init__()
         if config.train.eval_every_epochs < 1:
             raise ValueError(f"train.eval_every_epochs must be >= 1, got "
@@ -90,6 +93,8 @@ class PanopticEvalCallback(keras.callbacks.Callback):
         merge_order = config.eval.merge_order
         self.orders = tuple(orders) + (() if merge_order in orders else (merge_order,))
         self.num_images = min(num_images, len(val_dataset))
+        self.step = int(steps_done)
+        self._step_due = False  # a step evaluation that falls on the epoch's end
         self._writer = None
 
     def _due(self, epoch: int) -> bool:
@@ -97,24 +102,45 @@ class PanopticEvalCallback(keras.callbacks.Callback):
         last = self.config.train.epochs
         return (epoch + 1) % self.config.train.eval_every_epochs == 0 or epoch + 1 == last
 
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        every = self.config.train.eval_every_steps
+        if not every or self.step % every:
+            return
+        if batch + 1 == self.params["steps"]:
+            self._step_due = True  # on_epoch_end evaluates, and its logs get the numbers
+            return
+        step_images = self.config.train.eval_step_images
+        eval_config = (dataclasses.replace(self.config.eval, max_images=step_images)
+                       if step_images else self.config.eval)
+        self._evaluate(eval_config)
+
     def on_epoch_end(self, epoch, logs=None):
-        if not self._due(epoch):
+        step_due, self._step_due = self._step_due, False
+        if not (self._due(epoch) or step_due):
             return
+        results = self._evaluate(self.config.eval)
+        if logs is not None and results is not None:
+            logs.update(epoch_logs(results[self.config.eval.merge_order]))
+
+    def _evaluate(self, eval_config) -> dict | None:
+        """Score the split as `eval_config` says and write the summaries at this step (on
+        the chief; None elsewhere)."""
         if not is_chief(getattr(self.model, "distribute_strategy", None)):
-            return
+            return None
         drawn = []  # the pictures of the first num_images images, in evaluation order
 
         def draw(scored: ScoredImage):
             if len(drawn) < self.num_images:
                 drawn.append(self._pictures(scored))
 
-        results = evaluate_model(self.model, self.val_dataset, self.config.data,
-                                 self.config.eval, self.config.train.batch_size,
-                                 orders=self.orders, progress=False, on_image=draw)
-        if logs is not None:
-            logs.update(epoch_logs(results[self.config.eval.merge_order]))
-        self._summarize(epoch, results, {f"{tag}/{k}": picture for k, pictures in
-                                         enumerate(drawn) for tag, picture in pictures.items()})
+        results = evaluate_model(self.model, self.val_dataset, self.config.data, eval_config,
+                                 eval_config.batch_size, orders=self.orders, progress=False,
+                                 on_image=draw)
+        self._summarize(self.step, results, {f"{tag}/{k}": picture for k, pictures in
+                                             enumerate(drawn)
+                                             for tag, picture in pictures.items()})
+        return results
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

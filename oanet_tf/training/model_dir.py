@@ -14,6 +14,7 @@ CONFIG_FILE = "config.yaml"
 CATEGORIES_FILE = "categories.json"
 LAST_WEIGHTS = "checkpoints/last.weights.h5"
 BEST_WEIGHTS = "checkpoints/best.weights.h5"
+BEST_RECORD = "checkpoints/best.json"  # the val_loss of the best weights and their step
 WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
 
 

@@ -23,10 +23,11 @@ from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
 from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
-from oanet_tf.training.model_dir import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
-                                         check_categories_fit)
+from oanet_tf.training.checkpoints import WeightsCheckpoints
+from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, check_categories_fit
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
+from oanet_tf.training.step_summaries import StepSummaries
 from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
 
 
@@ -89,9 +90,10 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
               f"step {done % steps} of {steps}; optimizer step "
               f"{int(model.optimizer.iterations.numpy())})")
 
-    callbacks = _callbacks(config, model_dir, val_data, chief, backup_dir, done)
-    callbacks += list(extra_callbacks)
     val_ds, val_steps = _validation_input(val_data, config, strategy, worker)
+    callbacks = _callbacks(config, model_dir, val_data, (val_ds, val_steps), chief, backup_dir,
+                           done)
+    callbacks += list(extra_callbacks)
     histories = []
     # A run killed mid-epoch first finishes that epoch, then runs whole ones.
     for first_epoch, last_epoch, epoch_steps in _epoch_plan(done, steps, config.train.epochs):
@@ -129,22 +131,24 @@ def _epoch_plan(done: int, steps: int, epochs: int):
     return plan
 
 
-def _callbacks(config, model_dir, val_data, chief, backup_dir, done):
-    """Evaluation, checkpoints and TensorBoard on the chief; backups and the non-finite loss
-    guard on every worker (the guard first: a stopped run writes nothing after a bad step)."""
-    callbacks = [NonFiniteLossGuard(config.train.on_nonfinite_loss, done, backup_dir)]
+def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done):
+    """The non-finite loss guard first (a stopped run writes nothing after a bad step); on the
+    chief step scalars (before the others, whose time they do not count), evaluation
+    (before the checkpoints and TensorBoard, so that they see val_pq) and TensorBoard;
+    checkpoints on every worker (their validation pass all-reduces; the chief writes), then
+    backups. Every step counter starts at `done`, the steps restored."""
+    log_dir = os.path.join(model_dir, "logs")
+    train = config.train
+    callbacks = [NonFiniteLossGuard(train.on_nonfinite_loss, done, backup_dir)]
+    if chief and train.log_every_steps:
+        callbacks.append(StepSummaries(log_dir, train.log_every_steps, train.batch_size, done))
     if chief:
-        # Before the checkpoints, so that they (and TensorBoard, History) see val_pq.
-        callbacks.append(PanopticEvalCallback(val_data, config, os.path.join(model_dir, "logs")))
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(os.path.join(model_dir, LAST_WEIGHTS),
-                                            save_weights_only=True),
-            keras.callbacks.ModelCheckpoint(os.path.join(model_dir, BEST_WEIGHTS),
-                                            save_weights_only=True, save_best_only=True,
-                                            monitor="val_loss", mode="min"),
-            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq="epoch"),
-        ]
-    callbacks.append(backup.TrainingBackup(backup_dir, config.train.backup_every_steps, done))
+        callbacks.append(PanopticEvalCallback(val_data, config, log_dir, steps_done=done))
+    callbacks.append(WeightsCheckpoints(model_dir, train.checkpoint_every_steps, validation,
+                                        done, write=chief))
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
+    callbacks.append(backup.TrainingBackup(backup_dir, train.backup_every_steps, done))
     return callbacks
 
 

@@ -242,6 +242,55 @@ def test_training_repeats_and_drops_the_remainder(tmp_path):
     assert [b["image_id"].shape[0] for b in once] == [2]
 
 
+ORDER_ITEMS = 10_000
+# A Spearman rank correlation between position and item farther than this many standard
+# deviations from 0 (its sd over uniform permutations is 1 / sqrt(n - 1)) does not come
+# from a uniform permutation: p < 1e-4 under the normal approximation.
+ORDER_SIGMAS = 4
+
+
+def _spearman(order) -> float:
+    """Rank correlation of a permutation of 0..n-1 with 0..n-1 (numpy)."""
+    order = np.asarray(order, np.float64)
+    return float(np.corrcoef(np.arange(len(order)), order)[0, 1])
+
+
+def test_epoch_order_is_a_seeded_permutation_far_from_file_order():
+    bound = ORDER_SIGMAS / np.sqrt(ORDER_ITEMS - 1)
+    epochs = [pipeline.epoch_order(ORDER_ITEMS, 3, epoch).numpy() for epoch in range(3)]
+    for order in epochs:
+        np.testing.assert_array_equal(np.sort(order), np.arange(ORDER_ITEMS))
+        assert abs(_spearman(order)) < bound
+    assert len({tuple(order) for order in epochs}) == 3
+    np.testing.assert_array_equal(pipeline.epoch_order(ORDER_ITEMS, 3, 1), epochs[1])
+    assert not np.array_equal(pipeline.epoch_order(ORDER_ITEMS, 4, 1), epochs[1])
+    # The statistic tells a shuffle buffer of 256 (the order before) from a permutation.
+    buffered = next(iter(tf.data.Dataset.range(ORDER_ITEMS).shuffle(256, seed=3)
+                         .batch(ORDER_ITEMS))).numpy()
+    assert abs(_spearman(buffered)) > bound
+
+
+def test_each_epoch_reads_the_images_in_epoch_order(tmp_path):
+    # The scene's images share one orientation, so grouping keeps the stream's order.
+    count, seed, epochs = 5, 6, 3
+    split = _write_dataset(str(tmp_path), [_scene_image(i) for i in range(1, count + 1)])
+    data = PanopticDataset.from_split(split)
+    ds = build_dataset(data, _config(), training=True, batch_size=1, seed=seed)
+    ids = [int(b["image_id"][0]) for b in ds.take(epochs * count)]
+    for epoch in range(epochs):
+        expected = [1 + int(k) for k in pipeline.epoch_order(count, seed, epoch)]
+        assert ids[epoch * count:(epoch + 1) * count] == expected
+    # Pipeline 1 of 2 permutes its own share, images 2 and 4 (indices 1, 3).
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                         num_replicas_in_sync=2)
+    ds = build_dataset(data, _config(), training=True, batch_size=2, seed=seed,
+                       input_context=context)
+    ids = [int(b["image_id"][0]) for b in ds.take(2 * epochs)]
+    for epoch in range(epochs):
+        expected = [(2, 4)[int(k)] for k in pipeline.epoch_order(2, seed, epoch)]
+        assert ids[2 * epoch:2 * epoch + 2] == expected
+
+
 def test_synthetic_dataset_through_the_pipeline(synthetic_dir):
     data = PanopticDataset.from_split(synthetic_split(synthetic_dir, "train"))
     assert data.uses_instances_json

@@ -21,7 +21,8 @@ from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, JPEG, MANIFEST_FILE, PNG, TFR
                                      image_payload, parse_example, parse_image_size,
                                      serialize_example, write_tfrecords)
 from oanet_tf.errors import DatasetError
-from tests.data.scenes import (CATEGORIES, HEIGHT, WIDTH, _config, _convert, _scene_image,
+from tests.data.scenes import (CATEGORIES, HEIGHT, MIXED_IMAGES, WIDTH, _config, _convert,
+                               _mixed_split, _scene_image,
                                _scene_instances, _three_image_split, _write_dataset)
 
 
@@ -228,15 +229,18 @@ def test_missing_truncated_or_corrupt_shard(five_images):
 # ------------------------------------------------------------------------------ pipeline
 
 def test_same_batches_from_records_and_files(synthetic_dir, tmp_path):
-    data, records = _convert(synthetic_split(synthetic_dir, "train"), tmp_path, 3)
+    split = synthetic_split(synthetic_dir, "train")
+    data, records = _convert(split, tmp_path / "three", 3)
     config = DataConfig(short_side=96, max_side=128, scale_jitter=(0.7, 1.3), max_instances=3,
-                        shuffle_buffer=5, num_parallel_calls=2)
+                        shuffle_buffer=1, num_parallel_calls=2)
     assert max(len(data.load_example(i)["classes"]) for i in range(len(data))) > 3  # truncated
     _assert_same_batches(build_dataset(data, config, False, 4),
                          build_dataset(records, config, False, 4))
-    # Training: 8 batches of 4 = almost 3 epochs of 12 images, shuffled, jittered, flipped.
+    # Training: 8 batches of 4 = almost 3 epochs of 12 images, shuffled, jittered, flipped;
+    # with one image per shard the shard files' permutation is the images' permutation.
+    _, single = _convert(split, tmp_path / "single", len(data))
     _assert_same_batches(build_dataset(data, config, True, 4, seed=7).take(8),
-                         build_dataset(records, config, True, 4, seed=7).take(8))
+                         build_dataset(single, config, True, 4, seed=7).take(8))
 
 
 def test_sharding_reads_every_image_once(tmp_path):
@@ -265,13 +269,59 @@ def test_too_few_shards_for_the_pipelines(five_images):
         build_dataset(records, _config(), True, 3, input_context=context)
 
 
-def test_same_grouped_batches_from_records_and_files(mixed_images):
-    # The group key comes from the JSON's sizes for files and from the records' for records.
-    data, records = mixed_images
+def test_same_grouped_batches_from_records_and_files(tmp_path):
+    # The group key comes from the JSON's sizes for files and from the records' for records
+    # (one image per shard, so that both read one order).
+    data, records = _convert(_mixed_split(str(tmp_path / "coco")), tmp_path / "records",
+                             len(MIXED_IMAGES))
     for buckets in ((), ((32, 32), (32, 64), (64, 32))):
-        config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True, buckets=buckets)
+        config = _config(scale_jitter=(0.7, 1.3), horizontal_flip=True, buckets=buckets,
+                         shuffle_buffer=1)
         _assert_same_batches(build_dataset(data, config, True, 3, seed=2).take(12),
                              build_dataset(records, config, True, 3, seed=2).take(12))
+
+
+def _training_epochs(records, epochs: int, **kwargs) -> list:
+    """Image ids of the first `epochs` epochs of a training stream of `records` in batches of
+    one, without a record buffer (the scene's images share one orientation: grouping keeps
+    the stream's order)."""
+    ds = build_dataset(records, _config(shuffle_buffer=1), True, 1, **kwargs)
+    ids = [int(b["image_id"][0]) for b in ds.take(epochs * len(records))]
+    return [ids[e * len(records):(e + 1) * len(records)] for e in range(epochs)]
+
+
+def test_records_are_shuffled_by_shard_file_each_epoch(tmp_path):
+    # 12 images in 6 shards of 2, no record buffer: an epoch reads the shards in a new
+    # order, TFRECORD_CYCLE_LENGTH at a time, one record from each in turn.
+    count, shards = 12, 6
+    split = _write_dataset(str(tmp_path / "coco"), [_scene_image(i) for i in range(1, 13)])
+    _, records = _convert(split, tmp_path / "records", shards)
+    shard_of = {image_id: (image_id - 1) // (count // shards) for image_id in range(1, 13)}
+    epochs = _training_epochs(records, 3, seed=5)
+    for epoch, ids in enumerate(epochs):
+        assert sorted(ids) == list(range(1, 13))
+        file_order = [int(k) for k in pipeline.epoch_order(shards, 5, epoch)]
+        # Interleaved from all six files (fewer than the cycle): the first records of each
+        # file in the permuted order, then their second records.
+        assert [shard_of[i] for i in ids] == file_order * 2
+        assert ids[:shards] == [1 + 2 * k for k in file_order]
+    assert len({tuple(ids) for ids in epochs}) == 3
+    assert _training_epochs(records, 3, seed=5) == epochs
+
+
+def test_sharded_records_stay_disjoint_each_epoch(five_images):
+    _, records = five_images  # shards of 2 and 3 images
+    seen = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        ds = build_dataset(records, _config(shuffle_buffer=4), True, 2, seed=1,
+                           input_context=context)
+        length = records.counts[pipeline_id]
+        ids = [int(b["image_id"][0]) for b in ds.take(3 * length)]
+        seen.append([sorted(ids[e * length:(e + 1) * length]) for e in range(3)])
+    assert seen == [[[1, 2]] * 3, [[3, 4, 5]] * 3]
 
 
 def test_parse_image_size(mixed_images):

@@ -1,7 +1,9 @@
 """PanopticEvalCallback: the epoch logs carry evaluate_model's numbers and TensorBoard gets the
-scalars, the learning rate and the overlays; scheduling, chief detection and the ranking view."""
+scalars, the learning rate and the overlays at the run's step; evaluations every N steps on
+the first images; scheduling, chief detection and the ranking view."""
 
 import glob
+import json
 import math
 import os
 
@@ -12,14 +14,18 @@ import tensorflow as tf
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.inference.evaluate import evaluate_model
+from oanet_tf.training import callbacks
 from oanet_tf.training.callbacks import (EVAL_SUBDIR, PanopticEvalCallback, is_chief,
                                          ranking_image)
+from oanet_tf.training.model_dir import BEST_RECORD, LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.tiny_model import tiny_config
 
 MAX_IMAGES = 2
 NUM_IMAGES = 2
 ORDERS = ("detection", "ranking")
+# The trained run: one epoch of 3 steps, PQ every 2 steps on the first image, and at the end.
+STEPS, EVAL_EVERY_STEPS, STEP_IMAGES, EVAL_BATCH = 3, 2, 1, 1
 
 
 def small_config(synthetic_dir, *overrides):
@@ -48,11 +54,44 @@ def read_events(log_dir):
 
 @pytest.fixture(scope="module")
 def trained(synthetic_dir, tmp_path_factory):
-    config = small_config(synthetic_dir)
+    """The run, its val split, and (images scored, batch size, optimizer step) of each
+    evaluation the callback ran."""
+    config = small_config(synthetic_dir, f"train.steps_per_epoch={STEPS}",
+                          f"train.eval_every_steps={EVAL_EVERY_STEPS}",
+                          f"train.eval_step_images={STEP_IMAGES}",
+                          f"eval.batch_size={EVAL_BATCH}",
+                          f"train.checkpoint_every_steps={EVAL_EVERY_STEPS}")
     model_dir = str(tmp_path_factory.mktemp("callbacks") / "model")
-    run = train(config, model_dir, "one_device", verbose=0)
+    calls = []
+
+    def spy(model, dataset, data_config, eval_config, batch_size, **kwargs):
+        calls.append((eval_config.max_images, batch_size,
+                      int(model.optimizer.iterations.numpy())))
+        return evaluate_model(model, dataset, data_config, eval_config, batch_size, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(callbacks, "evaluate_model", spy)
+        run = train(config, model_dir, "one_device", verbose=0)
     val = PanopticDataset.from_split(resolve_split(config.data, "val"))
-    return config, run, val
+    return config, run, val, calls
+
+
+def test_evaluates_every_n_steps_on_the_first_images(trained):
+    *_, calls = trained
+    assert calls == [(STEP_IMAGES, EVAL_BATCH, EVAL_EVERY_STEPS), (MAX_IMAGES, EVAL_BATCH, STEPS)]
+
+
+def test_checkpoints_mid_epoch_in_a_real_run(trained):
+    # tests/training/test_checkpoints.py checks the numbers; here the validation pass runs
+    # inside fit on OANet: best is step 2's or the epoch end's, whichever val_loss is lower.
+    _, run, _, _ = trained
+    with open(os.path.join(run.model_dir, BEST_RECORD)) as f:
+        best = json.load(f)
+    val_loss = run.history.history["val_loss"][-1]
+    assert best["step"] in (EVAL_EVERY_STEPS, STEPS)
+    assert best["val_loss"] <= val_loss
+    assert (best["step"] == STEPS) == (best["val_loss"] == pytest.approx(val_loss))
+    assert os.path.isfile(os.path.join(run.model_dir, LAST_WEIGHTS))
 
 
 def same(a, b):
@@ -60,8 +99,8 @@ def same(a, b):
 
 
 def test_logs_hold_evaluate_model_numbers(trained):
-    config, run, val = trained
-    expected = evaluate_model(run.model, val, config.data, config.eval, config.train.batch_size,
+    config, run, val, _ = trained
+    expected = evaluate_model(run.model, val, config.data, config.eval, config.eval.batch_size,
                               orders=ORDERS, progress=False)
     history = run.history.history
     order = config.eval.merge_order
@@ -75,26 +114,28 @@ def test_logs_hold_evaluate_model_numbers(trained):
     for o in ORDERS:
         for group, key in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
             for metric in ("pq", "sq", "rq"):
-                (step, value), = events[f"{metric}/{o}/{group}"]
-                assert step == 0
+                (step, _), (last_step, value) = events[f"{metric}/{o}/{group}"]
+                assert (step, last_step) == (EVAL_EVERY_STEPS, STEPS)
                 assert value == pytest.approx(expected[o]["pq"][key][metric], abs=1e-6)
-        (_, value), = events[f"ownership/{o}"]
+        _, (_, value) = events[f"ownership/{o}"]
         assert same(value, np.float32(expected[o]["ownership"]["accuracy"]))
-    (_, rate), = events["learning_rate"]
+    _, (_, rate) = events["learning_rate"]
     optimizer = run.model.optimizer
     assert rate == pytest.approx(float(optimizer.learning_rate), rel=1e-6)
 
 
 def test_images_are_written(trained):
-    config, run, val = trained
+    config, run, val, _ = trained
     events = read_events(os.path.join(run.model_dir, "logs", EVAL_SUBDIR))
     for k in range(NUM_IMAGES):
         height, width = read_image(val.records[k].image_file).shape[:2]
+        # The step evaluation scores STEP_IMAGES images: it draws those only.
+        steps = [STEPS] if k >= STEP_IMAGES else [EVAL_EVERY_STEPS, STEPS]
         for o in ORDERS:
-            (_, image), = events[f"panoptic/{o}/{k}"]
-            assert image.shape == (height, 2 * width, 3)
-        (_, ranking), = events[f"ranking_map/{k}"]
-        assert ranking.shape == (height, width, 1)
+            assert [step for step, _ in events[f"panoptic/{o}/{k}"]] == steps
+            assert events[f"panoptic/{o}/{k}"][-1][1].shape == (height, 2 * width, 3)
+        assert [step for step, _ in events[f"ranking_map/{k}"]] == steps
+        assert events[f"ranking_map/{k}"][-1][1].shape == (height, width, 1)
     image_tags = {t for t in events if t.startswith(("panoptic/", "ranking_map/"))}
     assert len(image_tags) == NUM_IMAGES * (len(ORDERS) + 1)
 

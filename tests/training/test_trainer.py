@@ -1,20 +1,27 @@
 """The trainer end to end: a fixed-seed run of the synthetic config lowers the losses and
-detects objects (it learns).
+detects objects (it learns); a COCO-config run on the real sample images logs step scalars,
+PQ and checkpoints before its first epoch ends.
 
 Thresholds come from measured runs on two machines (below), with margins on both sides.
 """
 
+import json
 import os
 
+import keras
 import pytest
 
 from oanet_tf.config import load_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.inference.evaluate import evaluate_detections
+from oanet_tf.modeling.oanet import LOSS_NAMES
+from oanet_tf.training.step_summaries import STEPS_SUBDIR
 from oanet_tf.training.trainer import train
+from tests.training.test_callbacks import read_events
 
-CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "synthetic.yaml")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+CONFIG = os.path.join(CONFIGS, "synthetic.yaml")
 EPOCHS, STEPS = 5, 50
 # Measured on this config and seed, recall and mask IoU after 250 steps / after 120 steps:
 # an Intel CPU with AVX-512 and AMX 0.73, 0.69 / 0.19, 0.60; an AMD EPYC with AVX2 only
@@ -55,3 +62,67 @@ def test_val_detections(trained):
     print("learning run:", run.history.history, quality)
     assert quality["recall"] >= MIN_RECALL, quality
     assert quality["mask_iou"] >= MIN_MASK_IOU, quality
+
+
+# configs/coco_r50.yaml at tiny sizes on the two real COCO images (133 categories): the small
+# backbone (it loads no weights file) and 128-pixel images, an epoch of COCO_STEPS steps that
+# the test stops after SEEN_AFTER, once it has read the step scalars (so the run costs no
+# epoch-end validation and evaluation).
+COCO_STEPS, LOG_EVERY, SEEN_AFTER = 6, 2, 5
+
+
+def _coco_sample_config(sample: str):
+    split = {"image_dir": os.path.join(sample, "images"),
+             "panoptic_json": os.path.join(sample, "panoptic.json"),
+             "panoptic_dir": os.path.join(sample, "panoptic"),
+             "instances_json": os.path.join(sample, "instances_from_panoptic.json")}
+    return load_config(os.path.join(CONFIGS, "coco_r50.yaml"), [
+        f"data.train={json.dumps(split)}", f"data.val={json.dumps(split)}",
+        "data.short_side=128", "data.max_side=192", "model.backbone=small_resnet",
+        "model.small_resnet_widths=[8, 8, 16, 16]", "model.fpn_channels=16",
+        "model.rpn_conv_channels=16", "model.box_head_fc_dim=32", "model.mask_head_conv_dim=8",
+        "model.stuff_head_channels=8", "model.rpn_pre_nms_topk_train=64",
+        "model.rpn_post_nms_topk_train=32", "model.rpn_pre_nms_topk_test=64",
+        "model.rpn_post_nms_topk_test=32", "model.roi_batch_size_per_image=16",
+        "model.detections_per_image=8", "train.batch_size=2",
+        f"train.steps_per_epoch={COCO_STEPS}", f"train.log_every_steps={LOG_EVERY}",
+        "train.jit_compile=false"])
+
+
+class _Seen(Exception):
+    """Ends the run once the step scalars are read."""
+
+
+class _ReadMidEpoch(keras.callbacks.Callback):
+    """After step `after_step` of the epoch: reads the step scalars, then stops the run."""
+
+    def __init__(self, log_dir: str, after_step: int):
+        super().__init__()
+        self.log_dir, self.after_step = log_dir, after_step
+        self.events = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.after_step:
+            self.events = read_events(os.path.join(self.log_dir, STEPS_SUBDIR))
+            raise _Seen
+
+
+@pytest.mark.slow
+def test_a_coco_run_logs_by_the_step_before_its_epoch_ends(coco_sample_dir, tmp_path):
+    config = _coco_sample_config(coco_sample_dir)
+    model_dir = str(tmp_path / "model")
+    seen = _ReadMidEpoch(os.path.join(model_dir, "logs"), SEEN_AFTER)
+    with pytest.raises(_Seen):
+        train(config, model_dir, "one_device", verbose=0, extra_callbacks=[seen])
+    logged = list(range(LOG_EVERY, SEEN_AFTER + 1, LOG_EVERY))
+    tags = {f"{name}_loss" for name in LOSS_NAMES} | {
+        "loss", "nonfinite_steps", "learning_rate", "images_per_second"}
+    assert set(seen.events) == tags
+    for tag in tags:
+        assert [step for step, _ in seen.events[tag]] == logged, tag
+    t = config.train
+    scale = t.batch_size / t.reference_batch_size
+    for step, rate in seen.events["learning_rate"]:  # in warm-up: linear from its start
+        expected = (t.warmup_start_learning_rate + (t.base_learning_rate
+                    - t.warmup_start_learning_rate) * step / t.warmup_steps) * scale
+        assert rate == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,90 @@
+"""`checkpoints/last` and `checkpoints/best` during training: at every epoch end and every
+`train.checkpoint_every_steps` steps.
+
+`last` holds the latest weights, `best` those with the lowest val_loss so far (the loss of
+Eq. 1 over the val split, as `fit` measures it at epoch ends; at a step checkpoint this
+callback runs the same validation pass itself, keeping the epoch's training means intact).
+The best val_loss and its step are kept in `checkpoints/best.json`, so that a resumed run
+compares with it. Every file is written to a temporary name and renamed. Under
+MultiWorkerMirroredStrategy every worker runs the callback (the validation pass
+all-reduces); the chief alone writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from oanet_tf.errors import OANetError
+from oanet_tf.fileio import atomic_path, read_json, write_json
+from oanet_tf.training.model_dir import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
+
+MONITOR = "val_loss"
+
+
+class WeightsCheckpoints(keras.callbacks.Callback):
+    """`validation`: (dataset, steps or None) of fit's validation, for the pass at step
+    checkpoints; `every_steps` 0 = epoch ends only; `steps_done`: steps before this run;
+    `write`: whether this process writes (the chief)."""
+
+    def __init__(self, model_dir: str, every_steps: int, validation: tuple,
+                 steps_done: int = 0, write: bool = True):
+        super().__init__()
+        if every_steps < 0:
+            raise ValueError(f"train.checkpoint_every_steps must be >= 0, got {every_steps}")
+        self.last_path = os.path.join(model_dir, LAST_WEIGHTS)
+        self.best_path = os.path.join(model_dir, BEST_WEIGHTS)
+        self.record_path = os.path.join(model_dir, BEST_RECORD)
+        self.every_steps = int(every_steps)
+        self.validation = validation
+        self.step = int(steps_done)
+        self.write = write
+        self.best = self._recorded_best() if write else math.inf
+
+    def _recorded_best(self) -> float:
+        if not os.path.exists(self.record_path):
+            return math.inf
+        try:
+            return float(read_json(self.record_path, "best checkpoint record")[MONITOR])
+        except (KeyError, TypeError, ValueError) as err:
+            raise OANetError(f"{self.record_path}: not a best checkpoint record ({err}); "
+                             f"remove it to compare from scratch") from None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if not self.every_steps or self.step % self.every_steps:
+            return
+        if batch + 1 == self.params["steps"]:
+            return  # the epoch ends here: on_epoch_end writes, after fit's own validation
+        self._save(self._validation_loss())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save((logs or {}).get(MONITOR))
+
+    def _validation_loss(self) -> float:
+        """val_loss as fit's validation computes it, the training means left as they were
+        (evaluate resets the model's metrics, which the epoch's logs are still made of)."""
+        variables = [v for metric in self.model.metrics for v in metric.variables]
+        saved = [keras.ops.convert_to_numpy(v) for v in variables]
+        dataset, steps = self.validation
+        logs = self.model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+        return logs["loss"]
+
+    def _save(self, val_loss):
+        if not self.write:
+            return
+        with atomic_path(self.last_path) as temp:
+            self.model.save_weights(temp, overwrite=True)
+        if val_loss is None:
+            return
+        val_loss = float(np.mean(val_loss))
+        if val_loss < self.best:  # never for NaN, as Keras' ModelCheckpoint
+            with atomic_path(self.best_path) as temp:
+                self.model.save_weights(temp, overwrite=True)
+            write_json(self.record_path, {MONITOR: val_loss, "step": self.step})
+            self.best = val_loss
