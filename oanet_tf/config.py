@@ -141,6 +141,8 @@ class TrainConfig:
     base_learning_rate: float = 0.02
     reference_batch_size: int = 16
     momentum: float = 0.9
+    # L2 added to the gradient before momentum, as the paper and Detectron2 (not Keras'
+    # decoupled decay), on every weight but normalisation parameters; biases included.
     weight_decay: float = 1e-4
     warmup_steps: int = 2000
     warmup_start_learning_rate: float = 0.002
