@@ -10,6 +10,7 @@ import pytest
 
 from oanet_tf.config import load_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.errors import ConfigError
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.inference.evaluate import evaluate_detections
 from oanet_tf.training.trainer import train
@@ -55,3 +56,10 @@ def test_val_detections(trained):
     print("learning run:", run.history.history, quality)
     assert quality["recall"] >= MIN_RECALL, quality
     assert quality["mask_iou"] >= MIN_MASK_IOU, quality
+
+
+def test_a_coco_config_with_no_backbone_start_refuses_before_writing(tmp_path):
+    config = load_config(os.path.join(os.path.dirname(CONFIG), "coco_r50.yaml"))
+    with pytest.raises(ConfigError, match=r"model\.backbone_weights is empty"):
+        train(config, str(tmp_path / "model"), "one_device", verbose=0)
+    assert not os.path.exists(tmp_path / "model")
