@@ -10,9 +10,10 @@ is constant and differ only at a change of rate (warm-up, the decay steps), wher
 velocity keeps the rates it was accumulated with for about 1 / (1 - m) steps.
 
 Decayed: every trainable variable except normalisation scales and offsets (Detectron2's
-WEIGHT_DECAY_NORM = 0). Biases are decayed, as Detectron2's default does (WEIGHT_DECAY_BIAS
-follows WEIGHT_DECAY; its config notes that Detectron v1's zero bias decay, paired with a
-doubled bias learning rate, "is not useful" and kept only to reproduce v1).
+WEIGHT_DECAY_NORM = 0). Biases are decayed, as by Detectron2's default (WEIGHT_DECAY_BIAS
+None: it follows WEIGHT_DECAY). Detectron v1 exempted biases and doubled their learning
+rate; Detectron2's defaults keep those two settings only for reproducing v1, saying they do
+not help recent models, and we take neither.
 """
 
 from __future__ import annotations
