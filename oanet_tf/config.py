@@ -23,6 +23,11 @@ from oanet_tf.fileio import atomic_open
 # The names a config may choose, defined once: the modules that implement them import these.
 SMALL_RESNET, RESNET50, RESNET101 = "small_resnet", "resnet50", "resnet101"
 BACKBONES = (SMALL_RESNET, RESNET50, RESNET101)
+# Where a ResNet backbone starts (model.backbone_weights), besides a local weights file:
+# keras.applications' ImageNet weights, or random weights on purpose.
+IMAGENET_WEIGHTS, NO_BACKBONE_WEIGHTS = "imagenet", "none"
+# A ResNet's stages, as Detectron2's FREEZE_AT counts them: the stem, then res2..res5.
+RESNET_STAGES = 5
 # Table 4: two backbones, one backbone and two FPNs, or one backbone and FPN for both.
 SEPARATE, SHARED_BACKBONE, SHARED_BACKBONE_FPN = "none", "backbone", "backbone_fpn"
 SHARING_MODES = (SEPARATE, SHARED_BACKBONE, SHARED_BACKBONE_FPN)
@@ -131,7 +136,14 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = RESNET50  # small_resnet | resnet50 | resnet101
-    backbone_weights: str = ""  # local .h5/.weights.h5 file; nothing is downloaded
+    # Where a ResNet backbone starts: "imagenet" (keras.applications downloads it once into
+    # its cache), a local weights file (its "notop" .h5), or "none" (from scratch, on
+    # purpose). Training a ResNet refuses an empty value. small_resnet has no pretrained
+    # weights: "" or "none".
+    backbone_weights: str = ""
+    # With pretrained weights: the first stages kept frozen, as Detectron2's FREEZE_AT (0 none,
+    # 1 the stem, 2 the stem and res2, ... 5 all); batch norm is frozen in every stage.
+    backbone_freeze_at: int = 2
     # Table 4 sharing modes: none (two backbones), backbone, backbone_fpn (default).
     sharing: str = SHARED_BACKBONE_FPN
     small_resnet_widths: tuple = (32, 64, 128, 256)
@@ -182,6 +194,8 @@ class TrainConfig:
     base_learning_rate: float = 0.02
     reference_batch_size: int = 16
     momentum: float = 0.9
+    # L2 added to the gradient before momentum, as the paper and Detectron2 (not Keras'
+    # decoupled decay), on every weight but normalisation parameters; biases included.
     weight_decay: float = 1e-4
     warmup_steps: int = 2000
     warmup_start_learning_rate: float = 0.002
@@ -388,6 +402,15 @@ def _validate(config: Config):
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    model = config.model
+    if model.backbone == SMALL_RESNET and model.backbone_weights not in ("",
+                                                                          NO_BACKBONE_WEIGHTS):
+        raise ConfigError(f"model.backbone_weights: {model.backbone_weights!r}, but "
+                          f"{SMALL_RESNET} has no pretrained weights: leave it empty or "
+                          f"{NO_BACKBONE_WEIGHTS}")
+    if not 0 <= model.backbone_freeze_at <= RESNET_STAGES:
+        raise ConfigError(f"model.backbone_freeze_at: {model.backbone_freeze_at} is not a "
+                          f"number of stages from 0 to {RESNET_STAGES}")
     size = config.data.synthetic_size
     if len(size) != 2 or any(int(s) <= 0 for s in size):
         raise ConfigError(f"data.synthetic_size: expected [height, width] of positive "
@@ -409,6 +432,18 @@ def _validate(config: Config):
     if config.train.jit_compile == "true" and not config.data.buckets:
         raise ConfigError("train.jit_compile: true needs data.buckets: XLA compiles one graph "
                           "per input shape, and without buckets every batch has its own")
+
+
+def validate_for_training(config: Config):
+    """What only training refuses: a ResNet with no stated start (an empty
+    model.backbone_weights would silently train from random weights, batch norm included)."""
+    model = config.model
+    if model.backbone != SMALL_RESNET and not model.backbone_weights:
+        raise ConfigError(
+            f"model.backbone_weights is empty: say where {model.backbone} starts from: "
+            f"{IMAGENET_WEIGHTS} (keras.applications' ImageNet weights, as the paper), a local "
+            f"weights file, or {NO_BACKBONE_WEIGHTS} to train from scratch on purpose "
+            f"(then batch norm trains too, on a few images per device)")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

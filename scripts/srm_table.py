@@ -60,7 +60,8 @@ def with_kernel(trained, kernel: str):
     config = trained.config
     model_config = dataclasses.replace(config.model, srm_kernel=kernel)
     keras.utils.set_random_seed(config.train.seed)
-    model = build_oanet(model_config, config.train, trained.categories)
+    model = build_oanet(model_config, config.train, trained.categories,
+                        load_backbone_weights=False)
     for name in SHARED_COMPONENTS:
         source = getattr(trained.model, name)
         if source is not None:

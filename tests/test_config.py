@@ -2,7 +2,7 @@
 
 import pytest
 
-from oanet_tf.config import Config, load_config, save_config
+from oanet_tf.config import Config, load_config, save_config, validate_for_training
 from oanet_tf.errors import ConfigError
 
 
@@ -49,6 +49,9 @@ def test_override_sets_typed_values():
     ("train.eval_step_images=-1", "train.eval_step_images: -1 is negative"),
     ("train.checkpoint_every_steps=-2", "train.checkpoint_every_steps: -2 is negative"),
     ("eval.batch_size=0", "eval.batch_size: 0, needs at least 1"),
+    ("model.backbone_weights=imagenet", "small_resnet has no pretrained weights"),
+    ("model.backbone_freeze_at=6", "model.backbone_freeze_at: 6"),
+    ("model.backbone_freeze_at=-1", "model.backbone_freeze_at: -1"),
 ])
 def test_bad_overrides_name_the_key(override, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
@@ -91,3 +94,24 @@ def test_a_retired_key_loads_with_a_warning_naming_its_replacement():
     with pytest.warns(UserWarning, match=r"data\.padded_size .*data\.buckets"):
         config = load_config("configs/synthetic.yaml", ["data.padded_size=[128, 128]"])
     assert not hasattr(config.data, "padded_size")
+
+
+@pytest.mark.parametrize("name", ["coco_r50", "coco_r101"])
+def test_coco_configs_refuse_to_train_until_the_backbone_start_is_chosen(name):
+    config = load_config(f"configs/{name}.yaml")
+    assert config.model.backbone_weights == "" and config.model.backbone_freeze_at == 2
+    with pytest.raises(ConfigError) as err:
+        validate_for_training(config)
+    message = str(err.value)
+    assert message.startswith("model.backbone_weights is empty") and "\n" not in message
+    assert all(word in message for word in ("imagenet", "none", config.model.backbone))
+    for start in ("imagenet", "none", "/data/resnet_notop.h5"):
+        validate_for_training(load_config(f"configs/{name}.yaml",
+                                          [f"model.backbone_weights={start}"]))
+
+
+def test_the_synthetic_config_trains_its_small_resnet_from_scratch():
+    config = load_config("configs/synthetic.yaml")
+    assert config.model.backbone_weights == "none"
+    validate_for_training(config)
+    validate_for_training(load_config("configs/synthetic.yaml", ["model.backbone_weights="]))

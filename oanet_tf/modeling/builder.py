@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from oanet_tf.config import (SEPARATE, SHARED_BACKBONE_FPN, SMALL_RESNET, ModelConfig,
-                             TrainConfig)
+from oanet_tf.config import (NO_BACKBONE_WEIGHTS, SEPARATE, SHARED_BACKBONE_FPN, SMALL_RESNET,
+                             ModelConfig, TrainConfig)
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.modeling.backbone import build_resnet_backbone, build_small_resnet_backbone
 from oanet_tf.modeling.fpn import FPN
@@ -16,24 +16,32 @@ from oanet_tf.modeling.stuff_branch import StuffBranch
 NUM_FPN_INPUTS = 4
 
 
-def build_backbone(model_config: ModelConfig, name: str):
-    """The configured backbone, for images of any padded size."""
-    if model_config.backbone == SMALL_RESNET:
-        return build_small_resnet_backbone(model_config.small_resnet_widths,
-                                           model_config.small_resnet_blocks, model_name=name)
-    return build_resnet_backbone(model_config.backbone, model_config.backbone_weights,
-                                 model_name=name)
+def build_backbone(model_config: ModelConfig, name: str, load_weights: bool = True):
+    """The configured backbone, for images of any padded size. A pretrained ResNet has its
+    first `backbone_freeze_at` stages and its batch norm frozen, whether or not its weights
+    are read (`load_weights` False: trained weights will replace them)."""
+    m = model_config
+    if m.backbone == SMALL_RESNET:
+        return build_small_resnet_backbone(m.small_resnet_widths, m.small_resnet_blocks,
+                                           model_name=name)
+    pretrained = m.backbone_weights not in ("", NO_BACKBONE_WEIGHTS)
+    return build_resnet_backbone(
+        m.backbone, m.backbone_weights if pretrained and load_weights else None,
+        frozen_stages=m.backbone_freeze_at if pretrained else 0, frozen_norm=pretrained,
+        model_name=name)
 
 
 def build_oanet(model_config: ModelConfig, train_config: TrainConfig,
-                categories: CategoryMap) -> OANet:
-    """Build every component once and hand them to the meta-architecture."""
+                categories: CategoryMap, load_backbone_weights: bool = True) -> OANet:
+    """Build every component once and hand them to the meta-architecture.
+    `load_backbone_weights`: False when a trained model's weights will be loaded over it
+    (nothing is read or downloaded for the backbone then)."""
     m = model_config
     static_shapes = train_config.jit_compile == "true"  # XLA needs static shapes
     # Built in the order of Figure 2, which is also the order of their random initialisation.
-    backbone = build_backbone(m, "backbone")
-    stuff_backbone = build_backbone(m, "stuff_backbone") if m.sharing == SEPARATE \
-        else None
+    backbone = build_backbone(m, "backbone", load_backbone_weights)
+    stuff_backbone = build_backbone(m, "stuff_backbone", load_backbone_weights) \
+        if m.sharing == SEPARATE else None
     stuff_fpn = FPN(m.fpn_channels, NUM_FPN_INPUTS, name="stuff_fpn") \
         if m.sharing != SHARED_BACKBONE_FPN else None
     fpn = FPN(m.fpn_channels, NUM_FPN_INPUTS, name="fpn")

@@ -77,7 +77,8 @@ def load_trained_model(model_dir: str, weights: str = "last", config_path: str |
     config = load_config_of(model_dir, config_path, overrides)
     categories = read_categories(os.path.join(model_dir, CATEGORIES_FILE))
     path = weights_path(model_dir, weights)
-    model = build_oanet(config.model, config.train, categories)
+    # The trained weights replace the backbone's start: nothing to read or download for it.
+    model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
     try:
         model.load_weights(path)
     except (ValueError, OSError) as err:

@@ -1,4 +1,5 @@
-"""The paper's learning-rate schedule: linear warm-up, then step decay (section 4.2)."""
+"""The paper's learning-rate schedule (linear warm-up, then step decay, section 4.2) and the
+optimizer it drives."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.config import TrainConfig
+from oanet_tf.training.optimizer import SGDWithL2
 
 
 @keras.saving.register_keras_serializable(package="oanet_tf")
@@ -38,15 +40,13 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_optimizer(train_config: TrainConfig, global_batch_size: int | None = None):
-    """SGD with momentum and weight decay; learning rates scale linearly with the batch."""
+    """SGD with momentum and L2 weight decay in the gradient (`SGDWithL2`, as the paper and
+    Detectron2); learning rates scale linearly with the batch."""
     t = train_config
     scale = (global_batch_size or t.batch_size) / float(t.reference_batch_size)
     schedule = WarmupStepDecay(t.base_learning_rate * scale, t.warmup_start_learning_rate * scale,
                                t.warmup_steps, t.decay_steps, t.decay_factor)
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=t.momentum,
-                                     weight_decay=t.weight_decay)
-    # As Detectron2 (WEIGHT_DECAY_NORM = 0): no decay on normalisation parameters or biases.
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    optimizer = SGDWithL2(learning_rate=schedule, momentum=t.momentum, l2=t.weight_decay)
     if t.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

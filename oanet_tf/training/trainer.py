@@ -14,7 +14,7 @@ import os
 import keras
 import tensorflow as tf
 
-from oanet_tf.config import Config, save_config
+from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split, resolve_split
@@ -65,6 +65,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
           extra_callbacks=()) -> TrainingRun:
     """Train for `config.train.epochs` epochs; resumes from the last backup in `model_dir`
     at the step where it was written (see `oanet_tf.training.backup`)."""
+    validate_for_training(config)
     # The strategy first: MultiWorkerMirroredStrategy must exist before any TF op runs.
     strategy = make_strategy(strategy_name)
     configure_numerics(config)

@@ -23,4 +23,4 @@ def test_learning_rate_scales_with_global_batch():
     rate = optimizer.learning_rate  # at step 0: warm-up start, halved for half the batch
     assert float(np.asarray(rate)) == pytest.approx(0.001, rel=1e-5)
     assert optimizer.momentum == pytest.approx(0.9)
-    assert optimizer.weight_decay == pytest.approx(1e-4)
+    assert optimizer.l2 == pytest.approx(1e-4)

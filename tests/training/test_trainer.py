@@ -13,6 +13,7 @@ import pytest
 
 from oanet_tf.config import load_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
+from oanet_tf.errors import ConfigError
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.inference.evaluate import evaluate_detections
 from oanet_tf.modeling.oanet import LOSS_NAMES
@@ -85,7 +86,8 @@ def _coco_sample_config(sample: str):
         "model.rpn_post_nms_topk_train=32", "model.rpn_pre_nms_topk_test=64",
         "model.rpn_post_nms_topk_test=32", "model.roi_batch_size_per_image=16",
         "model.detections_per_image=8", "train.batch_size=2",
-        f"train.steps_per_epoch={COCO_STEPS}", f"train.log_every_steps={LOG_EVERY}",
+        "model.backbone_weights=none", f"train.steps_per_epoch={COCO_STEPS}",
+        f"train.log_every_steps={LOG_EVERY}",
         "train.jit_compile=false"])
 
 
@@ -126,3 +128,10 @@ def test_a_coco_run_logs_by_the_step_before_its_epoch_ends(coco_sample_dir, tmp_
         expected = (t.warmup_start_learning_rate + (t.base_learning_rate
                     - t.warmup_start_learning_rate) * step / t.warmup_steps) * scale
         assert rate == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_coco_config_with_no_backbone_start_refuses_before_writing(tmp_path):
+    config = load_config(os.path.join(os.path.dirname(CONFIG), "coco_r50.yaml"))
+    with pytest.raises(ConfigError, match=r"model\.backbone_weights is empty"):
+        train(config, str(tmp_path / "model"), "one_device", verbose=0)
+    assert not os.path.exists(tmp_path / "model")

@@ -1,4 +1,5 @@
-"""ResNet-50 / ResNet-101 backbones from keras.applications, weights from a local file only."""
+"""ResNet-50 / ResNet-101 backbones from keras.applications: random, ImageNet or local weights,
+the first stages and batch norm frozen when pretrained."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import keras
 
-from oanet_tf.config import RESNET50, RESNET101
+from oanet_tf.config import IMAGENET_WEIGHTS, RESNET50, RESNET101
 from oanet_tf.errors import ConfigError
 
 # keras.applications ResNet weights expect Caffe-style inputs: BGR, minus the ImageNet mean.
@@ -17,6 +18,13 @@ _STAGE_OUTPUTS = {
     RESNET101: ("conv2_block3_out", "conv3_block4_out", "conv4_block23_out",
                 "conv5_block3_out"),
 }
+# Layer name prefixes of keras.applications' ResNet stages: 1 is the stem (conv1, pool1),
+# 2..5 are res2..res5 (conv2_x..conv5_x).
+_STAGE_PREFIXES = {1: ("conv1_", "pool1_"), 2: ("conv2_",), 3: ("conv3_",), 4: ("conv4_",),
+                   5: ("conv5_",)}
+# keras.applications' ImageNet "notop" weights: file name and cache folder under KERAS_HOME.
+IMAGENET_NOTOP_FILE = "{}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+KERAS_CACHE_SUBDIR = "models"
 _APPLICATIONS = {
     RESNET50: keras.applications.ResNet50,
     RESNET101: keras.applications.ResNet101,
@@ -33,31 +41,58 @@ class CaffePreprocess(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
-def build_resnet_backbone(name: str, weights_path: str, image_shape=(None, None, 3),
-                          model_name: str | None = None) -> keras.Model:
+def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, frozen_norm: bool,
+                          image_shape=(None, None, 3), model_name: str | None = None
+                          ) -> keras.Model:
     """A functional model images -> [C2, C3, C4, C5] (strides 4..32).
 
-    `weights_path` is a local ImageNet weights file (the keras.applications "notop" .h5);
-    nothing is ever downloaded. With pretrained weights, batch norm is frozen (inference
-    mode), as detection training with 1-2 images per device requires.
+    `weights`: None (random initialisation), `IMAGENET_WEIGHTS` (keras.applications
+    downloads the "notop" file once into its cache) or a local weights file.
+    `frozen_stages`: the first stages not trained, as Detectron2's FREEZE_AT (1: the stem,
+    2: the stem and res2, ...). `frozen_norm`: batch norm in inference mode and not trained,
+    as detection training with 1-2 images per device requires of pretrained weights.
     """
     if name not in _APPLICATIONS:
         raise ConfigError(f"model.backbone: unknown ResNet {name!r}; one of "
                           f"{', '.join(_APPLICATIONS)}")
-    if weights_path and not os.path.isfile(weights_path):
-        raise ConfigError(f"model.backbone_weights: file not found: {weights_path}")
+    if weights not in (None, IMAGENET_WEIGHTS) and not os.path.isfile(weights):
+        raise ConfigError(f"model.backbone_weights: file not found: {weights}")
     images = keras.Input(shape=image_shape, name="images")
-    base = _APPLICATIONS[name](include_top=False, weights=None, input_shape=image_shape)
-    if weights_path:
+    base = _imagenet_resnet(name, image_shape) if weights == IMAGENET_WEIGHTS else \
+        _APPLICATIONS[name](include_top=False, weights=None, input_shape=image_shape)
+    if weights not in (None, IMAGENET_WEIGHTS):
         try:
-            base.load_weights(weights_path)
+            base.load_weights(weights)
         except Exception as err:  # keras raises several types for a mismatched file
-            raise ConfigError(f"model.backbone_weights: {weights_path} does not fit {name}: "
+            raise ConfigError(f"model.backbone_weights: {weights} does not fit {name}: "
                               f"{err}") from None
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+    frozen_prefixes = tuple(p for stage in range(1, frozen_stages + 1)
+                            for p in _STAGE_PREFIXES[stage])
+    for layer in base.layers:
+        if layer.name.startswith(frozen_prefixes) or (
+                frozen_norm and isinstance(layer, keras.layers.BatchNormalization)):
+            layer.trainable = False
     stages = keras.Model(base.input, [base.get_layer(n).output for n in _STAGE_OUTPUTS[name]],
                          name=f"{name}_stages")
     features = stages(CaffePreprocess(name="caffe_preprocess")(images))
     return keras.Model(images, features, name=model_name or name)
+
+
+def imagenet_file(name: str) -> str:
+    """Where keras.applications caches the ImageNet "notop" weights of ResNet `name`."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, KERAS_CACHE_SUBDIR, IMAGENET_NOTOP_FILE.format(name))
+
+
+def _imagenet_resnet(name: str, image_shape) -> keras.Model:
+    """keras.applications' ResNet with its ImageNet weights (downloaded once, then cached);
+    offline without the cached file, a one-line ConfigError that says where to put it."""
+    try:
+        return _APPLICATIONS[name](include_top=False, weights=IMAGENET_WEIGHTS,
+                                   input_shape=image_shape)
+    except Exception as err:  # keras raises a bare Exception for a failed download
+        reason = " ".join(str(err).split())
+        raise ConfigError(
+            f"model.backbone_weights: imagenet: {IMAGENET_NOTOP_FILE.format(name)} could not "
+            f"be downloaded ({reason}); offline, put that file at {imagenet_file(name)} or "
+            f"set model.backbone_weights to its path") from None
