@@ -148,3 +148,12 @@ def hand_case():
                      {"id": 23, "category_id": 2}, {"id": 24, "category_id": 10},
                      {"id": 25, "category_id": 2}, {"id": 26, "category_id": 10}]
     return gt, gt_segments, pred, pred_segments
+
+
+def edit_json(path, change):
+    """Rewrite the JSON file at `path` with `change(data)` applied."""
+    with open(path) as f:
+        data = json.load(f)
+    change(data)
+    with open(path, "w") as f:
+        json.dump(data, f)

@@ -19,7 +19,7 @@ from oanet_tf.evaluation.perturb import perturb_panoptic
 from oanet_tf.evaluation import hotcoco_engine
 from oanet_tf.evaluation.pq import (AUTO, HOTCOCO, NUMPY, PQAccumulator, evaluate_files,
                                     format_pq_table, read_id_png, resolve_engine)
-from tests.evaluation.panoptic_cases import (CATEGORIES, HAND_CATEGORIES, hand_case,
+from tests.evaluation.panoptic_cases import (CATEGORIES, edit_json, HAND_CATEGORIES, hand_case,
                                              random_dataset, random_gt_image, random_prediction,
                                              segments_of, write_dataset)
 
@@ -196,14 +196,6 @@ def bad_files_error(small_files, request):
     return error
 
 
-def _edit_json(path, edit):
-    with open(path) as f:
-        data = json.load(f)
-    edit(data)
-    with open(path, "w") as f:
-        json.dump(data, f)
-
-
 def test_missing_prediction_png(small_files, bad_files_error):
     os.remove(os.path.join(small_files[3], "000002.png"))
     assert "prediction PNG not found" in bad_files_error()
@@ -218,27 +210,27 @@ def test_prediction_of_other_size(small_files, bad_files_error):
 
 
 def test_segment_in_png_not_in_json(small_files, bad_files_error):
-    _edit_json(small_files[2], lambda d: d["annotations"][0]["segments_info"].pop())
+    edit_json(small_files[2], lambda d: d["annotations"][0]["segments_info"].pop())
     message = bad_files_error()
     assert "image 1" in message and "not in segments_info" in message
 
 
 def test_segment_in_json_not_in_png(small_files, bad_files_error):
-    _edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"].append(
+    edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"].append(
         {"id": 5, "category_id": 1, "iscrowd": 0}))
     message = bad_files_error()
     assert "image 2" in message and "[5]" in message and "not in the id map" in message
 
 
 def test_unknown_category(small_files, bad_files_error):
-    _edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"][0].update(
+    edit_json(small_files[2], lambda d: d["annotations"][1]["segments_info"][0].update(
         category_id=999))
     message = bad_files_error()
     assert small_files[2] in message and "unknown category_id 999" in message
 
 
 def test_missing_prediction_for_image(small_files, bad_files_error):
-    _edit_json(small_files[2], lambda d: d["annotations"].pop(0))
+    edit_json(small_files[2], lambda d: d["annotations"].pop(0))
     message = bad_files_error()
     assert "no prediction for 1 ground-truth image" in message and "[1]" in message
 

@@ -1,7 +1,6 @@
 """Fixtures of the hostile-input suite: the scene dataset of tests/data (a few 12x16 images)
 written with a defect, and a model dir of the tiny model with random weights for it."""
 
-import json
 import os
 
 import keras
@@ -23,15 +22,6 @@ SCENE_IMAGES = 4
 def write_scene(root, count=SCENE_IMAGES, **extra):
     """`count` scene images (ids 1..count) as a split under `root`; returns its SplitConfig."""
     return _write_dataset(str(root), [_scene_image(i, **extra) for i in range(1, count + 1)])
-
-
-def edit_json(path, change):
-    """Rewrite the JSON file at `path` with `change(data)` applied."""
-    with open(path) as f:
-        data = json.load(f)
-    change(data)
-    with open(path, "w") as f:
-        json.dump(data, f)
 
 
 def split_overrides(split, name="val"):

@@ -6,7 +6,8 @@ import pytest
 from oanet_tf.__main__ import main
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.errors import DatasetError
-from tests.hostile.conftest import edit_json, write_scene
+from tests.evaluation.panoptic_cases import edit_json
+from tests.hostile.conftest import write_scene
 from tests.tiny_model import SYNTHETIC_CONFIG
 
 

@@ -10,7 +10,8 @@ import pytest
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.errors import DatasetError
 from oanet_tf.evaluation.pq import evaluate_files
-from tests.hostile.conftest import edit_json, write_scene
+from tests.evaluation.panoptic_cases import edit_json
+from tests.hostile.conftest import write_scene
 
 
 def _outside(tmp_path, split, how):

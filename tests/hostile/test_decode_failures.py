@@ -19,7 +19,8 @@ from oanet_tf.data import pipeline
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.errors import DatasetError
 from oanet_tf.training.model_dir import CONFIG_FILE
-from tests.hostile.conftest import edit_json, split_overrides, write_scene
+from tests.evaluation.panoptic_cases import edit_json
+from tests.hostile.conftest import split_overrides, write_scene
 from tests.tiny_model import SYNTHETIC_CONFIG
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

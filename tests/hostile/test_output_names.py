@@ -11,7 +11,8 @@ from oanet_tf.cli.predict import list_images
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.errors import DatasetError, OANetError
 from oanet_tf.inference.writer import PanopticWriter
-from tests.hostile.conftest import SCENE_CATEGORIES, edit_json, write_scene
+from tests.evaluation.panoptic_cases import edit_json
+from tests.hostile.conftest import SCENE_CATEGORIES, write_scene
 
 
 def _touch(path):
