@@ -30,7 +30,7 @@ import tempfile
 import time
 
 from oanet_tf.benchmarking.inputs import R50_CONFIG, SYNTHETIC_CONFIG
-from oanet_tf.benchmarking.timing import median
+from oanet_tf.benchmarking.timing import median, timed_calls
 from oanet_tf.fileio import atomic_open, write_json
 
 # COCO panoptic's categories: 80 things and 53 stuff (the counts are all a random-weight
@@ -128,14 +128,9 @@ def _peak_gib_ours(gpu: bool):
 
 
 def _timed(call, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        call()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return median(seconds)
+    """Median seconds of `repeats` calls after `warmup` untimed ones."""
+    timed_calls(call, warmup)
+    return median(timed_calls(call, repeats))
 
 
 def _row(model, mode, precision, xla, batch, seconds, peak_gib) -> dict:
