@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.training import guarded_update
+from oanet_tf.training.nonfinite import NONFINITE_LOG
 from oanet_tf.training.strategy import worker_index
 
 TOTAL = "total"  # the key of Eq. 1's sum among the logged terms
@@ -23,7 +24,7 @@ class StepLog:
     def __init__(self, names):
         self.means = {name: keras.metrics.Mean(name=f"{name}_loss")
                       for name in tuple(names) + (TOTAL,)}
-        self.skipped = keras.metrics.Sum(name="nonfinite_steps")
+        self.skipped = keras.metrics.Sum(name=NONFINITE_LOG)
 
     @property
     def metrics(self) -> list:
