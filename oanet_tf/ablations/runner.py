@@ -64,7 +64,8 @@ def variant_config(config_path: str, overrides, variant: str, seed: int) -> Conf
 
 def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
     """Train the run's model dir (resuming it when a backup exists), score the val split
-    with the run's merge orders, write and return result.json."""
+    with the run's merge orders (the training's own evaluation after its last epoch, when it
+    scored them), write and return result.json."""
     import keras
 
     from oanet_tf.data.coco_panoptic import PanopticDataset
@@ -74,9 +75,11 @@ def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
     keras.backend.clear_session()
     start = time.perf_counter()
     training = train(config, os.path.join(run_dir, "model"), verbose=0)
-    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
-    results = evaluate_model(training.model, val, config.data, config.eval,
-                             config.train.batch_size, orders=run.orders, progress=False)
+    results = training.final_evaluation
+    if results is None or not set(run.orders) <= set(results):
+        val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+        results = evaluate_model(training.model, val, config.data, config.eval,
+                                 config.eval.batch_size, orders=run.orders, progress=False)
     scores = {order: {**{column: results[order]["pq"][group]["pq"] * PERCENT
                          for column, group in PQ_COLUMNS},
                       OWNERSHIP: results[order]["ownership"]["accuracy"] * PERCENT}

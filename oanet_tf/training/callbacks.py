@@ -96,6 +96,7 @@ class PanopticEvalCallback(keras.callbacks.Callback):
         self.step = int(steps_done)
         self._step_due = False  # a step evaluation that falls on the epoch's end
         self._writer = None
+        self.final_results = None  # evaluate_model's results after the run's last epoch
 
     def _due(self, epoch: int) -> bool:
         # The run's last epoch, not the fit call's: a resumed run may call fit twice.
@@ -120,6 +121,8 @@ class PanopticEvalCallback(keras.callbacks.Callback):
         if not (self._due(epoch) or step_due):
             return
         results = self._evaluate(self.config.eval)
+        if epoch + 1 == self.config.train.epochs:
+            self.final_results = results
         if logs is not None and results is not None:
             logs.update(epoch_logs(results[self.config.eval.merge_order]))
 

@@ -33,11 +33,14 @@ from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
 
 @dataclasses.dataclass
 class TrainingRun:
-    """What `train` returns: the model, its Keras history, and where things were written."""
+    """What `train` returns: the model, its Keras history, where things were written, and
+    the val split's scores after the last epoch (`evaluate_model`'s results; None when this
+    call trained no last epoch, or on a worker that is not the chief)."""
 
     model: keras.Model
     history: keras.callbacks.History
     model_dir: str
+    final_evaluation: dict | None = None
 
 
 def configure_numerics(config: Config):
@@ -110,7 +113,9 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
                             shuffle=False)
         histories.append(history)
     train_data.report_bad_images()
-    return TrainingRun(model, _merged(histories), model_dir)
+    evaluation = next((c.final_results for c in callbacks
+                       if isinstance(c, PanopticEvalCallback)), None)
+    return TrainingRun(model, _merged(histories), model_dir, evaluation)
 
 
 def _batches_per_step(context: tf.distribute.InputContext) -> int:

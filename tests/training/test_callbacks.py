@@ -109,6 +109,11 @@ def test_logs_hold_evaluate_model_numbers(trained):
             assert same(history[f"val_{metric}{group}"][-1], expected[order]["pq"][key][metric])
     assert same(history["val_ownership_accuracy"][-1],
                 expected[order]["ownership"]["accuracy"])
+    final = run.final_evaluation  # what train returns: the last epoch's scores
+    for o in ORDERS:
+        for key in ("All", "Things", "Stuff"):
+            assert same(final[o]["pq"][key]["pq"], expected[o]["pq"][key]["pq"])
+        assert same(final[o]["ownership"]["accuracy"], expected[o]["ownership"]["accuracy"])
 
     events = read_events(os.path.join(run.model_dir, "logs", EVAL_SUBDIR))
     for o in ORDERS:
