@@ -52,6 +52,26 @@ SRM_INPUTS = (SRM_ALL_DETECTIONS, SRM_MERGEABLE)
 # in an image, or each connected region of one stuff class (the paper's "connected stuff area").
 PER_CLASS, PER_REGION = "per_class", "per_region"
 STUFF_AREA_RULES = (PER_CLASS, PER_REGION)
+# Where a ResNet bottleneck block strides (model.bottleneck_stride_in): in its first 1x1
+# convolution (Caffe2, Detectron2, keras.applications) or in its 3x3 (torchvision, "ResNet v1.5").
+STRIDE_IN_1X1, STRIDE_IN_3X3 = "1x1", "3x3"
+BOTTLENECK_STRIDES = (STRIDE_IN_1X1, STRIDE_IN_3X3)
+# How pixels are normalised before the backbone (model.pixel_normalization): BGR minus the
+# ImageNet mean in 0..255 (Caffe, keras.applications' ResNets) or RGB in [0, 1] minus the
+# ImageNet mean, divided by its std (torchvision).
+CAFFE_BGR, IMAGENET_RGB = "caffe_bgr", "imagenet_rgb"
+PIXEL_NORMALIZATIONS = (CAFFE_BGR, IMAGENET_RGB)
+# How an anchor's cell (its box around the location) is made (model.anchor_cells): exact
+# sizes at stride 2^level, or torchvision's: cell corners rounded to integers and the stride
+# of a level the padded image size // its grid size (P6 of an 800-pixel side: 800 // 13 = 61).
+EXACT_CELLS, TORCHVISION_CELLS = "exact", "torchvision"
+ANCHOR_CELLS = (EXACT_CELLS, TORCHVISION_CELLS)
+# How a resized side is rounded to pixels (data.resize_rounding): to the nearest integer, or
+# down (torchvision's interpolate with recompute_scale_factor).
+ROUND_NEAREST, ROUND_DOWN = "nearest", "floor"
+RESIZE_ROUNDINGS = (ROUND_NEAREST, ROUND_DOWN)
+# Pixel value range of the images the model reads (uint8 RGB).
+MAX_PIXEL_VALUE = 255.0
 # Padded image sizes are multiples of this: the stride of C5, the backbone's coarsest map, so
 # that the FPN's top-down sums line up.
 SIZE_DIVISIBILITY = 32
@@ -76,13 +96,14 @@ POSITIVE_KEYS = (
 NON_NEGATIVE_KEYS = (
     "data.synthetic_train", "data.synthetic_val", "data.shuffle_buffer", "train.momentum",
     "train.weight_decay", "train.warmup_steps", "train.warmup_start_learning_rate",
-    "train.seg_loss_weight", "train.srm_loss_weight", "eval.min_stuff_area", "eval.max_images")
+    "train.seg_loss_weight", "train.srm_loss_weight", "eval.min_stuff_area", "eval.max_images",
+    "model.rpn_min_box_size", "model.test_min_box_size", "model.unused_class_slots")
 # Fractions and thresholds: between 0 and 1.
 UNIT_INTERVAL_KEYS = (
     "train.momentum", "train.decay_factor", "model.rpn_positive_fraction",
     "model.rpn_nms_threshold", "model.roi_positive_fraction", "model.roi_iou_threshold",
     "model.test_score_threshold", "model.test_nms_threshold", "eval.overlap_threshold",
-    "eval.instance_score_threshold")
+    "eval.instance_score_threshold", "model.anchor_offset")
 
 
 @dataclass
@@ -127,6 +148,12 @@ class DataConfig:
     max_instances: int = 100
     # Skip unreadable or inconsistent images (counted and reported) instead of stopping.
     skip_bad_images: bool = False
+    # See ROUND_NEAREST / ROUND_DOWN: torchvision floors.
+    resize_rounding: str = ROUND_NEAREST
+    # RGB value (0..255) of the padding around each image in a batch: zero (black), or the
+    # pixel mean where the model was trained with mean-valued padding (torchvision pads its
+    # normalised images with 0, i.e. the ImageNet mean).
+    pad_value: tuple = (0.0, 0.0, 0.0)
     # TFRecords only: records mixed after each epoch's permutation of the shard files (COCO
     # files are read in a full permutation of the images each epoch).
     shuffle_buffer: int = 256
@@ -144,6 +171,14 @@ class ModelConfig:
     # With pretrained weights: the first stages kept frozen, as Detectron2's FREEZE_AT (0 none,
     # 1 the stem, 2 the stem and res2, ... 5 all); batch norm is frozen in every stage.
     backbone_freeze_at: int = 2
+    # Where a bottleneck block strides: "1x1" (keras.applications' ResNets, Caffe2) or "3x3"
+    # (torchvision; its own Keras ResNet, no keras.applications weights).
+    bottleneck_stride_in: str = STRIDE_IN_1X1
+    # "caffe_bgr" or "imagenet_rgb" (torchvision); see PIXEL_NORMALIZATIONS.
+    pixel_normalization: str = CAFFE_BGR
+    # A model dir written by `train` or `convert` whose weights start training (the backbone
+    # then counts as pretrained: frozen stages and batch norm). Empty: none.
+    init_from: str = ""
     # Table 4 sharing modes: none (two backbones), backbone, backbone_fpn (default).
     sharing: str = SHARED_BACKBONE_FPN
     small_resnet_widths: tuple = (32, 64, 128, 256)
@@ -151,6 +186,10 @@ class ModelConfig:
     fpn_channels: int = 256
     anchor_sizes: tuple = (32, 64, 128, 256, 512)
     anchor_aspect_ratios: tuple = (0.5, 1.0, 2.0)
+    # Anchor centres at (index + anchor_offset) * stride: 0.5 (cell centres, Detectron2's
+    # default 0.0 aside) or 0.0 (torchvision).
+    anchor_offset: float = 0.5
+    anchor_cells: str = EXACT_CELLS  # exact | torchvision (see ANCHOR_CELLS)
     rpn_conv_channels: int = 256
     rpn_iou_thresholds: tuple = (0.3, 0.7)
     rpn_batch_size_per_image: int = 256
@@ -160,6 +199,11 @@ class ModelConfig:
     rpn_pre_nms_topk_test: int = 1000
     rpn_post_nms_topk_test: int = 1000
     rpn_nms_threshold: float = 0.7
+    # Proposal NMS per FPN level (Detectron2, torchvision) or over all levels at once.
+    rpn_nms_per_level: bool = True
+    # Proposals with a side below this (pixels) are dropped before NMS; 0 drops empty ones
+    # only (Detectron2); torchvision: 1e-3.
+    rpn_min_box_size: float = 0.0
     roi_batch_size_per_image: int = 512
     roi_positive_fraction: float = 0.25
     roi_iou_threshold: float = 0.5
@@ -167,6 +211,9 @@ class ModelConfig:
     box_pooler_resolution: int = 7
     mask_pooler_resolution: int = 14
     pooler_sampling_ratio: int = 2
+    # RoIAlign's half-pixel shift (Detectron2's aligned=True); torchvision's MultiScaleRoIAlign
+    # runs aligned=False.
+    roi_align_aligned: bool = True
     box_head_fc_dim: int = 1024
     box_head_num_fc: int = 2
     mask_head_conv_dim: int = 256
@@ -174,6 +221,13 @@ class ModelConfig:
     test_score_threshold: float = 0.05
     test_nms_threshold: float = 0.5
     detections_per_image: int = 100
+    # Detections with a side below this (pixels) are dropped before NMS (0: none are;
+    # torchvision: 1e-2).
+    test_min_box_size: float = 0.0
+    # Class logits beyond background and the things: they take part in the softmax, are never
+    # detected and are trained as negatives (torchvision's COCO model has 10 such "N/A" slots
+    # among its 91; a converted model keeps them so that its scores are torchvision's).
+    unused_class_slots: int = 0
     # Stuff branch (paper Figure 3).
     stuff_head_channels: int = 128
     # "all": every category is a semantic class (object context, Table 2);
@@ -398,6 +452,11 @@ def _validate(config: Config):
         "eval.merge_order": (config.eval.merge_order, MERGE_ORDERS),
         "eval.stuff_area_rule": (config.eval.stuff_area_rule, STUFF_AREA_RULES),
         "eval.srm_input": (config.eval.srm_input, SRM_INPUTS),
+        "model.bottleneck_stride_in": (config.model.bottleneck_stride_in, BOTTLENECK_STRIDES),
+        "model.pixel_normalization": (config.model.pixel_normalization,
+                                      PIXEL_NORMALIZATIONS),
+        "model.anchor_cells": (config.model.anchor_cells, ANCHOR_CELLS),
+        "data.resize_rounding": (config.data.resize_rounding, RESIZE_ROUNDINGS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -408,6 +467,18 @@ def _validate(config: Config):
         raise ConfigError(f"model.backbone_weights: {model.backbone_weights!r}, but "
                           f"{SMALL_RESNET} has no pretrained weights: leave it empty or "
                           f"{NO_BACKBONE_WEIGHTS}")
+    if (model.bottleneck_stride_in == STRIDE_IN_3X3 and model.backbone != SMALL_RESNET
+            and model.backbone_weights == IMAGENET_WEIGHTS):
+        raise ConfigError(f"model.backbone_weights: {IMAGENET_WEIGHTS} are keras.applications' "
+                          f"weights, for a ResNet that strides in the 1x1 convolution; with "
+                          f"model.bottleneck_stride_in {STRIDE_IN_3X3} start from a converted "
+                          f"model (model.init_from) or {NO_BACKBONE_WEIGHTS}")
+    pad = config.data.pad_value
+    if (len(pad) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                             or not 0 <= v <= MAX_PIXEL_VALUE for v in pad)):
+        raise ConfigError(f"data.pad_value: expected an RGB value [r, g, b] in "
+                          f"0..{MAX_PIXEL_VALUE:g}, got {list(pad)}")
+    config.data.pad_value = tuple(float(v) for v in pad)
     if not 0 <= model.backbone_freeze_at <= RESNET_STAGES:
         raise ConfigError(f"model.backbone_freeze_at: {model.backbone_freeze_at} is not a "
                           f"number of stages from 0 to {RESNET_STAGES}")
@@ -438,12 +509,15 @@ def validate_for_training(config: Config):
     """What only training refuses: a ResNet with no stated start (an empty
     model.backbone_weights would silently train from random weights, batch norm included)."""
     model = config.model
-    if model.backbone != SMALL_RESNET and not model.backbone_weights:
+    if model.init_from and not os.path.isdir(model.init_from):
+        raise ConfigError(f"model.init_from: {model.init_from}: no such model dir")
+    if model.backbone != SMALL_RESNET and not model.backbone_weights and not model.init_from:
         raise ConfigError(
             f"model.backbone_weights is empty: say where {model.backbone} starts from: "
             f"{IMAGENET_WEIGHTS} (keras.applications' ImageNet weights, as the paper), a local "
-            f"weights file, or {NO_BACKBONE_WEIGHTS} to train from scratch on purpose "
-            f"(then batch norm trains too, on a few images per device)")
+            f"weights file, {NO_BACKBONE_WEIGHTS} to train from scratch on purpose "
+            f"(then batch norm trains too, on a few images per device), or set "
+            f"model.init_from to a model dir (a converted torchvision model)")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from oanet_tf.config import SIZE_DIVISIBILITY, DataConfig
+from oanet_tf.config import ROUND_DOWN, SIZE_DIVISIBILITY, DataConfig
 
 NO_BUCKET = -1  # bucket_index of a size no bucket holds
 
 
 def resized_size(height, width, data_config: DataConfig, jitter=1.0):
     """(new_h, new_w) int32 scalars: shorter side to short_side * jitter, longer side at
-    most max_side * jitter; with buckets, shrunk (never cropped) until some bucket holds it."""
+    most max_side * jitter; with buckets, shrunk (never cropped) until some bucket holds it.
+    Sides are side * scale in float64 rounded to the nearest integer, or down with
+    data.resize_rounding floor (torchvision: 480 * (800 / 480) may give 799)."""
     h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
     scale = tf.minimum(data_config.short_side / tf.minimum(h, w),
                        data_config.max_side / tf.maximum(h, w)) * tf.cast(jitter, tf.float64)
@@ -27,9 +29,24 @@ def resized_size(height, width, data_config: DataConfig, jitter=1.0):
         buckets = tf.constant(data_config.buckets, tf.float64)  # [K, 2]
         fits = tf.minimum(buckets[:, 0] / h, buckets[:, 1] / w)  # largest scale per bucket
         scale = tf.minimum(scale, tf.reduce_max(fits))
-    new_h = tf.maximum(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.floor(w * scale + 0.5), tf.int32), 1)
+    half = 0.0 if data_config.resize_rounding == ROUND_DOWN else 0.5
+    new_h = tf.maximum(tf.cast(tf.floor(h * scale + half), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.floor(w * scale + half), tf.int32), 1)
     return new_h, new_w
+
+
+def fill_padding(images, image_size, pad_value):
+    """images [B, H, W, 3] whose image b fills its top-left image_size[b] -> the rest set to
+    the RGB `pad_value` (data.pad_value). Unchanged for a zero pad_value: the batch is
+    zero-padded already."""
+    if not any(pad_value):
+        return images
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    size = tf.cast(image_size, tf.int32)
+    rows = tf.range(height)[tf.newaxis, :, tf.newaxis] < size[:, 0, tf.newaxis, tf.newaxis]
+    cols = tf.range(width)[tf.newaxis, tf.newaxis, :] < size[:, 1, tf.newaxis, tf.newaxis]
+    inside = (rows & cols)[..., tf.newaxis]  # [B, H, W, 1]
+    return tf.where(inside, images, tf.constant(pad_value, images.dtype))
 
 
 def bucket_index(size, buckets):

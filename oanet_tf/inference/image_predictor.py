@@ -142,12 +142,14 @@ class ImageInputs:
         return self._pad(resized, image_size), image_size, original_size
 
     def _pad(self, pixels, image_size):
-        """float32 [B, h, w, 3] (h, w: the largest resized sides) -> zero-padded at the bottom
-        and right to image_sizes.padded_size of the batch."""
+        """float32 [B, h, w, 3] (h, w: the largest resized sides) -> padded at the bottom
+        and right to image_sizes.padded_size of the batch with data.pad_value (zero by
+        default)."""
         target = image_sizes.padded_size(image_size, self.data_config.buckets)
         shape = tf.shape(pixels)
         padded = tf.pad(pixels, [[0, 0], [0, target[0] - shape[1]],
                                  [0, target[1] - shape[2]], [0, 0]])
+        padded = image_sizes.fill_padding(padded, image_size, self.data_config.pad_value)
         padded.set_shape([None, None, None, 3])
         return padded
 

@@ -24,11 +24,14 @@ def build_backbone(model_config: ModelConfig, name: str, load_weights: bool = Tr
     if m.backbone == SMALL_RESNET:
         return build_small_resnet_backbone(m.small_resnet_widths, m.small_resnet_blocks,
                                            model_name=name)
-    pretrained = m.backbone_weights not in ("", NO_BACKBONE_WEIGHTS)
+    from_file = m.backbone_weights not in ("", NO_BACKBONE_WEIGHTS)
+    # A model dir to start from (model.init_from) holds trained weights: a pretrained start.
+    pretrained = from_file or bool(m.init_from)
     return build_resnet_backbone(
-        m.backbone, m.backbone_weights if pretrained and load_weights else None,
+        m.backbone, m.backbone_weights if from_file and load_weights else None,
         frozen_stages=m.backbone_freeze_at if pretrained else 0, frozen_norm=pretrained,
-        model_name=name)
+        model_name=name, stride_in=m.bottleneck_stride_in,
+        pixel_normalization=m.pixel_normalization)
 
 
 def build_oanet(model_config: ModelConfig, train_config: TrainConfig,
@@ -53,7 +56,9 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig,
               post_nms_topk_train=m.rpn_post_nms_topk_train,
               pre_nms_topk_test=m.rpn_pre_nms_topk_test,
               post_nms_topk_test=m.rpn_post_nms_topk_test, nms_threshold=m.rpn_nms_threshold,
-              static_shapes=static_shapes, name="rpn")
+              static_shapes=static_shapes, anchor_offset=m.anchor_offset,
+              anchor_cells=m.anchor_cells, nms_per_level=m.rpn_nms_per_level,
+              min_box_size=m.rpn_min_box_size, name="rpn")
     roi_heads = RoIHeads(
         num_things=categories.num_things, box_head_fc_dim=m.box_head_fc_dim,
         box_head_num_fc=m.box_head_num_fc, mask_head_conv_dim=m.mask_head_conv_dim,
@@ -65,7 +70,8 @@ def build_oanet(model_config: ModelConfig, train_config: TrainConfig,
         pooler_sampling_ratio=m.pooler_sampling_ratio,
         test_score_threshold=m.test_score_threshold, test_nms_threshold=m.test_nms_threshold,
         detections_per_image=m.detections_per_image, static_shapes=static_shapes,
-        name="roi_heads")
+        roi_align_aligned=m.roi_align_aligned, test_min_box_size=m.test_min_box_size,
+        unused_class_slots=m.unused_class_slots, name="roi_heads")
     stuff_branch = StuffBranch(
         num_things=categories.num_things, num_stuff=categories.num_stuff,
         channels=m.stuff_head_channels, supervision=m.semantic_supervision,

@@ -20,6 +20,10 @@ class RoIHeads(keras.layers.Layer):
 
     `static_shapes`: RoIAlign by gathers and the mask head on a fixed number of slots, which
     XLA compiles; otherwise crop_and_resize and the mask head on the positive RoIs only.
+    `roi_align_aligned`: RoIAlign's half-pixel shift (False: torchvision's pooler).
+    `test_min_box_size`: detections with a side below it are dropped before NMS.
+    `unused_class_slots`: class logits after the things that share the softmax but are never
+    detected (a converted torchvision model's "N/A" classes).
     """
 
     def __init__(self, *, num_things: int, box_head_fc_dim: int, box_head_num_fc: int,
@@ -28,7 +32,8 @@ class RoIHeads(keras.layers.Layer):
                  box_pooler_resolution: int, mask_pooler_resolution: int,
                  pooler_sampling_ratio: int, test_score_threshold: float,
                  test_nms_threshold: float, detections_per_image: int, static_shapes: bool,
-                 **kwargs):
+                 roi_align_aligned: bool = True, test_min_box_size: float = 0.0,
+                 unused_class_slots: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.num_things = int(num_things)
         self.box_head_fc_dim, self.box_head_num_fc = int(box_head_fc_dim), int(box_head_num_fc)
@@ -45,8 +50,11 @@ class RoIHeads(keras.layers.Layer):
         self.test_nms_threshold = float(test_nms_threshold)
         self.detections_per_image = int(detections_per_image)
         self.static_shapes = bool(static_shapes)
+        self.roi_align_aligned = bool(roi_align_aligned)
+        self.test_min_box_size = float(test_min_box_size)
+        self.unused_class_slots = int(unused_class_slots)
         self.box_head = BoxHead(self.num_things, self.box_head_fc_dim, self.box_head_num_fc,
-                                name="box_head")
+                                unused_class_slots=self.unused_class_slots, name="box_head")
         self.mask_head = MaskHead(self.num_things, self.mask_head_conv_dim,
                                   self.mask_head_num_conv, name="mask_head")
 
@@ -65,7 +73,7 @@ class RoIHeads(keras.layers.Layer):
         return roi_align.multilevel_roi_align(
             features[:ROI_LEVELS[1] - ROI_LEVELS[0] + 1], boxes, resolution,
             sampling_ratio=self.pooler_sampling_ratio, min_level=ROI_LEVELS[0],
-            method="gather" if self.static_shapes else "crop_and_resize")
+            aligned=self.roi_align_aligned, method="gather" if self.static_shapes else "crop_and_resize")
 
     # ----------------------------------------------------------------------------- training
     def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_masks,
@@ -149,12 +157,16 @@ class RoIHeads(keras.layers.Layer):
         """
         class_logits, box_deltas = self.box_head(
             self.roi_align(features, proposals, self.box_pooler_resolution), training=False)
-        probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[..., 1:]  # [B,P,T]
+        probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)
+        probs = probs[..., 1:self.num_things + 1]  # [B, P, T]
         probs = probs * tf.cast(proposal_valid, tf.float32)[..., tf.newaxis]
         boxes = box_coder.decode_boxes(tf.cast(box_deltas, tf.float32),
                                        proposals[:, :, tf.newaxis, :], self.box_coder_weights)
         boxes = box_coder.clip_boxes(  # [B, P, T, 4]
             boxes, tf.cast(image_size, tf.float32)[:, tf.newaxis, tf.newaxis, :])
+        if self.test_min_box_size > 0:  # too small: below any score threshold
+            sides = boxes[..., 2:] - boxes[..., :2]
+            probs = tf.where(tf.reduce_all(sides >= self.test_min_box_size, axis=-1), probs, 0.0)
         boxes, scores, classes, count = nms.multiclass_nms(
             boxes, probs, self.detections_per_image, self.detections_per_image,
             self.test_nms_threshold, self.test_score_threshold)
@@ -195,4 +207,6 @@ class RoIHeads(keras.layers.Layer):
                 "test_score_threshold": self.test_score_threshold,
                 "test_nms_threshold": self.test_nms_threshold,
                 "detections_per_image": self.detections_per_image,
-                "static_shapes": self.static_shapes}
+                "static_shapes": self.static_shapes, "roi_align_aligned": self.roi_align_aligned,
+                "test_min_box_size": self.test_min_box_size,
+                "unused_class_slots": self.unused_class_slots}

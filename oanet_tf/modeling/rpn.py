@@ -14,7 +14,7 @@ from oanet_tf.ops.shapes import dim
 
 ANCHOR_LEVELS = (2, 6)  # one anchor size per FPN level P2..P6
 # A proposal whose clipped box is this high or wide or less is empty and dropped before NMS
-# (Detectron2's RPN min_box_size 0; torchvision's min_size is 1e-3).
+# (Detectron2's RPN min_box_size 0); `min_box_size` (torchvision: 1e-3) drops smaller ones too.
 MIN_PROPOSAL_SIZE = 0.0
 # Empty proposals get score -inf and NMS drops scores at or below this threshold (finite: the
 # padded XLA kernel keeps -inf scores under a -inf threshold).
@@ -26,12 +26,18 @@ class RPN(keras.layers.Layer):
     """Objectness and box deltas at every anchor (`call`), their losses, and the proposals.
 
     `static_shapes`: padded proposal NMS that XLA compiles, instead of the greedy C++ kernel.
+    `anchor_offset`, `anchor_cells`: see `oanet_tf.ops.anchors`. `nms_per_level`: proposals
+    of different levels never suppress each other. `min_box_size`: proposals with a side
+    below it are dropped before NMS (besides empty ones).
     """
 
     def __init__(self, *, conv_channels: int, anchor_sizes, anchor_aspect_ratios,
                  iou_thresholds, batch_size_per_image: int, positive_fraction: float,
                  pre_nms_topk_train: int, post_nms_topk_train: int, pre_nms_topk_test: int,
-                 post_nms_topk_test: int, nms_threshold: float, static_shapes: bool, **kwargs):
+                 post_nms_topk_test: int, nms_threshold: float, static_shapes: bool,
+                 anchor_offset: float = anchors_lib.CENTER_OFFSET,
+                 anchor_cells: str = anchors_lib.EXACT_CELLS, nms_per_level: bool = True,
+                 min_box_size: float = MIN_PROPOSAL_SIZE, **kwargs):
         super().__init__(**kwargs)
         self.conv_channels = int(conv_channels)
         self.anchor_sizes = tuple(anchor_sizes)
@@ -45,6 +51,10 @@ class RPN(keras.layers.Layer):
         self.post_nms_topk_test = int(post_nms_topk_test)
         self.nms_threshold = float(nms_threshold)
         self.static_shapes = bool(static_shapes)
+        self.anchor_offset = float(anchor_offset)
+        self.anchor_cells = str(anchor_cells)
+        self.nms_per_level = bool(nms_per_level)
+        self.min_box_size = float(min_box_size)
         self.head = RPNHead(anchors_lib.num_anchors_per_location(self.anchor_aspect_ratios),
                             self.conv_channels, name="head")
 
@@ -60,7 +70,8 @@ class RPN(keras.layers.Layer):
         """canvas_size (H, W) of the padded batch, ints or scalar tensors -> (anchors [N, 4],
         anchors per level), in the head's output order."""
         levels = anchors_lib.multilevel_anchors(canvas_size, *ANCHOR_LEVELS, self.anchor_sizes,
-                                                self.anchor_aspect_ratios)
+                                                self.anchor_aspect_ratios, self.anchor_offset,
+                                                self.anchor_cells)
         return tf.concat(levels, axis=0), [dim(a, 0) for a in levels]
 
     def losses(self, logits, deltas, gt_boxes, gt_valid, canvas_size, image_size,
@@ -96,9 +107,11 @@ class RPN(keras.layers.Layer):
                 "rpn_box": tf.reduce_sum(l1 * weights * positive) / normalizer}
 
     def proposals(self, logits, deltas, canvas_size, image_size, training: bool):
-        """Top-k anchors per level, decoded and clipped to their image; empty boxes dropped;
-        NMS per level (boxes of different levels never suppress each other), then the best
-        post_nms_topk over all levels, as Detectron2's find_top_rpn_proposals.
+        """Top-k anchors per level, decoded and clipped to their image; empty boxes (and
+        those with a side below min_box_size) dropped; NMS per level (boxes of different
+        levels never suppress each other; over all at once without nms_per_level), then the
+        best post_nms_topk over all levels, as Detectron2's find_top_rpn_proposals and
+        torchvision's filter_proposals.
 
         logits [B, N], deltas [B, N, 4], canvas_size (H, W) of the padded batch, image_size
         [B, 2] each image's size before padding -> boxes [B, P, 4], scores [B, P] (logits),
@@ -127,11 +140,13 @@ class RPN(keras.layers.Layer):
         boxes = tf.concat(boxes_per_level, axis=1)
         sides = boxes[..., 2:] - boxes[..., :2]  # [B, N, 2] height, width
         nonempty = tf.reduce_all(sides > MIN_PROPOSAL_SIZE, axis=-1)
+        if self.min_box_size > MIN_PROPOSAL_SIZE:
+            nonempty &= tf.reduce_all(sides >= self.min_box_size, axis=-1)
         scores = tf.where(nonempty, tf.concat(scores_per_level, axis=1), -float("inf"))
         boxes, scores, _, count = nms.batched_nms(
             boxes, scores, max_output=post_nms_topk, iou_threshold=self.nms_threshold,
             score_threshold=LOWEST_SCORE, xla=self.static_shapes,
-            groups=tf.concat(level_ids, axis=0))
+            groups=tf.concat(level_ids, axis=0) if self.nms_per_level else None)
         valid = tf.range(post_nms_topk)[tf.newaxis, :] < count[:, tf.newaxis]
         return boxes, scores, valid
 
@@ -146,7 +161,9 @@ class RPN(keras.layers.Layer):
                 "post_nms_topk_train": self.post_nms_topk_train,
                 "pre_nms_topk_test": self.pre_nms_topk_test,
                 "post_nms_topk_test": self.post_nms_topk_test,
-                "nms_threshold": self.nms_threshold, "static_shapes": self.static_shapes}
+                "nms_threshold": self.nms_threshold, "static_shapes": self.static_shapes,
+                "anchor_offset": self.anchor_offset, "anchor_cells": self.anchor_cells,
+                "nms_per_level": self.nms_per_level, "min_box_size": self.min_box_size}
 
 
 def _smaller(a, b):

@@ -1,15 +1,21 @@
 """Anchor grids of a feature pyramid (Faster R-CNN / FPN) for any padded image size.
 
 Level l has stride 2^l and one anchor size; each location carries one anchor per aspect
-ratio (height / width), all of area size^2, centred at ((x + 0.5) * stride, (y + 0.5) *
-stride) in continuous pixel coordinates. The grid of level l is ceil(H / 2^l) x
-ceil(W / 2^l), the size of the FPN map of that level.
+ratio (height / width), all of area size^2, centred at ((x + offset) * stride, (y + offset) *
+stride) in continuous pixel coordinates (offset 0.5 by default, 0 in torchvision). The grid of
+level l is ceil(H / 2^l) x ceil(W / 2^l), the size of the FPN map of that level.
+
+`cells="torchvision"` reproduces torchvision's AnchorGenerator: each cell's half sides are
+computed in float32 and rounded to integers, and a level's stride is the padded size // its
+grid size per axis (not 2^l: a P6 grid of 13 rows over 800 pixels has stride 61).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from oanet_tf.config import EXACT_CELLS, TORCHVISION_CELLS
 
 CENTER_OFFSET = 0.5  # anchors sit at pixel-cell centres of the feature map
 
@@ -26,15 +32,29 @@ def level_grid_size(image_size, level: int) -> tuple:
     return -(-image_size[0] // stride), -(-image_size[1] // stride)
 
 
-def _level_anchors(image_size, level: int, size: float, aspect_ratios):
-    """[rows * cols * A, 4] float32 anchors of one level, row-major (y, x), then ratio."""
-    stride = 2 ** level
-    rows, cols = level_grid_size(image_size, level)
+def _half_sides(size: float, aspect_ratios, cells: str) -> np.ndarray:
+    """[A, 2] half height and width of each cell: h / w = ratio, h * w = size^2."""
+    if cells == TORCHVISION_CELLS:  # float32 arithmetic, then rounded (half to even)
+        h_ratio = np.sqrt(np.asarray(aspect_ratios, np.float32))
+        w_ratio = np.float32(1) / h_ratio
+        sides = np.stack([h_ratio * np.float32(size), w_ratio * np.float32(size)], axis=-1)
+        return np.round(sides / np.float32(2))
     ratios = np.asarray(aspect_ratios, dtype=np.float64)
-    half = tf.constant(np.stack([size * np.sqrt(ratios), size / np.sqrt(ratios)], axis=-1) / 2,
-                       tf.float32)  # [A, 2] half height and width: h / w = ratio, h * w = size^2
-    cy = (tf.range(rows, dtype=tf.float32) + CENTER_OFFSET) * stride
-    cx = (tf.range(cols, dtype=tf.float32) + CENTER_OFFSET) * stride
+    return np.stack([size * np.sqrt(ratios), size / np.sqrt(ratios)], axis=-1) / 2
+
+
+def _level_anchors(image_size, level: int, size: float, aspect_ratios,
+                   offset: float = CENTER_OFFSET, cells: str = EXACT_CELLS):
+    """[rows * cols * A, 4] float32 anchors of one level, row-major (y, x), then ratio."""
+    rows, cols = level_grid_size(image_size, level)
+    if cells == TORCHVISION_CELLS:
+        stride_y = tf.cast(image_size[0] // rows, tf.float32)
+        stride_x = tf.cast(image_size[1] // cols, tf.float32)
+    else:
+        stride_y = stride_x = float(2 ** level)
+    half = tf.constant(_half_sides(size, aspect_ratios, cells), tf.float32)  # [A, 2]
+    cy = (tf.range(rows, dtype=tf.float32) + offset) * stride_y
+    cx = (tf.range(cols, dtype=tf.float32) + offset) * stride_x
     cy, cx = tf.meshgrid(cy, cx, indexing="ij")  # [rows, cols]
     centres = tf.stack([cy, cx], axis=-1)[:, :, tf.newaxis, :]  # [rows, cols, 1, 2]
     anchors = tf.concat([centres - half, centres + half], axis=-1)  # [rows, cols, A, 4]
@@ -42,8 +62,10 @@ def _level_anchors(image_size, level: int, size: float, aspect_ratios):
 
 
 def multilevel_anchors(image_size, min_level: int, max_level: int, sizes,
-                       aspect_ratios) -> list:
-    """Anchors of levels min_level..max_level, one size per level.
+                       aspect_ratios, offset: float = CENTER_OFFSET,
+                       cells: str = EXACT_CELLS) -> list:
+    """Anchors of levels min_level..max_level, one size per level; `offset` and `cells` as in
+    the module docstring.
 
     image_size (H, W) ints or scalar tensors -> list of [ceil(H/2^l) * ceil(W/2^l) * A, 4]
     float32, A = len(ratios) (static shapes when the size is).
@@ -56,5 +78,8 @@ def multilevel_anchors(image_size, min_level: int, max_level: int, sizes,
         raise ValueError(f"aspect ratios must be positive and non-empty, got {aspect_ratios}")
     if len(image_size) != 2 or any(isinstance(s, int) and s <= 0 for s in image_size):
         raise ValueError(f"image_size must be (height, width) > 0, got {image_size}")
-    return [_level_anchors(image_size, level, float(size), aspect_ratios)
+    if cells not in (EXACT_CELLS, TORCHVISION_CELLS):
+        raise ValueError(f"anchor cells must be {EXACT_CELLS} or {TORCHVISION_CELLS}, "
+                         f"got {cells!r}")
+    return [_level_anchors(image_size, level, float(size), aspect_ratios, offset, cells)
             for level, size in zip(levels, sizes)]

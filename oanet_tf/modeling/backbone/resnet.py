@@ -1,5 +1,6 @@
-"""ResNet-50 / ResNet-101 backbones from keras.applications: random, ImageNet or local weights,
-the first stages and batch norm frozen when pretrained."""
+"""ResNet-50 / ResNet-101 backbones: keras.applications' (stride in the 1x1 convolution) with
+random, ImageNet or local weights, or torchvision's layout (stride in the 3x3); the first
+stages and batch norm frozen when pretrained; pixels normalised as the weights expect."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import os
 
 import keras
 
-from oanet_tf.config import IMAGENET_WEIGHTS, RESNET50, RESNET101
+from oanet_tf.config import (CAFFE_BGR, IMAGENET_RGB, IMAGENET_WEIGHTS, MAX_PIXEL_VALUE,
+                             RESNET50, RESNET101, STRIDE_IN_1X1, STRIDE_IN_3X3)
 from oanet_tf.errors import ConfigError
+from oanet_tf.modeling.backbone import torchvision_resnet
 
 # keras.applications ResNet weights expect Caffe-style inputs: BGR, minus the ImageNet mean.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+# torchvision's ImageNet statistics of RGB in [0, 1] (GeneralizedRCNNTransform's defaults).
+IMAGENET_RGB_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_RGB_STD = (0.229, 0.224, 0.225)
 
 _STAGE_OUTPUTS = {
     RESNET50: ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
@@ -41,9 +47,33 @@ class CaffePreprocess(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
+@keras.saving.register_keras_serializable(package="oanet_tf")
+class ImageNetRGBPreprocess(keras.layers.Layer):
+    """RGB 0..255 -> RGB in [0, 1] minus the ImageNet mean, over its std (torchvision)."""
+
+    def call(self, images):
+        # [B, H, W, 3] -> [B, H, W, 3]
+        mean = keras.ops.convert_to_tensor(IMAGENET_RGB_MEAN, dtype=images.dtype)
+        std = keras.ops.convert_to_tensor(IMAGENET_RGB_STD, dtype=images.dtype)
+        return (images / MAX_PIXEL_VALUE - mean) / std
+
+
+# model.pixel_normalization -> (its layer, the layer's name).
+PREPROCESSING = {CAFFE_BGR: (CaffePreprocess, "caffe_preprocess"),
+                 IMAGENET_RGB: (ImageNetRGBPreprocess, "imagenet_rgb_preprocess")}
+
+
+def mean_pixel(pixel_normalization: str) -> tuple:
+    """The RGB value (0..255) that `pixel_normalization` maps to zero."""
+    if pixel_normalization == IMAGENET_RGB:
+        return tuple(m * MAX_PIXEL_VALUE for m in IMAGENET_RGB_MEAN)
+    return tuple(reversed(CAFFE_BGR_MEAN))
+
+
 def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, frozen_norm: bool,
-                          image_shape=(None, None, 3), model_name: str | None = None
-                          ) -> keras.Model:
+                          image_shape=(None, None, 3), model_name: str | None = None,
+                          stride_in: str = STRIDE_IN_1X1,
+                          pixel_normalization: str = CAFFE_BGR) -> keras.Model:
     """A functional model images -> [C2, C3, C4, C5] (strides 4..32).
 
     `weights`: None (random initialisation), `IMAGENET_WEIGHTS` (keras.applications
@@ -51,7 +81,15 @@ def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, fr
     `frozen_stages`: the first stages not trained, as Detectron2's FREEZE_AT (1: the stem,
     2: the stem and res2, ...). `frozen_norm`: batch norm in inference mode and not trained,
     as detection training with 1-2 images per device requires of pretrained weights.
+    `stride_in`: STRIDE_IN_3X3 builds torchvision's layout (`torchvision_resnet`; `weights`
+    then None or a `.weights.h5` file of that layout). `pixel_normalization`: see
+    `PREPROCESSING`.
     """
+    layer, layer_name = PREPROCESSING[pixel_normalization]
+    preprocess = layer(name=layer_name)
+    if stride_in == STRIDE_IN_3X3:
+        return _torchvision_layout(name, weights, frozen_stages, frozen_norm, image_shape,
+                                   model_name, preprocess)
     if name not in _APPLICATIONS:
         raise ConfigError(f"model.backbone: unknown ResNet {name!r}; one of "
                           f"{', '.join(_APPLICATIONS)}")
@@ -74,8 +112,28 @@ def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, fr
             layer.trainable = False
     stages = keras.Model(base.input, [base.get_layer(n).output for n in _STAGE_OUTPUTS[name]],
                          name=f"{name}_stages")
-    features = stages(CaffePreprocess(name="caffe_preprocess")(images))
+    features = stages(preprocess(images))
     return keras.Model(images, features, name=model_name or name)
+
+
+def _torchvision_layout(name, weights, frozen_stages, frozen_norm, image_shape, model_name,
+                        preprocess) -> keras.Model:
+    """build_resnet_backbone for STRIDE_IN_3X3."""
+    if weights == IMAGENET_WEIGHTS:
+        raise ConfigError(f"model.backbone_weights: {IMAGENET_WEIGHTS} are keras.applications' "
+                          f"weights, of a ResNet that strides in the 1x1 convolution")
+    stages = torchvision_resnet.build_torchvision_resnet(name, image_shape)
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise ConfigError(f"model.backbone_weights: file not found: {weights}")
+        try:
+            stages.load_weights(weights)
+        except Exception as err:  # keras raises several types for a mismatched file
+            raise ConfigError(f"model.backbone_weights: {weights} does not fit {name} "
+                              f"({STRIDE_IN_3X3} stride): {err}") from None
+    torchvision_resnet.freeze(stages, frozen_stages, frozen_norm)
+    images = keras.Input(shape=image_shape, name="images")
+    return keras.Model(images, stages(preprocess(images)), name=model_name or name)
 
 
 def imagenet_file(name: str) -> str:
