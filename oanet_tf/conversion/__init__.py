@@ -1,0 +1,1 @@
+"""Weights of other implementations converted into oanet_tf model dirs."""
