@@ -33,6 +33,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "predict a COCO-format dataset and report PQ"),
     "export": ("export", "export a SavedModel for TF Serving"),
     "predict": ("predict", "run a model on images, write COCO panoptic PNG + JSON + overlays"),
+    "convert": ("convert", "convert torchvision's Mask R-CNN weights into a model dir"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import keras
 import tensorflow as tf
@@ -18,13 +19,15 @@ from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split, resolve_split
+from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
 from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.checkpoints import WeightsCheckpoints
-from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, check_categories_fit
+from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, check_categories_fit,
+                                         weights_path)
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.step_summaries import StepSummaries
@@ -64,6 +67,22 @@ def build_compiled_model(config: Config, categories, strategy: tf.distribute.Str
     return model
 
 
+def _initialize_from(model, init_dir: str, categories):
+    """A fresh run starts from the weights of model dir `init_dir` (model.init_from), such as
+    a converted torchvision model; a resumed run reads its backup instead."""
+    check_categories_fit(init_dir, categories)
+    path = weights_path(init_dir, "last")
+    try:
+        with warnings.catch_warnings():  # the start file has no optimizer state, by design
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
+    except (ValueError, OSError) as err:
+        reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
+        raise OANetError(f"model.init_from: {path} does not fit the model of the config: "
+                         f"{reason}") from None
+    print(f"initialised from {path}")
+
+
 def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="auto",
           extra_callbacks=()) -> TrainingRun:
     """Train for `config.train.epochs` epochs; resumes from the last backup in `model_dir`
@@ -81,6 +100,8 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     backup_dir = backup_dir_for(model_dir, worker)
     with strategy.scope():
         done = backup.restore(model, backup_dir)
+        if not done and config.model.init_from:
+            _initialize_from(model, config.model.init_from, train_data.categories)
     # Only now that the model dir is known to hold this run (or nothing): a rejected run
     # leaves another model's files as they were.
     if chief:
