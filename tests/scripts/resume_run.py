@@ -1,11 +1,12 @@
 """Train the tiny OANet on synthetic data with `oanet_tf.training.trainer.train`, recording
 every step; used by the kill-and-resume and determinism tests.
 
-    resume_run.py MODEL_DIR DATA_DIR [--slow SECONDS] [--worker INDEX PORT0,PORT1]
+    resume_run.py MODEL_DIR DATA_DIR [--hang-after BATCHES] [--worker INDEX PORT0,PORT1]
 
-Each finished batch appends {"batches", "iterations", "learning_rate"} to MODEL_DIR/steps.jsonl
-(per worker: steps-<i>.jsonl). --slow sleeps after every batch (after the backup), so that a
-test can kill the process at a chosen step.
+Each finished batch appends {"batches", "iterations", "learning_rate", "loss"} to
+MODEL_DIR/steps.jsonl (per worker: steps-<i>.jsonl; "loss" is Keras' running mean over the
+epoch). --hang-after stops the run after that batch (after its backup) until it is killed, so
+that a test kills the process at a chosen step.
 """
 
 import argparse
@@ -18,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 parser = argparse.ArgumentParser()
 parser.add_argument("model_dir")
 parser.add_argument("data_dir")
-parser.add_argument("--slow", type=float, default=0.0)
+parser.add_argument("--hang-after", type=int, default=0)
 parser.add_argument("--worker", nargs=2, metavar=("INDEX", "PORTS"))
 args = parser.parse_args()
 if args.worker:
@@ -58,15 +59,15 @@ class StepRecorder(keras.callbacks.Callback):
         self.batches += 1
         optimizer = self.model.optimizer
         record = {"batches": self.batches, "iterations": int(optimizer.iterations.numpy()),
-                  "learning_rate": float(optimizer.learning_rate.numpy())}
+                  "learning_rate": float(optimizer.learning_rate.numpy()),
+                  "loss": float(logs["loss"])}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        time.sleep(args.slow)
+        while self.batches == args.hang_after:
+            time.sleep(1)
 
 
 suffix = f"-{args.worker[0]}" if args.worker else ""
 recorder = StepRecorder(os.path.join(args.model_dir, f"steps{suffix}.jsonl"), 0)
-run = train(tiny_config(*RUN_SETTINGS), args.model_dir,
-            "multi_worker" if args.worker else "one_device", verbose=0,
-            extra_callbacks=[recorder])
-print("HISTORY", json.dumps(run.history.history))
+train(tiny_config(*RUN_SETTINGS), args.model_dir, "multi_worker" if args.worker else "one_device",
+      verbose=0, extra_callbacks=[recorder])

@@ -1,6 +1,7 @@
 """A run killed with SIGKILL mid-epoch (one process, or one worker of two) resumes from its
 last backup with the same step, optimizer state and learning rate, and ends with the weights
-of an uninterrupted run; two runs with op determinism on and one seed are identical."""
+of an uninterrupted run. With op determinism on, the killed run's steps before the kill (a
+second run of the same seed) have the uninterrupted run's losses, bit for bit."""
 
 import json
 import os
@@ -25,7 +26,8 @@ SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 600
 KILL_AFTER = 7  # killed after batch 7 of 2 x 4: the last backup is at batch 6 (every 3)
 LAST_BACKUP = 6
-SLOW = 1.5  # seconds of sleep after each batch of the run to be killed
+# Keras' loss log is a running mean over the epoch: a run resumed mid-epoch restarts it.
+RESUMED_KEYS = ("batches", "iterations", "learning_rate")
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +81,16 @@ def assert_same_weights(a: dict, b: dict):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def history_of(output: str) -> dict:
-    line = [line for line in output.splitlines() if line.startswith("HISTORY ")][-1]
-    return json.loads(line[len("HISTORY "):])
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(data_dir, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("uninterrupted")
-    output = finish(launch(model_dir, data_dir))
-    return model_dir, output
+    finish(launch(model_dir, data_dir))
+    return model_dir
 
 
 def check_resumed(output, steps_path, reference_steps, killed_at):
-    """The restarted process resumed after the last backup: same step, optimizer step and
+    """The killed process ran the uninterrupted run's steps (losses included) up to the kill;
+    the restarted one resumed after the last backup with the same step, optimizer step and
     learning rate as the uninterrupted run at that step."""
     assert (f"after step {LAST_BACKUP} (epoch 2, step {LAST_BACKUP - 4} of 4; "
             f"optimizer step {LAST_BACKUP})") in output
@@ -103,14 +101,16 @@ def check_resumed(output, steps_path, reference_steps, killed_at):
     assert before[-1]["batches"] == killed_at
     assert [r["batches"] for r in after] == list(range(LAST_BACKUP + 1, 9))
     expected = {r["batches"]: r for r in records(reference_steps)}
+    assert before == [expected[r["batches"]] for r in before]
     for record in after:
-        assert record == expected[record["batches"]]
+        assert ({k: record[k] for k in RESUMED_KEYS}
+                == {k: expected[record["batches"]][k] for k in RESUMED_KEYS})
     return before[-1]["batches"], after[0]
 
 
 def test_kill_mid_epoch_and_resume(data_dir, uninterrupted, tmp_path):
-    reference_dir, _ = uninterrupted
-    process = launch(tmp_path, data_dir, "--slow", str(SLOW))
+    reference_dir = uninterrupted
+    process = launch(tmp_path, data_dir, "--hang-after", str(KILL_AFTER))
     wait_for_batch(tmp_path / "steps.jsonl", KILL_AFTER, [process])
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -121,16 +121,6 @@ def test_kill_mid_epoch_and_resume(data_dir, uninterrupted, tmp_path):
                                     reference_dir / "steps.jsonl", KILL_AFTER)
     print(f"killed after batch {killed}; resumed at batch {resumed['batches']} with "
           f"optimizer step {resumed['iterations']}, lr {resumed['learning_rate']}")
-    assert_same_weights(weights(tmp_path), weights(reference_dir))
-
-
-def test_two_runs_with_op_determinism_are_identical(data_dir, uninterrupted, tmp_path):
-    reference_dir, reference_output = uninterrupted
-    output = finish(launch(tmp_path, data_dir))
-    history, expected = history_of(output), history_of(reference_output)
-    print("losses:", history["loss"], "and", expected["loss"])
-    assert history == expected
-    assert records(tmp_path / "steps.jsonl") == records(reference_dir / "steps.jsonl")
     assert_same_weights(weights(tmp_path), weights(reference_dir))
 
 
@@ -145,7 +135,7 @@ def test_kill_one_worker_mid_epoch_and_resume(data_dir, tmp_path):
     for process in launch_workers(reference, data_dir):
         finish(process)
 
-    workers = launch_workers(killed, data_dir, "--slow", str(SLOW))
+    workers = launch_workers(killed, data_dir, "--hang-after", str(KILL_AFTER))
     for index in range(2):
         wait_for_batch(killed / f"steps-{index}.jsonl", KILL_AFTER, workers)
     workers[1].send_signal(signal.SIGKILL)
