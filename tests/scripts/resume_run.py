@@ -1,12 +1,14 @@
 """Train the tiny OANet on synthetic data with `oanet_tf.training.trainer.train`, recording
 every step; used by the kill-and-resume and determinism tests.
 
-    resume_run.py MODEL_DIR DATA_DIR [--hang-after BATCHES] [--worker INDEX PORT0,PORT1]
+    resume_run.py MODEL_DIR DATA_DIR [--hang-after BATCHES] [--save-after BATCHES]
+        [--worker INDEX PORT0,PORT1]
 
 Each finished batch appends {"batches", "iterations", "learning_rate", "loss"} to
 MODEL_DIR/steps.jsonl (per worker: steps-<i>.jsonl; "loss" is Keras' running mean over the
-epoch). --hang-after stops the run after that batch (after its backup) until it is killed, so
-that a test kills the process at a chosen step.
+epoch). --save-after writes the weights after that batch (before its record) to
+MODEL_DIR/after-<BATCHES>[-<i>].weights.h5; --hang-after stops the run after that batch (after
+its backup and record) until it is killed, so that a test kills the process at a chosen step.
 """
 
 import argparse
@@ -20,6 +22,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("model_dir")
 parser.add_argument("data_dir")
 parser.add_argument("--hang-after", type=int, default=0)
+parser.add_argument("--save-after", type=int, default=0)
 parser.add_argument("--worker", nargs=2, metavar=("INDEX", "PORTS"))
 args = parser.parse_args()
 if args.worker:
@@ -61,6 +64,9 @@ class StepRecorder(keras.callbacks.Callback):
         record = {"batches": self.batches, "iterations": int(optimizer.iterations.numpy()),
                   "learning_rate": float(optimizer.learning_rate.numpy()),
                   "loss": float(logs["loss"])}
+        if self.batches == args.save_after:
+            self.model.save_weights(os.path.join(
+                args.model_dir, f"after-{self.batches}{suffix}.weights.h5"))
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         while self.batches == args.hang_after:
