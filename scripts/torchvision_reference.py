@@ -28,8 +28,10 @@ import torchvision
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from oanet_tf.conversion import equivalence as inputs  # noqa: E402  (numpy, Pillow only)
 from oanet_tf.conversion import torchvision_state  # noqa: E402  (numpy only)
-from tests.conversion import reference_inputs as inputs  # noqa: E402
+
+FIXTURE = os.path.join(ROOT, "tests", "conversion", "fixtures", "torchvision_r50_seed0.npz")
 
 
 def build_model(min_size: int, max_size: int):
@@ -62,7 +64,7 @@ def main():
     parser.add_argument("--sample-dir", required=True)
     parser.add_argument("--min-size", type=int, default=inputs.CI_MIN_SIZE)
     parser.add_argument("--max-size", type=int, default=inputs.CI_MAX_SIZE)
-    parser.add_argument("--out", default=inputs.FIXTURE)
+    parser.add_argument("--out", default=FIXTURE)
     parser.add_argument("--all-masks", action="store_true",
                         help="store every detection's mask as float32 (a side-by-side run)")
     parser.add_argument("--save-pth", default=None)

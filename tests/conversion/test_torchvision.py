@@ -66,9 +66,10 @@ def test_category_slots_follow_coco_ids():
         conversion.class_slots(bad)
 
 
-def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir):
+def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir, capsys):
     """CLI from a fresh process: a seeded R50 state dict (.npz) -> a model dir that
-    load_trained_model reads (export and predict read it so; README)."""
+    load_trained_model reads (export and predict read it so; README); converting into it
+    again is refused."""
     checkpoint = tmp_path / "seed0.npz"
     np.savez(checkpoint, **torchvision_state.seeded_state_dict(0))
     model_dir = tmp_path / "tv"
@@ -81,8 +82,10 @@ def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir):
     assert (model_dir / "checkpoints" / "last.weights.h5").is_file()
     record = json.loads((model_dir / "conversion.json").read_text())
     assert record["fresh"] == ["stuff_branch", "srm"] and len(record["unused_slots"]) == 10
-    again = subprocess.run(command, capture_output=True, text=True)
-    assert again.returncode == 2 and "convert into a new --model-dir" in again.stderr
+    from oanet_tf.__main__ import main
+
+    assert main(command[3:]) == 2
+    assert "convert into a new --model-dir" in capsys.readouterr().err
 
     from oanet_tf.training.model_dir import load_trained_model
 
