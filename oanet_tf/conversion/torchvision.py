@@ -124,7 +124,12 @@ def convert_into(model, state: dict, categories: CategoryMap):
     for key in state:
         if key.startswith("backbone.body.") and key.endswith(".weight"):
             module = key[len("backbone.body."):-len(".weight")]
-            layer = stages.get_layer(module.replace(".", "_"))
+            try:
+                layer = stages.get_layer(module.replace(".", "_"))
+            except ValueError:  # keras.applications' layout: check_config names the switch
+                raise OANetError(f"{key}: the model's backbone has no layer "
+                                 f"{module.replace('.', '_')}: it is not torchvision's ResNet "
+                                 f"layout (model.bottleneck_stride_in: {STRIDE_IN_3X3})") from None
             if f"backbone.body.{module}.running_mean" in state:  # a batch norm
                 _set(layer, [state[f"backbone.body.{module}.{s}"] for s in names.NORM_SUFFIXES],
                      key)

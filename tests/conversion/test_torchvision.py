@@ -53,6 +53,21 @@ def test_a_pth_without_torch_says_how_to_get_it(tmp_path, monkeypatch):
         conversion.read_state_dict(str(path))
 
 
+def test_a_model_of_keras_applications_layout_is_refused_naming_the_switch(coco_sample_dir):
+    from oanet_tf.config import load_config
+    from oanet_tf.data.panoptic_format import CategoryMap
+    from oanet_tf.fileio import read_json
+    from oanet_tf.modeling.builder import build_oanet
+
+    config = load_config("configs/coco_r50_torchvision.yaml", ["model.bottleneck_stride_in=1x1"])
+    categories = CategoryMap.from_categories(
+        read_json(os.path.join(coco_sample_dir, "panoptic.json"))["categories"])
+    model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
+    with pytest.raises(OANetError, match="not torchvision's ResNet layout "
+                                         r"\(model.bottleneck_stride_in: 3x3\)"):
+        conversion.convert_into(model, torchvision_state.seeded_state_dict(0), categories)
+
+
 def test_category_slots_follow_coco_ids():
     from oanet_tf.data.panoptic_format import CategoryMap
 
