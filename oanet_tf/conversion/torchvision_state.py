@@ -28,7 +28,8 @@ IGNORED_SUFFIXES = ("num_batches_tracked",)
 # Names of torchvision >= 0.13 (Conv2dNormActivation wrappers) -> the names of the published
 # COCO weights file (and of torchvision before 0.13), which this module uses.
 RENAMES = (
-    (re.compile(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d+)\.0\."), r"backbone.fpn.\1_blocks.\2."),
+    (re.compile(r"^backbone\.fpn\.(inner|layer)_blocks\.(\d+)\.0\."),
+     r"backbone.fpn.\1_blocks.\2."),
     (re.compile(r"^rpn\.head\.conv\.0\.0\."), "rpn.head.conv."),
     (re.compile(r"^roi_heads\.mask_head\.(\d+)\.0\."),
      lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}."),

@@ -73,7 +73,8 @@ class RoIHeads(keras.layers.Layer):
         return roi_align.multilevel_roi_align(
             features[:ROI_LEVELS[1] - ROI_LEVELS[0] + 1], boxes, resolution,
             sampling_ratio=self.pooler_sampling_ratio, min_level=ROI_LEVELS[0],
-            aligned=self.roi_align_aligned, method="gather" if self.static_shapes else "crop_and_resize")
+            aligned=self.roi_align_aligned,
+            method="gather" if self.static_shapes else "crop_and_resize")
 
     # ----------------------------------------------------------------------------- training
     def losses(self, features, proposals, proposal_valid, gt_boxes, gt_classes, gt_masks,
@@ -151,9 +152,9 @@ class RoIHeads(keras.layers.Layer):
         """Scored, class-wise NMS-ed detections and their mask probabilities.
 
         features [P2..P6], proposals [B, P, 4], proposal_valid [B, P] bool, image_size [B, 2]
-        each image's size before padding (boxes are clipped to it) -> boxes [B, D, 4], classes [B, D] (1..T, 0 = none), scores [B, D], masks
-        [B, D, 28, 28] (probabilities of the detected class), num_detections [B];
-        D = detections_per_image.
+        each image's size before padding (boxes are clipped to it) -> boxes [B, D, 4],
+        classes [B, D] (1..T, 0 = none), scores [B, D], masks [B, D, 28, 28] (probabilities
+        of the detected class), num_detections [B]; D = detections_per_image.
         """
         class_logits, box_deltas = self.box_head(
             self.roi_align(features, proposals, self.box_pooler_resolution), training=False)
