@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from oanet_tf.config import Config, STRIDE_IN_3X3, save_config
+from oanet_tf.config import IMAGENET_RGB, STRIDE_IN_3X3, Config, save_config
 from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import OANetError
@@ -99,10 +99,10 @@ def check_config(config: Config, categories: CategoryMap):
     m = config.model
     _, unused = class_slots(categories)
     wanted = {"backbone": m.backbone if m.backbone in names.RESNET_BLOCKS else "resnet50",
-              "bottleneck_stride_in": STRIDE_IN_3X3, "pixel_normalization": "imagenet_rgb",
+              "bottleneck_stride_in": STRIDE_IN_3X3, "pixel_normalization": IMAGENET_RGB,
               "fpn_channels": names.FPN_CHANNELS, "rpn_conv_channels": names.FPN_CHANNELS,
-              "anchor_aspect_ratios": (0.5, 1.0, 2.0), "box_pooler_resolution": names.BOX_POOL,
-              "box_head_fc_dim": names.BOX_FC, "box_head_num_fc": 2,
+              "anchor_aspect_ratios": names.ASPECT_RATIOS, "box_pooler_resolution": names.BOX_POOL,
+              "box_head_fc_dim": names.BOX_FC, "box_head_num_fc": names.NUM_BOX_FCS,
               "mask_head_conv_dim": names.MASK_CONV, "mask_head_num_conv": names.NUM_MASK_CONVS,
               "unused_class_slots": len(unused)}
     wrong = [f"model.{key}: {getattr(m, key)!r} (needs {value!r})"

@@ -19,8 +19,10 @@ RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 STEM_CHANNELS, EXPANSION = 64, 4
 STAGE_WIDTHS = (64, 128, 256, 512)
 FPN_CHANNELS = 256
-NUM_ANCHORS = 3  # aspect ratios per location
+ASPECT_RATIOS = (0.5, 1.0, 2.0)  # the RPN's anchors per location (height / width)
+NUM_ANCHORS = len(ASPECT_RATIOS)
 BOX_POOL, BOX_FC = 7, 1024
+NUM_BOX_FCS = 2  # fc6, fc7
 MASK_CONV, NUM_MASK_CONVS = 256, 4
 NORM_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
 # Buffers a state dict may carry that hold no weight.
