@@ -23,12 +23,13 @@ from oanet_tf.config import IMAGENET_RGB, STRIDE_IN_3X3, Config, save_config
 from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import write_json
+from oanet_tf.fileio import atomic_path, write_json
 
 NPZ, PTH_SUFFIXES = ".npz", (".pth", ".pt", ".bin")
 # Our delta order (dy, dx, dh, dw) read from torchvision's (dx, dy, dw, dh).
 DELTA_ORDER = (1, 0, 3, 2)
 CONVERSION_FILE = "conversion.json"  # what the model dir was converted from
+NOT_IN_TORCHVISION = ("stuff_branch", "srm")  # OANet's parts: fresh, or --stuff-from
 LISTED_NAMES = 5  # names quoted in an error about missing or unexpected weights
 TORCH_MISSING = ("reading a .pth file needs PyTorch: pip install 'oanet_tf[torch]' (or pip "
                  "install torch), or save the state dict as .npz with numpy "
@@ -211,12 +212,11 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         source = load_trained_model(stuff_from)
         if source.categories.semantic_ids != categories.semantic_ids:
             raise OANetError(f"--stuff-from {stuff_from}: a model of other categories")
-        for name in ("stuff_branch", "srm"):
+        for name in NOT_IN_TORCHVISION:
             _copy_weights(getattr(source.model, name), getattr(model, name), stuff_from)
             copied.append(name)
     convert_into(model, state, categories)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    model.save_weights(target)
+    os.makedirs(model_dir, exist_ok=True)
     save_config(config, os.path.join(model_dir, CONFIG_FILE))
     write_json(os.path.join(model_dir, CATEGORIES_FILE), list(categories.categories))
     slots, unused = class_slots(categories)
@@ -224,8 +224,11 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         "source": os.path.abspath(checkpoint), "format": "torchvision maskrcnn_fpn",
         "converted": ["backbone", "fpn", "rpn", "roi_heads"],
         "from_stuff_model": stuff_from or None, "copied": copied,
-        "fresh": [n for n in ("stuff_branch", "srm") if n not in copied],
+        "fresh": [n for n in NOT_IN_TORCHVISION if n not in copied],
         "thing_slots": slots, "unused_slots": unused})
+    # The weights last, whole or not at all: their file marks a finished conversion.
+    with atomic_path(target) as temp:
+        model.save_weights(temp)
     return target
 
 

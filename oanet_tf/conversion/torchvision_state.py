@@ -16,7 +16,7 @@ TORCHVISION_NUM_CLASSES = 91
 # The ids of those 10: no COCO annotation has them (torchvision calls them "N/A").
 COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
 RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
-STEM_CHANNELS, EXPANSION = 64, 4
+STEM_CHANNELS, STEM_KERNEL, EXPANSION = 64, 7, 4
 STAGE_WIDTHS = (64, 128, 256, 512)
 FPN_CHANNELS = 256
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # the RPN's anchors per location (height / width)
@@ -49,7 +49,7 @@ def expected_shapes(backbone: str = "resnet50",
                     num_classes: int = TORCHVISION_NUM_CLASSES) -> dict:
     """{name: shape} of every weight of torchvision's Mask R-CNN with this backbone, in the
     published file's naming."""
-    shapes = {"backbone.body.conv1.weight": (STEM_CHANNELS, 3, 7, 7)}
+    shapes = {"backbone.body.conv1.weight": (STEM_CHANNELS, 3, STEM_KERNEL, STEM_KERNEL)}
     shapes.update(_norm("backbone.body.bn1", STEM_CHANNELS))
     channels = STEM_CHANNELS
     stage_channels = []
@@ -111,9 +111,9 @@ RPN_LOGIT_STD = 1.0
 CLASS_LOGIT_STD = 1.5
 BACKGROUND_BIAS = 9.0
 # The N/A slots, never trained as positives, score low in a trained model: here their logits
-# are damped and lowered so that they stay in the softmax without being detected.
+# are damped so that they stay in the softmax without being detected.
 UNUSED_WEIGHT_SCALE = 0.25
-UNUSED_BIAS = 0.0
+BIAS_STD = 0.1  # every other bias
 DELTA_STD = 0.1
 MASK_LOGIT_STD = 1.0
 
@@ -143,9 +143,8 @@ def _draw(rng, name: str, shape) -> np.ndarray:
         if name == "roi_heads.box_predictor.cls_score.bias":
             bias = NORM_NOISE * rng.standard_normal(shape)
             bias[0] += BACKGROUND_BIAS
-            bias[list(COCO_UNUSED_IDS)] += UNUSED_BIAS
             return bias
-        return 0.1 * rng.standard_normal(shape)
+        return BIAS_STD * rng.standard_normal(shape)
     fan_in = int(np.prod(shape[1:]))
     if name.startswith("roi_heads.mask_predictor.conv5_mask"):
         fan_in = shape[0]  # a transposed convolution's weight is [in, out, kh, kw]

@@ -35,10 +35,11 @@ def resized_size(height, width, data_config: DataConfig, jitter=1.0):
     return new_h, new_w
 
 
-def fill_padding(images, image_size, pad_value):
-    """images [B, H, W, 3] whose image b fills its top-left image_size[b] -> the rest set to
-    the RGB `pad_value` (data.pad_value). Unchanged for a zero pad_value: the batch is
-    zero-padded already."""
+def pad_images(images, pad_h, pad_w, image_size, pad_value):
+    """images [B, h, w, 3], image b in its top-left image_size[b] -> [B, h + pad_h, w + pad_w,
+    3]: padded at the bottom and right, everything outside each image set to the RGB
+    `pad_value` (data.pad_value; zero by default)."""
+    images = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     if not any(pad_value):
         return images
     height, width = tf.shape(images)[1], tf.shape(images)[2]

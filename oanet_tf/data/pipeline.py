@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from oanet_tf.config import AUTOTUNE_SETTING, DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
-from oanet_tf.data.image_sizes import bucket_index, fill_padding, padded_size, resized_size
+from oanet_tf.data.image_sizes import bucket_index, pad_images, padded_size, resized_size
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
                                      parse_example, parse_image_size)
@@ -317,9 +317,8 @@ def _batch_padder(data_config: DataConfig):
         count = tf.shape(batch["gt_classes"])[1]
         pad_n = (max_instances if buckets else tf.maximum(count, 1)) - count
         out = dict(batch)
-        out["images"] = fill_padding(
-            tf.pad(batch["images"], [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]),
-            batch["image_size"], data_config.pad_value)
+        out["images"] = pad_images(batch["images"], pad_h, pad_w, batch["image_size"],
+                                   data_config.pad_value)
         out["gt_boxes"] = tf.pad(batch["gt_boxes"], [[0, 0], [0, pad_n], [0, 0]])
         out["gt_classes"] = tf.pad(batch["gt_classes"], [[0, 0], [0, pad_n]])
         out["gt_masks"] = tf.pad(batch["gt_masks"], [[0, 0], [0, pad_n], [0, pad_h], [0, pad_w]])

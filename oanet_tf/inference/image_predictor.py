@@ -147,9 +147,8 @@ class ImageInputs:
         default)."""
         target = image_sizes.padded_size(image_size, self.data_config.buckets)
         shape = tf.shape(pixels)
-        padded = tf.pad(pixels, [[0, 0], [0, target[0] - shape[1]],
-                                 [0, target[1] - shape[2]], [0, 0]])
-        padded = image_sizes.fill_padding(padded, image_size, self.data_config.pad_value)
+        padded = image_sizes.pad_images(pixels, target[0] - shape[1], target[1] - shape[2],
+                                        image_size, self.data_config.pad_value)
         padded.set_shape([None, None, None, 3])
         return padded
 

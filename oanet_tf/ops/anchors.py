@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.config import EXACT_CELLS, TORCHVISION_CELLS
+from oanet_tf.config import ANCHOR_CELLS, EXACT_CELLS, TORCHVISION_CELLS
 
 CENTER_OFFSET = 0.5  # anchors sit at pixel-cell centres of the feature map
 
@@ -78,8 +78,7 @@ def multilevel_anchors(image_size, min_level: int, max_level: int, sizes,
         raise ValueError(f"aspect ratios must be positive and non-empty, got {aspect_ratios}")
     if len(image_size) != 2 or any(isinstance(s, int) and s <= 0 for s in image_size):
         raise ValueError(f"image_size must be (height, width) > 0, got {image_size}")
-    if cells not in (EXACT_CELLS, TORCHVISION_CELLS):
-        raise ValueError(f"anchor cells must be {EXACT_CELLS} or {TORCHVISION_CELLS}, "
-                         f"got {cells!r}")
+    if cells not in ANCHOR_CELLS:
+        raise ValueError(f"anchor cells must be one of {ANCHOR_CELLS}, got {cells!r}")
     return [_level_anchors(image_size, level, float(size), aspect_ratios, offset, cells)
             for level, size in zip(levels, sizes)]

@@ -79,12 +79,18 @@ def load_trained_model(model_dir: str, weights: str = "last", config_path: str |
     path = weights_path(model_dir, weights)
     # The trained weights replace the backbone's start: nothing to read or download for it.
     model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
+    load_weights_into(model, path, f"backbone {config.model.backbone}, "
+                                   f"{categories.num_things} things, {categories.num_stuff} stuff")
+    return TrainedModel(config, categories, model, path)
+
+
+def load_weights_into(model, path: str, model_description: str):
+    """model.load_weights(path); a file of another model -> an OANetError naming the file, the
+    model (`model_description`) and Keras' reason."""
     try:
         model.load_weights(path)
     except (ValueError, OSError) as err:
         # Keras says what failed in its first two lines, then lists every layer.
         reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
         raise OANetError(f"{path} does not fit the model of the config "
-                         f"(backbone {config.model.backbone}, {categories.num_things} things, "
-                         f"{categories.num_stuff} stuff): {reason}") from None
-    return TrainedModel(config, categories, model, path)
+                         f"({model_description}): {reason}") from None

@@ -19,7 +19,6 @@ from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split, resolve_split
-from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
@@ -27,7 +26,7 @@ from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.checkpoints import WeightsCheckpoints
 from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, check_categories_fit,
-                                         weights_path)
+                                         load_weights_into, weights_path)
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.step_summaries import StepSummaries
@@ -72,14 +71,9 @@ def _initialize_from(model, init_dir: str, categories):
     a converted torchvision model; a resumed run reads its backup instead."""
     check_categories_fit(init_dir, categories)
     path = weights_path(init_dir, "last")
-    try:
-        with warnings.catch_warnings():  # the start file has no optimizer state, by design
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(path)
-    except (ValueError, OSError) as err:
-        reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
-        raise OANetError(f"model.init_from: {path} does not fit the model of the config: "
-                         f"{reason}") from None
+    with warnings.catch_warnings():  # the start file has no optimizer state, by design
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        load_weights_into(model, path, f"model.init_from {init_dir}")
     print(f"initialised from {path}")
 
 

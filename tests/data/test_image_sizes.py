@@ -20,12 +20,16 @@ def test_floor_rounding_is_torchvisions():
     assert tuple(int(v) for v in image_sizes.resized_size(360, 640, floor)) == (749, 1333)
 
 
-def test_fill_padding_sets_only_the_padding():
-    images = tf.ones([2, 4, 5, 3])
-    filled = image_sizes.fill_padding(images, tf.constant([[4, 5], [2, 3]]), (10.0, 20.0, 30.0))
-    filled = filled.numpy()
-    np.testing.assert_array_equal(filled[0], 1.0)
+def test_pad_images_sets_only_the_padding():
+    images = tf.ones([2, 4, 4, 3])  # one more column of padding below
+    filled = image_sizes.pad_images(images, 0, 1, tf.constant([[4, 4], [2, 3]]),
+                                    (10.0, 20.0, 30.0)).numpy()
+    assert filled.shape == (2, 4, 5, 3)
+    np.testing.assert_array_equal(filled[0, :, :4], 1.0)
+    np.testing.assert_array_equal(filled[0, :, 4:], np.broadcast_to([10, 20, 30], (4, 1, 3)))
     np.testing.assert_array_equal(filled[1, :2, :3], 1.0)
     np.testing.assert_array_equal(filled[1, 2:, :], np.broadcast_to([10, 20, 30], (2, 5, 3)))
     np.testing.assert_array_equal(filled[1, :, 3:], np.broadcast_to([10, 20, 30], (4, 2, 3)))
-    assert image_sizes.fill_padding(images, tf.constant([[1, 1], [1, 1]]), (0, 0, 0)) is images
+    black = image_sizes.pad_images(images, 0, 1, tf.constant([[1, 1], [1, 1]]), (0, 0, 0))
+    np.testing.assert_array_equal(black.numpy()[:, :, :4], 1.0)  # zero padding: as tf.pad
+    np.testing.assert_array_equal(black.numpy()[:, :, 4:], 0.0)

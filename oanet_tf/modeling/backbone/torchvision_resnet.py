@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import keras
 
-from oanet_tf.config import RESNET50, RESNET101
+# torchvision's architecture, as its state dict's shapes describe it (numpy-only module):
+# blocks per stage, bottleneck widths (outputs EXPANSION times wider), the stem.
+from oanet_tf.conversion.torchvision_state import (EXPANSION, RESNET_BLOCKS as BLOCKS,
+                                                   STAGE_WIDTHS, STEM_CHANNELS, STEM_KERNEL)
 from oanet_tf.errors import ConfigError
 
-BLOCKS = {RESNET50: (3, 4, 6, 3), RESNET101: (3, 4, 23, 3)}
-STEM_CHANNELS = 64
-STAGE_WIDTHS = (64, 128, 256, 512)  # bottleneck widths; outputs are EXPANSION times wider
-EXPANSION = 4
-STEM_KERNEL, POOL_KERNEL = 7, 3
+POOL_KERNEL = 3
 NORM_EPSILON = 1e-5  # torch.nn.BatchNorm2d / FrozenBatchNorm2d
 # Stage prefixes: 1 is the stem (conv1, bn1), 2..5 are res2..res5 (layer1..layer4).
 STAGE_PREFIXES = {1: ("conv1", "bn1"), 2: ("layer1_",), 3: ("layer2_",), 4: ("layer3_",),
