@@ -3,10 +3,12 @@ compare for each seed, score each with the merge orders its rows compare, and wr
 Markdown table per paper table (mean ± standard deviation over seeds of PQ, PQ_Th, PQ_St and
 overlap ownership accuracy, beside the paper's COCO numbers). Runs already in --out are
 reused, so an interrupted run continues; a line per run says what is left. The logic lives
-in oanet_tf.ablations.
+in oanet_tf.ablations. --shard K/N splits the runs between N processes sharing --out (one per
+GPU or machine); the tables are written once every run is finished.
 
     python scripts/ablations.py [--tables 1 2 3 4 5] [--seeds 3]
         [--config configs/synthetic.yaml] [--set SECTION.KEY=VALUE ...] [--out runs/ablations]
+        [--shard K/N]
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ import argparse
 import sys
 import time
 
-from oanet_tf.ablations.runner import run_ablations
+from oanet_tf.ablations.runner import parse_shard, run_ablations
 from oanet_tf.ablations.tables import TABLES
+
+
+def _shard(text: str) -> tuple:
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv=None) -> int:
@@ -28,12 +37,21 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override one config value")
     parser.add_argument("--out", default="runs/ablations")
+    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                        help="train only every N-th run, starting at K (0-based)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    report = run_ablations(args.config, args.overrides, args.tables, args.seeds, args.out)
+    report = run_ablations(args.config, args.overrides, args.tables, args.seeds, args.out,
+                           shard=args.shard)
+    counts = (f"{len(report['trained'])} runs trained, "
+              f"{len(report['results']) - len(report['trained'])} reused, "
+              f"in {time.perf_counter() - start:.0f} s")
+    if report["waiting"]:
+        print(f"\n{counts}; the tables wait for {len(report['waiting'])} runs of other shards: "
+              f"{', '.join(report['waiting'])}")
+        return 0
     print("\n\n".join(report["tables"].values()))
-    print(f"\n{len(report['trained'])} runs trained, {len(report['results']) - len(report['trained'])} "
-          f"reused, in {time.perf_counter() - start:.0f} s; tables in {args.out}/tables.md")
+    print(f"\n{counts}; tables in {args.out}/tables.md")
     return 0
 
 

@@ -116,32 +116,57 @@ def _differences(saved: dict, current: dict, prefix: str = "") -> list:
     return differences
 
 
+def parse_shard(text: str) -> tuple:
+    """'K/N' -> (K, N) with 0 <= K < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be K/N (e.g. 0/2), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= K < N")
+    return index, count
+
+
 def run_ablations(config_path: str, overrides, table_numbers, seeds: int, out: str,
-                  log=print) -> dict:
+                  log=print, shard: tuple = (0, 1)) -> dict:
     """Run (or reuse) every run of the tables, write OUT/table<N>.md and OUT/tables.md;
-    -> {"results": {run name: result}, "tables": {N: markdown}, "trained": [run names]}."""
+    -> {"results": {run name: result}, "tables": {N: markdown}, "trained": [run names],
+    "waiting": [run names]}.
+
+    With shard (K, N) this process trains only the runs whose plan index is K modulo N, so N
+    processes (machines, GPUs, or cores) sharing OUT split the work; a run of another shard
+    is reused when finished and otherwise waited for, and the tables are written by the
+    process that finds every run finished (rerun any shard, or the whole plan, at the end).
+    """
     runs = plan(table_numbers, seeds)
-    results, trained, durations = {}, [], []
+    shard_index, shard_count = shard
+    mine = [run for index, run in enumerate(runs) if index % shard_count == shard_index]
+    results, trained, waiting, durations = {}, [], [], []
     for index, run in enumerate(runs):
         run_dir = os.path.join(out, RUNS_DIR, run.name)
         config = variant_config(config_path, overrides, run.variant, run.seed)
         result = finished_result(run, run_dir, config)
-        if result is None:
+        if result is not None:
+            log(f"[{index + 1}/{len(runs)}] reusing {run.name}")
+            results[run.name] = result
+        elif run in mine:
             log(f"[{index + 1}/{len(runs)}] training {run.name} "
-                f"({_left(runs, index, durations)})")
-            result = train_and_score(config, run, run_dir)
-            durations.append(result["seconds"])
+                f"({_left(mine, mine.index(run), durations)})")
+            results[run.name] = train_and_score(config, run, run_dir)
+            durations.append(results[run.name]["seconds"])
             trained.append(run.name)
         else:
-            log(f"[{index + 1}/{len(runs)}] reusing {run.name}")
-        results[run.name] = result
+            log(f"[{index + 1}/{len(runs)}] {run.name} is another shard's, not finished yet")
+            waiting.append(run.name)
+    if waiting:
+        return {"results": results, "tables": {}, "trained": trained, "waiting": waiting}
     tables = {number: table_markdown(number, results, seeds) for number in table_numbers}
     for number, text in tables.items():
         with atomic_open(os.path.join(out, f"table{number}.md")) as f:
             f.write(text + "\n")
     with atomic_open(os.path.join(out, "tables.md")) as f:
         f.write("\n\n".join(tables.values()) + "\n")
-    return {"results": results, "tables": tables, "trained": trained}
+    return {"results": results, "tables": tables, "trained": trained, "waiting": []}
 
 
 def _left(runs, index: int, durations) -> str:

@@ -1,6 +1,7 @@
 """scripts/ablations.py end to end on a tiny setting (Table 2's two configurations, one seed,
-two training steps): the table's shape and values, and that a second invocation reuses the
-finished runs instead of training them again."""
+two training steps): one shard trains its run and leaves the tables to the end, the whole
+plan then trains the rest; the table's shape and values, and that a further invocation reuses
+the finished runs instead of training them again."""
 
 import os
 import subprocess
@@ -41,10 +42,17 @@ def test_spread_is_the_sample_standard_deviation():
     assert runner.mean_and_spread([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
 
 
-def _script(config, out):
+def test_shard_is_k_of_n():
+    assert runner.parse_shard("1/3") == (1, 3)
+    for text in ("3/3", "-1/2", "1", "a/b"):
+        with pytest.raises(ValueError, match="shard"):
+            runner.parse_shard(text)
+
+
+def _script(config, out, *args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "scripts", "ablations.py"), "--tables", "2",
-         "--seeds", "1", "--config", config, "--out", out,
+         "--seeds", "1", "--config", config, "--out", out, *args,
          *[a for override in TINY_RUN for a in ("--set", override)]],
         capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S,
         env={**os.environ, "PYTHONPATH": REPO})
@@ -55,9 +63,16 @@ def test_script_writes_table_and_reuses_finished_runs(tmp_path):
     config = str(tmp_path / "tiny.yaml")
     save_config(tiny_config(f"data.synthetic_dir={tmp_path / 'synthetic'}"), config)
     out = str(tmp_path / "ablations")
+    plan = [run.name for run in runner.plan([2], 1)]
+    shard = _script(config, out, "--shard", "1/2")
+    assert shard.returncode == 0, shard.stderr[-3000:]
+    assert f"training {plan[1]}" in shard.stdout and shard.stdout.count("training ") == 1
+    assert f"wait for 1 runs of other shards: {plan[0]}" in shard.stdout
+    assert not os.path.exists(os.path.join(out, "table2.md"))
+
     first = _script(config, out)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert first.stdout.count("training ") == 2 and "2 runs trained, 0 reused" in first.stdout
+    assert f"training {plan[0]}" in first.stdout and "1 runs trained, 1 reused" in first.stdout
 
     table = open(os.path.join(out, "table2.md")).read().splitlines()
     rows = TABLES[2].rows
