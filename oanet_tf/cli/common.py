@@ -16,3 +16,13 @@ def add_config_arguments(parser, default_config: str = "configs/synthetic.yaml")
 
 def config_from_args(args) -> Config:
     return load_config(args.config, args.overrides)
+
+
+def add_precision_argument(parser):
+    """--precision of the commands that run a trained model dir (export, evaluate, predict)."""
+    from oanet_tf.training.model_dir import INFERENCE_POLICIES
+
+    parser.add_argument("--precision", choices=tuple(INFERENCE_POLICIES), default="float32",
+                        help="compute precision of the model's layers (default: float32; "
+                             "bfloat16 is fast on CPUs with AMX and on recent GPUs); "
+                             "post-processing and outputs stay float32")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from oanet_tf.cli.common import add_precision_argument
 from oanet_tf.config import MERGE_ORDERS
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
@@ -23,6 +24,7 @@ def add_arguments(parser):
     parser.add_argument("--config", default=None, help="config (default: MODEL_DIR/config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override one config value")
+    add_precision_argument(parser)
 
 
 def run(args) -> int:
@@ -34,7 +36,8 @@ def run(args) -> int:
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.training.model_dir import load_trained_model
 
-    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides)
+    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides,
+                                 args.precision)
     config = trained.config
     split = resolve_split(config.data, args.split)
     dataset = PanopticDataset.from_split(split, skip_bad_images=config.data.skip_bad_images)

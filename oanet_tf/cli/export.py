@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from oanet_tf.cli.common import add_precision_argument
 from oanet_tf.errors import OANetError
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -32,6 +33,7 @@ def add_arguments(parser):
                         metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set eval.merge_order=detection "
                              "(repeatable; values in YAML syntax)")
+    add_precision_argument(parser)
 
 
 def run(args) -> int:
@@ -40,14 +42,15 @@ def run(args) -> int:
     if args.version < 0:
         raise OANetError(f"--version {args.version}: must be a non-negative integer")
     load_config_of(args.model_dir, args.config, args.overrides)  # fail fast on a bad dir
-    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides)
+    trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides,
+                                 args.precision)
     config = trained.config
     export_dir = os.path.join(args.export_dir or config.export.export_dir, str(args.version))
     from oanet_tf.export.saved_model import export_saved_model
 
     path = export_saved_model(trained.model, trained.categories, config.data, config.eval,
                               export_dir, config.export.max_image_side)
-    print(f"exported {trained.weights} to {path}")
+    print(f"exported {trained.weights} ({args.precision}) to {path}")
     print(describe_signatures(path))
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 --model_name=oanet "
           f"--model_base_path={os.path.dirname(path)}")

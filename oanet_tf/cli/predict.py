@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from oanet_tf.cli.common import add_precision_argument
 from oanet_tf.errors import OANetError, failed_assertion
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -41,6 +42,7 @@ def add_arguments(parser):
                         help="output folder, replaced as a whole (new, or one predict wrote)")
     parser.add_argument("--batch-size", type=_positive, default=4)
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    add_precision_argument(parser)
 
 
 def list_images(inputs) -> list:
@@ -102,6 +104,9 @@ def _load_predictor(args):
     from oanet_tf.data.panoptic_format import CategoryMap
 
     if args.saved_model:
+        if args.precision != "float32":
+            raise OANetError(f"--precision {args.precision} goes with --model-dir; a SavedModel "
+                             f"computes in the precision it was exported in (export --precision)")
         if not os.path.isdir(args.saved_model):
             raise OANetError(f"--saved-model {args.saved_model}: no such directory")
         loaded = tf.saved_model.load(args.saved_model)
@@ -115,7 +120,7 @@ def _load_predictor(args):
     from oanet_tf.inference.image_predictor import ImagePredictor
     from oanet_tf.training.model_dir import load_trained_model
 
-    trained = load_trained_model(args.model_dir, args.weights)
+    trained = load_trained_model(args.model_dir, args.weights, precision=args.precision)
     config = trained.config
     predictor = ImagePredictor(trained.model, trained.categories, config.data, config.eval,
                                config.export.max_image_side)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -16,6 +17,10 @@ LAST_WEIGHTS = "checkpoints/last.weights.h5"
 BEST_WEIGHTS = "checkpoints/best.weights.h5"
 BEST_RECORD = "checkpoints/best.json"  # the val_loss of the best weights and their step
 WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
+# Inference precision -> Keras dtype policy. bfloat16 computes the layers in bfloat16 from the
+# float32 weights; the heads' outputs are cast to float32 before softmax, box decoding, NMS
+# and the merge (see README, "bfloat16 inference").
+INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 @dataclasses.dataclass
@@ -70,18 +75,37 @@ def load_config_of(model_dir: str, config_path: str | None = None, overrides=())
 
 
 def load_trained_model(model_dir: str, weights: str = "last", config_path: str | None = None,
-                       overrides=()) -> TrainedModel:
-    """Build OANet from the model dir's config and categories and load its weights."""
+                       overrides=(), precision: str = "float32") -> TrainedModel:
+    """Build OANet from the model dir's config and categories, computing in `precision`
+    (INFERENCE_POLICIES; whatever precision it was trained in), and load its weights."""
     from oanet_tf.modeling.builder import build_oanet
 
+    if precision not in INFERENCE_POLICIES:
+        raise OANetError(f"precision {precision!r}: must be one of "
+                         f"{', '.join(INFERENCE_POLICIES)}")
     config = load_config_of(model_dir, config_path, overrides)
     categories = read_categories(os.path.join(model_dir, CATEGORIES_FILE))
     path = weights_path(model_dir, weights)
     # The trained weights replace the backbone's start: nothing to read or download for it.
-    model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
+    with global_dtype_policy(INFERENCE_POLICIES[precision]):
+        model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
     load_weights_into(model, path, f"backbone {config.model.backbone}, "
                                    f"{categories.num_things} things, {categories.num_stuff} stuff")
     return TrainedModel(config, categories, model, path)
+
+
+@contextlib.contextmanager
+def global_dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` while the block runs (layers keep the policy
+    they were built with), then restored."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def load_weights_into(model, path: str, model_description: str):
