@@ -14,6 +14,7 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
              800x1088), then on 2 portrait ones, as images per second.
   synthetic  the demo's small config (configs/synthetic.yaml, 128x128): serve, infer and
              train, ours alone (no peer runs this model).
+  precision  the same config built in bfloat16 against float32, both ours: serve and train.
   input      the input pipeline (decode + augment + batch) from COCO files and from
              TFRecords, in images per second, against the train step it feeds (target: at
              least 3 times its images per second).
@@ -34,6 +35,12 @@ the pipeline's images per second over the train step's. A table goes to stdout, 
         [--sizes 512x512 800x1344] [--batches 1 2] [--repeats 3] [--warmup 1]
         [--coco-sample /work/shared/coco/sample]
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
+        [--precision float32|bfloat16] [--peer-precisions float32 bfloat16]
+
+--precision sets ours in the coco suite (bfloat16: the layers compute in bfloat16, as
+`export --precision bfloat16` and `train.mixed_precision: mixed_bfloat16` do);
+--peer-precisions times torchvision in float32 and/or under torch.autocast(bfloat16), each
+beside its own timing of ours.
 
 A full run takes about an hour and a half on 2 cores (the coco suite about half an hour);
 `--suites synthetic input evaluator` takes minutes.
@@ -79,6 +86,10 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-python", default=DEFAULT_TORCH_PYTHON,
                         help="a Python with torch and torchvision (the peer)")
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
+    parser.add_argument("--precision", choices=suites.PRECISIONS, default="float32",
+                        help="ours in the coco suite (default: float32)")
+    parser.add_argument("--peer-precisions", nargs="+", choices=suites.PRECISIONS,
+                        default=["float32"], help="torchvision in the coco suite")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark.json"))
     args = parser.parse_args(argv)
     try:  # before anything runs
@@ -106,6 +117,7 @@ def main(argv=None) -> int:
     run_suite = {"model": lambda work_dir: suites.model_suite(args, peer),
                  "coco": lambda work_dir: suites.coco_suite(args, peer),
                  "synthetic": lambda work_dir: suites.synthetic_suite(args, work_dir),
+                 "precision": lambda work_dir: suites.precision_suite(args, work_dir),
                  "input": lambda work_dir: suites.input_suite(args, work_dir, report["rows"]),
                  "evaluator": lambda work_dir: suites.evaluator_suite(args, work_dir),
                  "ops": lambda work_dir: suites.ops_suite(args)}

@@ -67,12 +67,15 @@ def serve_batches(files: list) -> list:
     return [[path] for path in files] + ([list(files)] if len(files) > 1 else [])
 
 
-def coco_rows(bench: OursBench, peer, files, args, instances) -> list:
-    """The suite's rows (bench: our R50 without a default size; peer: a TorchClient or None).
-    args: seed, warmup, repeats."""
+def coco_rows(bench: OursBench, peer, files, args, instances,
+              peer_precisions=("float32",)) -> list:
+    """The suite's rows (bench: our R50 without a default size, in bench.precision; peer: a
+    TorchClient or None, timed in each of `peer_precisions`, float32 or bfloat16 autocast,
+    each beside its own timing of ours). args: seed, warmup, repeats."""
     rows = []
     inputs = bench.image_inputs()
     num_things = bench.categories.num_things
+    ours_label = f"ours {bench.precision}"
     for batch_files in serve_batches(files):
         encoded = []
         for path in batch_files:
@@ -80,37 +83,47 @@ def coco_rows(bench: OursBench, peer, files, args, instances) -> list:
                 encoded.append(f.read())
         pixels, _, original_size = inputs.from_encoded(encoded)
         bench.prepare_serve(encoded)
-        peer_time = None
-        if peer is not None:
-            peer.prepare("serve_files", UNUSED_SIZE, len(batch_files), args.seed, 0,
-                         num_things, files=batch_files)
-            peer_time = peer.time
-        ours, theirs = interleaved(bench.call, peer_time, args.warmup, args.repeats)
         sizes = ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (h, w) in
                           zip(batch_files, original_size.numpy().tolist()))
-        ours_s, theirs_s = median(ours), (median(theirs) if theirs else None)
-        rows.append(row(SUITE, "end-to-end (COCO JPEGs)", tuple(pixels.shape[1:3]),
-                        len(batch_files), "s/batch", ours_s, theirs_s,
-                        "torchvision" if theirs else "", theirs_s / ours_s if theirs else None,
-                        note=f"padded input; {sizes} (WxH)"))
-        print(format_rows(rows[-1:], header=False), flush=True)
+        for precision in (peer_precisions if peer is not None else (None,)):
+            peer_time = None
+            if precision is not None:
+                peer.prepare("serve_files", UNUSED_SIZE, len(batch_files), args.seed, 0,
+                             num_things, files=batch_files, precision=precision)
+                peer_time = peer.time
+            ours, theirs = interleaved(bench.call, peer_time, args.warmup, args.repeats)
+            ours_s, theirs_s = median(ours), (median(theirs) if theirs else None)
+            rows.append(row(SUITE, "end-to-end (COCO JPEGs)", tuple(pixels.shape[1:3]),
+                            len(batch_files), "s/batch", ours_s, theirs_s,
+                            _peer_name(precision), theirs_s / ours_s if theirs else None,
+                            note=f"{ours_label}; padded input; {sizes} (WxH)"))
+            print(format_rows(rows[-1:], header=False), flush=True)
     for case in train_cases(bench.config.data):
         data = bench.train_batch(TRAIN_BATCH, args.seed, instances, case.resized, case.padded,
                                  case.original)
         bench.prepare_train(data)
-        peer_time = None
-        if peer is not None:
-            peer.prepare("train", case.resized, TRAIN_BATCH, args.seed, instances, num_things)
-            peer_time = peer.time
-        ours, theirs = interleaved(bench.call, peer_time, args.warmup, args.repeats)
-        ours_rate = TRAIN_BATCH / median(ours)
-        theirs_rate = TRAIN_BATCH / median(theirs) if theirs else None
         original, resized = case.original, case.resized
-        rows.append(row(SUITE, f"train step ({case.name})", case.padded, TRAIN_BATCH,
-                        "images/s", ours_rate, theirs_rate, "torchvision" if theirs else "",
-                        ours_rate / theirs_rate if theirs else None,
-                        note=f"padded input; {original[1]}x{original[0]} resized to "
-                             f"{resized[1]}x{resized[0]} (WxH), {instances} instances"))
-        print(format_rows(rows[-1:], header=False), flush=True)
+        for precision in (peer_precisions if peer is not None else (None,)):
+            peer_time = None
+            if precision is not None:
+                peer.prepare("train", case.resized, TRAIN_BATCH, args.seed, instances,
+                             num_things, precision=precision)
+                peer_time = peer.time
+            ours, theirs = interleaved(bench.call, peer_time, args.warmup, args.repeats)
+            ours_rate = TRAIN_BATCH / median(ours)
+            theirs_rate = TRAIN_BATCH / median(theirs) if theirs else None
+            rows.append(row(SUITE, f"train step ({case.name})", case.padded, TRAIN_BATCH,
+                            "images/s", ours_rate, theirs_rate, _peer_name(precision),
+                            ours_rate / theirs_rate if theirs else None,
+                            note=f"{ours_label}; padded input; {original[1]}x{original[0]} "
+                                 f"resized to {resized[1]}x{resized[0]} (WxH), "
+                                 f"{instances} instances"))
+            print(format_rows(rows[-1:], header=False), flush=True)
     return rows
 
+
+def _peer_name(precision) -> str:
+    """torchvision, with ' bfloat16 autocast' when it runs so; '' without a peer."""
+    if precision is None:
+        return ""
+    return "torchvision" + (" bfloat16 autocast" if precision == "bfloat16" else "")

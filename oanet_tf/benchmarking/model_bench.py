@@ -33,12 +33,13 @@ class OursBench:
     The test score threshold is 0, as the peer's, so both run NMS on every candidate."""
 
     def __init__(self, config_path, categories_path, size=None, overrides=(),
-                 jit_compile="config"):
+                 jit_compile="config", precision="float32"):
         import keras
 
         from oanet_tf.config import load_config
         from oanet_tf.data.panoptic_format import load_categories
         from oanet_tf.modeling.builder import build_oanet
+        from oanet_tf.training.model_dir import INFERENCE_POLICIES, global_dtype_policy
         from oanet_tf.training.schedule import build_optimizer
 
         self.categories = load_categories(categories_path)
@@ -49,7 +50,11 @@ class OursBench:
         if jit_compile != "config":
             self.config.train.jit_compile = jit_compile
         keras.utils.set_random_seed(self.config.train.seed)
-        self.model = build_oanet(self.config.model, self.config.train, self.categories)
+        # precision (model_dir.INFERENCE_POLICIES): bfloat16 trains and infers as
+        # `train.mixed_precision: mixed_bfloat16` and `export --precision bfloat16` do.
+        with global_dtype_policy(INFERENCE_POLICIES[precision]):
+            self.model = build_oanet(self.config.model, self.config.train, self.categories)
+        self.precision = precision
         self.model.compile(optimizer=build_optimizer(self.config.train),
                            jit_compile=JIT_COMPILE[self.config.train.jit_compile])
         self.size = tuple(size) if size else None

@@ -7,6 +7,8 @@ beside its peer on this machine's CPU, interleaved call by call:
   coco       the same pair on COCO's own sizes (oanet_tf.benchmarking.coco): the real
              COCO JPEGs end to end, a train step on landscape and portrait batches;
   synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
+  precision  the same config in bfloat16 against float32 (both ours, call by call):
+             end-to-end serving and the train step;
   input      the input pipeline from COCO files and from TFRecords, against the train step
              it feeds (target: INPUT_TARGET times its images per second);
   evaluator  our PQ from files against hotcoco's and panopticapi's pq_compute, on a small
@@ -27,9 +29,11 @@ from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_pad
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
 from oanet_tf.config import ModelConfig
+from oanet_tf.training.model_dir import INFERENCE_POLICIES
 
-SUITES = ("model", "coco", "synthetic", "input", "evaluator", "ops")
+SUITES = ("model", "coco", "synthetic", "precision", "input", "evaluator", "ops")
 PEER_SUITES = ("model", "coco")  # the suites that time torchvision
+PRECISIONS = tuple(INFERENCE_POLICIES)  # float32, bfloat16
 INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
 INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per second
 INSTANCES = 8  # random ground-truth instances per training image
@@ -88,8 +92,9 @@ def model_suite(args, peer) -> list:
 
 def coco_suite(args, peer) -> list:
     """R50 on the real COCO JPEGs of args.coco_sample and on COCO-sized train batches."""
-    bench = OursBench(args.config, args.categories)
-    return coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args, INSTANCES)
+    bench = OursBench(args.config, args.categories, precision=args.precision)
+    return coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args, INSTANCES,
+                          args.peer_precisions)
 
 
 def synthetic_suite(args, work_dir) -> list:
@@ -104,6 +109,41 @@ def synthetic_suite(args, work_dir) -> list:
     bench = OursBench(SYNTHETIC_CONFIG, os.path.join(root, "val", "panoptic.json"), size)
     return model_rows(bench, sorted({1, config.train.batch_size}), None, args,
                       suite="synthetic")
+
+
+def precision_suite(args, work_dir) -> list:
+    """The demo config built in bfloat16 and in float32 (the same random weights), serve
+    and train alternating call by call; speed-up = float32's time / bfloat16's."""
+    import keras
+
+    from oanet_tf.config import load_config
+    from oanet_tf.data.synthetic import make_synthetic_dataset
+
+    config = load_config(SYNTHETIC_CONFIG)
+    root = os.path.join(work_dir, "precision_model")
+    make_synthetic_dataset(root, 0, 2, 0, tuple(config.data.synthetic_size), progress=False)
+    _, size = resized_and_padded(config.data, tuple(config.data.synthetic_size))
+    categories = os.path.join(root, "val", "panoptic.json")
+    benches = {precision: OursBench(SYNTHETIC_CONFIG, categories, size, precision=precision)
+               for precision in PRECISIONS}
+    rows = []
+    for mode in ("serve", "train"):
+        batch = config.train.batch_size
+        for bench in benches.values():
+            bench.prepare(mode, batch, args.seed, INSTANCES)
+        seconds = alternating({p: b.call for p, b in benches.items()}, (), args.warmup,
+                              args.repeats)
+        fast, slow = median(seconds["bfloat16"]), median(seconds["float32"])
+        if mode == "train":
+            rows.append(row("precision", "train step, bfloat16", size, batch, "images/s",
+                            batch / fast, batch / slow, "ours float32", slow / fast))
+        else:
+            rows.append(row("precision", "end-to-end (JPEG in), bfloat16", size, batch,
+                            "s/batch", fast, slow, "ours float32", slow / fast))
+        print(format_rows(rows[-1:], header=False), flush=True)
+    del benches
+    keras.backend.clear_session()
+    return rows
 
 
 def input_suite(args, work_dir, train_rows) -> list:

@@ -59,22 +59,66 @@ def test_sample_images_lists_the_jpegs_sorted(sample_dir, tmp_path):
         coco.sample_images(str(tmp_path))
 
 
-def test_rows_on_the_tiny_model_without_a_peer(tiny_bench, sample_dir):
+class FakePeer:
+    """Records what it was prepared with; each timed call 'takes' PEER_SECONDS."""
+
+    PEER_SECONDS = 2.0
+
+    def __init__(self):
+        self.prepared = []
+
+    def prepare(self, mode, size, batch, seed, instances, num_things, files=(),
+                precision="float32"):
+        self.prepared.append((mode, batch, precision))
+
+    def time(self, count):
+        return [self.PEER_SECONDS] * count
+
+
+def test_rows_on_the_tiny_model_beside_each_peer_precision(tiny_bench, sample_dir):
     args = types.SimpleNamespace(seed=0, warmup=0, repeats=1)
-    rows = coco.coco_rows(tiny_bench, None, coco.sample_images(sample_dir), args, instances=2)
+    peer = FakePeer()
+    precisions = ("float32", "bfloat16")
+    rows = coco.coco_rows(tiny_bench, peer, coco.sample_images(sample_dir), args, instances=2,
+                          peer_precisions=precisions)
     data = tiny_bench.config.data
     cases = coco.train_cases(data)
-    assert [(r["case"], r["batch"]) for r in rows] == [
-        ("end-to-end (COCO JPEGs)", 1), ("end-to-end (COCO JPEGs)", 1),
-        ("end-to-end (COCO JPEGs)", 2), ("train step (landscape)", coco.TRAIN_BATCH),
-        ("train step (portrait)", coco.TRAIN_BATCH)]
+    expected = [("end-to-end (COCO JPEGs)", 1), ("end-to-end (COCO JPEGs)", 1),
+                ("end-to-end (COCO JPEGs)", 2), ("train step (landscape)", coco.TRAIN_BATCH),
+                ("train step (portrait)", coco.TRAIN_BATCH)]
+    assert [(r["case"], r["batch"]) for r in rows] == [c for c in expected for _ in precisions]
+    assert [r["peer_name"] for r in rows] == ["torchvision",
+                                              "torchvision bfloat16 autocast"] * len(expected)
+    assert [p[2] for p in peer.prepared] == list(precisions) * len(expected)
+    assert [(p[0], p[1]) for p in peer.prepared] == [
+        ("serve_files" if "end-to-end" in case else "train", batch)
+        for case, batch in expected for _ in precisions]
     inputs = tiny_bench.image_inputs()
-    for r, names in zip(rows[:3], (["a.jpg"], ["b.jpg"], ["a.jpg", "b.jpg"])):
+    for r, names in zip(rows[:6:2], (["a.jpg"], ["b.jpg"], ["a.jpg", "b.jpg"])):
         encoded = [open(os.path.join(sample_dir, "images", n), "rb").read() for n in names]
         assert r["size"] == list(inputs.from_encoded(encoded)[0].shape[1:3])
         assert all(f"{n} {SAMPLE_SIZES[n][1]}x{SAMPLE_SIZES[n][0]}" in r["note"]
                    for n in names)
-    assert [r["size"] for r in rows[3:]] == [list(case.padded) for case in cases]
+    assert [r["size"] for r in rows[6::2]] == [list(case.padded) for case in cases]
     for r in rows:
         assert r["suite"] == coco.SUITE and r["ours"] > 0
+        assert r["note"].startswith("ours float32;")
+        if r["unit"] == "s/batch":
+            assert r["peer"] == FakePeer.PEER_SECONDS
+            assert r["speedup"] == pytest.approx(r["peer"] / r["ours"])
+        else:
+            assert r["peer"] == coco.TRAIN_BATCH / FakePeer.PEER_SECONDS
+            assert r["speedup"] == pytest.approx(r["ours"] / r["peer"])
+
+
+def test_rows_without_a_peer_have_no_peer_columns(tiny_bench, sample_dir, tmp_path):
+    os.makedirs(tmp_path / "images")
+    name = "a.jpg"
+    (tmp_path / "images" / name).write_bytes(
+        open(os.path.join(sample_dir, "images", name), "rb").read())
+    args = types.SimpleNamespace(seed=0, warmup=0, repeats=1)
+    rows = coco.coco_rows(tiny_bench, None, coco.sample_images(str(tmp_path)), args,
+                          instances=2)
+    assert len(rows) == 1 + len(coco.TRAIN_ORIGINALS)
+    for r in rows:
         assert r["peer"] is None and r["speedup"] is None and r["peer_name"] == ""

@@ -75,3 +75,15 @@ def test_landscape_and_portrait_batches_share_one_traced_step(tiny_bench):
     assert list(tiny_bench._train_steps.values()) == [step]
     assert step.experimental_get_tracing_count() == traces
     assert np.isfinite(losses).all()
+
+
+def test_a_bfloat16_bench_computes_in_bfloat16_and_trains(tiny_files):
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    bench = OursBench(*tiny_files, size=(64, 64), precision="bfloat16")
+    assert keras.mixed_precision.global_policy().name == before
+    assert bench.model.backbone.compute_dtype == "bfloat16"
+    assert bench.model.backbone.variable_dtype == "float32"
+    bench.prepare("train", BATCH, SEED, INSTANCES)
+    assert np.isfinite(bench.call())

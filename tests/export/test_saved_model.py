@@ -20,7 +20,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import zlib
@@ -32,6 +31,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 from tests.conftest import SAMPLE_ENV
+from tests.export.serving import serving_results, start_serving
 from tests.tiny_model import SIZE, tiny_config
 
 from oanet_tf.__main__ import main as cli_main
@@ -70,37 +70,6 @@ MODEL_NAME = "oanet"
 COCO_PREFIX = "coco_"
 SERVER_START_SECONDS = 60
 SUBPROCESS_SECONDS = 300
-
-# The subprocess: TensorFlow and numpy only. It runs each call of a JSON spec on the
-# SavedModel and saves the outputs (npz) or the error (code and message).
-SERVE_SCRIPT = r"""
-import json, os, sys
-import numpy as np
-import tensorflow as tf
-
-spec = json.load(open(sys.argv[1]))
-loaded = tf.saved_model.load(spec["export_dir"])
-errors = {}
-for call in spec["calls"]:
-    function = loaded.signatures[call["signature"]]
-    if "files" in call:
-        data = [open(path, "rb").read() for path in call["files"]]
-        inputs = {"images": tf.constant(data, tf.string, shape=[len(data)])}
-    elif "array" in call:
-        inputs = {"images": tf.constant(np.load(call["array"]))}
-    else:
-        inputs = {}
-    try:
-        outputs = function(**inputs)
-    except tf.errors.InvalidArgumentError as err:
-        errors[call["name"]] = {"code": err.error_code, "message": err.message}
-        continue
-    arrays = {k: v.numpy() for k, v in outputs.items()}
-    arrays = {k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()}
-    np.savez_compressed(os.path.join(spec["out_dir"], call["name"] + ".npz"), **arrays)
-assert not [m for m in sys.modules if m.split(".")[0] == "oanet_tf"], "imported oanet_tf"
-json.dump(errors, open(os.path.join(spec["out_dir"], "errors.json"), "w"))
-"""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -328,15 +297,7 @@ def serving_process(tmp_path_factory, exported, images):
     for name in ("not_an_image", "truncated_png", "empty_bytes", "too_large_png"):
         calls.append({"name": name, "signature": export_lib.IMAGES_SIGNATURE,
                       "files": [synthetic[0], synthetic[1], files[name]]})
-    spec = os.path.join(work, "spec.json")
-    write_json(spec, {"export_dir": exported[1], "out_dir": work, "calls": calls})
-    script = os.path.join(work, "serve.py")
-    with open(script, "w") as f:
-        f.write(SERVE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with open(os.path.join(work, "stderr.txt"), "w") as stderr:
-        process = subprocess.Popen([sys.executable, script, spec], cwd=work, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    process = start_serving(exported[1], calls, work)
     yield process, work, calls
     if process.poll() is None:
         process.kill()
@@ -348,16 +309,7 @@ def served(serving_process, reference):
     """The subprocess's results: (outputs by call name, errors by call name). The reference
     is computed in this process while the subprocess runs."""
     process, work, calls = serving_process
-    process.wait(timeout=SUBPROCESS_SECONDS)
-    with open(os.path.join(work, "stderr.txt")) as f:
-        assert process.returncode == 0, f.read()[-3000:]
-    outputs = {}
-    for call in calls:
-        path = os.path.join(work, call["name"] + ".npz")
-        if os.path.exists(path):
-            with np.load(path) as data:
-                outputs[call["name"]] = dict(data)
-    return outputs, read_json(os.path.join(work, "errors.json"))
+    return serving_results(process, work, calls, SUBPROCESS_SECONDS)
 
 
 @pytest.fixture(scope="module")
