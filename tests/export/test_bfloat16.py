@@ -26,7 +26,7 @@ from oanet_tf.inference.postprocessor import image_segments
 from oanet_tf.training.model_dir import load_trained_model
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trained_small")
-NUM_IMAGES = 8
+NUM_IMAGES = 16
 IMAGES_SEED = 7  # not the fixture's training data (seed 0)
 SUBPROCESS_SECONDS = 300
 # Measured by scripts/precision_check.py on the demo model (50 val images, README "bfloat16
