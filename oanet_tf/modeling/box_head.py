@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from oanet_tf.modeling.precision import DECISION_LAYER_DTYPE
+
 CLS_INIT_STDDEV = 0.01
 BOX_INIT_STDDEV = 0.001
 
@@ -25,10 +27,10 @@ class BoxHead(keras.layers.Layer):
         self.fcs = [keras.layers.Dense(fc_dim, activation="relu", name=f"fc{i + 1}")
                     for i in range(num_fc)]
         self.cls = keras.layers.Dense(
-            self.num_logits, name="class_logits",
+            self.num_logits, name="class_logits", dtype=DECISION_LAYER_DTYPE,
             kernel_initializer=keras.initializers.RandomNormal(stddev=CLS_INIT_STDDEV))
         self.box = keras.layers.Dense(
-            num_things * 4, name="box_deltas",
+            num_things * 4, name="box_deltas", dtype=DECISION_LAYER_DTYPE,
             kernel_initializer=keras.initializers.RandomNormal(stddev=BOX_INIT_STDDEV))
 
     def build(self, input_shape):

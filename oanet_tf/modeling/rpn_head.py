@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from oanet_tf.modeling.precision import DECISION_LAYER_DTYPE
 from oanet_tf.ops.shapes import dims
 
 HEAD_INIT_STDDEV = 0.01
@@ -22,9 +23,9 @@ class RPNHead(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                         kernel_initializer=init, name="conv")
         self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=init,
-                                              name="objectness")
+                                              name="objectness", dtype=DECISION_LAYER_DTYPE)
         self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=init,
-                                          name="deltas")
+                                          name="deltas", dtype=DECISION_LAYER_DTYPE)
 
     def build(self, input_shapes):
         self.conv.build(input_shapes[0])

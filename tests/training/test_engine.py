@@ -54,6 +54,11 @@ def test_trains_in_mixed_precision(policy, precision):
     outputs = net(tiny_batch(2)["images"], training=False)
     assert outputs["semantic_logits"].dtype == compute
     assert outputs["features"][0].dtype == compute
+    # The layers that decide proposals and detections stay float32 (modeling/precision.py).
+    assert outputs["rpn_logits"].dtype == outputs["rpn_deltas"].dtype == "float32"
+    box_head = net.roi_heads.box_head
+    assert box_head.cls.compute_dtype == box_head.box.compute_dtype == "float32"
+    assert box_head.fcs[0].compute_dtype == compute
 
     data = tf.data.Dataset.from_tensors(tiny_batch(2)).repeat()
     history = net.fit(data, epochs=STEPS, steps_per_epoch=1, verbose=0, shuffle=False)
