@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from oanet_tf.ablations.runner import PERCENT, PQ_COLUMNS
 from oanet_tf.config import DETECTION, RANKING
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.splits import resolve_split
@@ -30,7 +31,6 @@ from oanet_tf.training.model_dir import load_trained_model
 ORDERS = (RANKING, DETECTION)
 NOISE_AMPLITUDE = 0.5  # grey levels, on the 0..255 pixels the model reads
 MATCH_IOUS = (0.5, 0.9)
-PERCENT = 100.0
 
 
 class PerturbedInput:
@@ -48,17 +48,16 @@ class PerturbedInput:
         return self.model.detect(images + noise, image_size, srm_min_score)
 
 
-def score(model, config) -> tuple:
+def score(model, config, val) -> tuple:
     """-> ({order: [PQ, PQ_Th, PQ_St, ownership]}, {image_id: {order: prediction}}, seconds)."""
     predictions = {}
-    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
     start = time.perf_counter()
     results = evaluate_model(model, val, config.data, config.eval, config.eval.batch_size,
                              orders=ORDERS, progress=False,
                              on_image=lambda s: predictions.update({s.image_id: s.predictions}))
     seconds = time.perf_counter() - start
-    numbers = {order: [results[order]["pq"][g]["pq"] * PERCENT
-                       for g in ("All", "Things", "Stuff")]
+    numbers = {order: [results[order]["pq"][group]["pq"] * PERCENT
+                       for _, group in PQ_COLUMNS]
                + [results[order]["ownership"]["accuracy"] * PERCENT] for order in ORDERS}
     return numbers, predictions, seconds
 
@@ -86,12 +85,14 @@ def main(argv=None) -> int:
     rows = [("float32", "float32", None), ("bfloat16", "bfloat16", None)]
     rows += [(f"float32, input +-{NOISE_AMPLITUDE} (seed {seed})", "float32", seed)
              for seed in args.noise_seeds]
-    found = {}
+    found, val = {}, None
     for label, precision, seed in rows:
         keras.backend.clear_session()
         trained = load_trained_model(args.model_dir, args.weights, precision=precision)
         model = trained.model if seed is None else PerturbedInput(trained.model, seed)
-        found[label] = score(model, trained.config)
+        if val is None:
+            val = PanopticDataset.from_split(resolve_split(trained.config.data, "val"))
+        found[label] = score(model, trained.config, val)
         print(f"{label}: {found[label][2]:.0f} s", flush=True)
     reference_numbers, reference_predictions, _ = found["float32"]
     lines = ["| merge | run | PQ | PQ_Th | PQ_St | ownership acc. | same-category pixels, "
