@@ -65,7 +65,8 @@ def variant_config(config_path: str, overrides, variant: str, seed: int) -> Conf
 def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
     """Train the run's model dir (resuming it when a backup exists), score the val split
     with the run's merge orders (the training's own evaluation after its last epoch, when it
-    scored them), write and return result.json."""
+    scored them), write and return result.json; its seconds are the training's over every
+    attempt plus the scoring."""
     import keras
 
     from oanet_tf.data.coco_panoptic import PanopticDataset
@@ -73,8 +74,8 @@ def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
     from oanet_tf.training.trainer import train
 
     keras.backend.clear_session()
-    start = time.perf_counter()
     training = train(config, os.path.join(run_dir, "model"), verbose=0)
+    start = time.perf_counter()
     results = training.final_evaluation
     if results is None or not set(run.orders) <= set(results):
         val = PanopticDataset.from_split(resolve_split(config.data, "val"))
@@ -85,7 +86,8 @@ def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
                       OWNERSHIP: results[order]["ownership"]["accuracy"] * PERCENT}
               for order in run.orders}
     result = {"variant": run.variant, "seed": run.seed, "scores": scores,
-              "seconds": time.perf_counter() - start, "config": config.to_dict()}
+              "seconds": training.seconds + time.perf_counter() - start,
+              "config": config.to_dict()}
     write_json(os.path.join(run_dir, RESULT_FILE), result, indent=1)
     return result
 

@@ -1,17 +1,20 @@
 """Step-level backups, so that a run killed at any moment resumes where it was.
 
 A backup is a weights file that includes the optimizer's state (slots and iteration count,
-hence the learning rate) plus `state.json`, which names that file and counts the batches
-consumed. Both are written to temporary files and renamed, the weights first: a kill at any
-instant leaves the previous complete backup in place. Keras' BackupAndRestore resumes at an
-epoch boundary only and writes in place; this one resumes at the step, and the input
-pipeline skips exactly the batches already consumed (`build_dataset(start_batch=...)`).
+hence the learning rate) plus `state.json`, which names that file, counts the batches
+consumed and the seconds training took to get there over every attempt (so a resumed run
+still knows how long it trained). Both are written to temporary files and renamed, the
+weights first: a kill at any instant leaves the previous complete backup in place. Keras'
+BackupAndRestore resumes at an epoch boundary only and writes in place; this one resumes at
+the step, and the input pipeline skips exactly the batches already consumed
+(`build_dataset(start_batch=...)`).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import time
 
 import keras
 
@@ -30,7 +33,8 @@ def backup_dir_for(model_dir: str, worker: int | None) -> str:
 
 
 def read_state(backup_dir: str) -> dict | None:
-    """The last complete backup's state ({"batches": int, "weights": file name}) or None."""
+    """The last complete backup's state ({"batches": int, "weights": file name, "seconds":
+    float}) or None; a backup written before the seconds were counted reads as 0 seconds."""
     path = os.path.join(backup_dir, STATE_FILE)
     if not os.path.exists(path):
         return None
@@ -41,11 +45,14 @@ def read_state(backup_dir: str) -> dict | None:
     if (not isinstance(state, dict) or not {"batches", "weights"} <= set(state)
             or isinstance(state["batches"], bool) or not isinstance(state["batches"], int)
             or state["batches"] < 0 or not isinstance(state["weights"], str)
-            or os.path.basename(state["weights"]) != state["weights"]):
-        raise OANetError(f"{path}: not a backup state (expected a count of batches and the "
-                         f"name of a weights file beside it); move {backup_dir} away to start "
-                         f"afresh")
-    return state
+            or os.path.basename(state["weights"]) != state["weights"]
+            or isinstance(state.get("seconds"), bool)
+            or not isinstance(state.get("seconds", 0), (int, float))
+            or not state.get("seconds", 0) >= 0):
+        raise OANetError(f"{path}: not a backup state (expected a count of batches, the "
+                         f"name of a weights file beside it and the seconds trained); move "
+                         f"{backup_dir} away to start afresh")
+    return {**state, "seconds": float(state.get("seconds", 0))}
 
 
 def restore(model: keras.Model, backup_dir: str) -> int:
@@ -67,10 +74,19 @@ def restore(model: keras.Model, backup_dir: str) -> int:
     return int(state["batches"])
 
 
-class TrainingBackup(keras.callbacks.Callback):
-    """Writes a backup every `every_steps` batches and at the end of every epoch."""
+def seconds_trained(backup_dir: str) -> float:
+    """Seconds of training behind the last backup, over every attempt (0 without one)."""
+    state = read_state(backup_dir)
+    return 0.0 if state is None else state["seconds"]
 
-    def __init__(self, backup_dir: str, every_steps: int, batches_done: int = 0):
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Writes a backup every `every_steps` batches and at the end of every epoch;
+    `batches_done` and `seconds_done`: what the restored backup had trained. The clock runs
+    from this callback's creation (the model is built before it)."""
+
+    def __init__(self, backup_dir: str, every_steps: int, batches_done: int = 0,
+                 seconds_done: float = 0.0):
         super().__init__()
         if every_steps <= 0:
             raise OANetError(f"train.backup_every_steps must be positive, got {every_steps}")
@@ -78,6 +94,12 @@ class TrainingBackup(keras.callbacks.Callback):
         self.every_steps = int(every_steps)
         self.batches_done = int(batches_done)
         self._saved_at = self.batches_done
+        self.seconds_done = float(seconds_done)
+        self._created = time.monotonic()
+
+    def seconds(self) -> float:
+        """Seconds trained so far, over every attempt."""
+        return self.seconds_done + time.monotonic() - self._created
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches_done += 1
@@ -94,7 +116,7 @@ class TrainingBackup(keras.callbacks.Callback):
         with atomic_path(os.path.join(self.backup_dir, name)) as temp:
             self.model.save_weights(temp, overwrite=True)
         write_json(os.path.join(self.backup_dir, STATE_FILE),
-                   {"batches": self.batches_done, "weights": name})
+                   {"batches": self.batches_done, "weights": name, "seconds": self.seconds()})
         self._saved_at = self.batches_done
         for old in glob.glob(os.path.join(self.backup_dir, "step-*.weights.h5")):
             if os.path.basename(old) != name:

@@ -35,13 +35,16 @@ from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
 
 @dataclasses.dataclass
 class TrainingRun:
-    """What `train` returns: the model, its Keras history, where things were written, and
-    the val split's scores after the last epoch (`evaluate_model`'s results; None when this
-    call trained no last epoch, or on a worker that is not the chief)."""
+    """What `train` returns: the model, its Keras history, where things were written, the
+    seconds the run trained over every attempt (a resumed run counts those before it, up to
+    their last backup), and the val split's scores after the last epoch (`evaluate_model`'s
+    results; None when this call trained no last epoch, or on a worker that is not the
+    chief)."""
 
     model: keras.Model
     history: keras.callbacks.History
     model_dir: str
+    seconds: float
     final_evaluation: dict | None = None
 
 
@@ -111,7 +114,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
 
     val_ds, val_steps = _validation_input(val_data, config, strategy, worker)
     callbacks = _callbacks(config, model_dir, val_data, (val_ds, val_steps), chief, backup_dir,
-                           done)
+                           done, backup.seconds_trained(backup_dir))
     callbacks += list(extra_callbacks)
     histories = []
     # A run killed mid-epoch first finishes that epoch, then runs whole ones.
@@ -130,7 +133,8 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     train_data.report_bad_images()
     evaluation = next((c.final_results for c in callbacks
                        if isinstance(c, PanopticEvalCallback)), None)
-    return TrainingRun(model, _merged(histories), model_dir, evaluation)
+    clock = next(c for c in callbacks if isinstance(c, backup.TrainingBackup))
+    return TrainingRun(model, _merged(histories), model_dir, clock.seconds(), evaluation)
 
 
 def _batches_per_step(context: tf.distribute.InputContext) -> int:
@@ -152,12 +156,14 @@ def _epoch_plan(done: int, steps: int, epochs: int):
     return plan
 
 
-def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done):
+def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done,
+               seconds_done):
     """The non-finite loss guard first (a stopped run writes nothing after a bad step); on the
     chief step scalars (before the others, whose time they do not count), evaluation
     (before the checkpoints and TensorBoard, so that they see val_pq) and TensorBoard;
     checkpoints on every worker (their validation pass all-reduces; the chief writes), then
-    backups. Every step counter starts at `done`, the steps restored."""
+    backups. Every step counter starts at `done`, the steps restored, and the backups' clock
+    at `seconds_done`."""
     log_dir = os.path.join(model_dir, "logs")
     train = config.train
     callbacks = [NonFiniteLossGuard(train.on_nonfinite_loss, done, backup_dir)]
@@ -169,7 +175,8 @@ def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done)
                                         done, write=chief))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
-    callbacks.append(backup.TrainingBackup(backup_dir, train.backup_every_steps, done))
+    callbacks.append(backup.TrainingBackup(backup_dir, train.backup_every_steps, done,
+                                           seconds_done))
     return callbacks
 
 

@@ -9,6 +9,7 @@ MODEL_DIR/steps.jsonl (per worker: steps-<i>.jsonl; "loss" is Keras' running mea
 epoch). --save-after writes the weights after that batch (before its record) to
 MODEL_DIR/after-<BATCHES>[-<i>].weights.h5; --hang-after stops the run after that batch (after
 its backup and record) until it is killed, so that a test kills the process at a chosen step.
+At the end it prints "trained <seconds> seconds" (the run's, over every attempt).
 """
 
 import argparse
@@ -75,5 +76,6 @@ class StepRecorder(keras.callbacks.Callback):
 
 suffix = f"-{args.worker[0]}" if args.worker else ""
 recorder = StepRecorder(os.path.join(args.model_dir, f"steps{suffix}.jsonl"), 0)
-train(tiny_config(*RUN_SETTINGS), args.model_dir, "multi_worker" if args.worker else "one_device",
-      verbose=0, extra_callbacks=[recorder])
+run = train(tiny_config(*RUN_SETTINGS), args.model_dir,
+            "multi_worker" if args.worker else "one_device", verbose=0, extra_callbacks=[recorder])
+print(f"trained {run.seconds} seconds")

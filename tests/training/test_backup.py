@@ -5,10 +5,12 @@ second run of the same seed) have the uninterrupted run's losses, bit for bit.""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import h5py
 import keras
@@ -28,6 +30,7 @@ KILL_AFTER = 7  # killed after batch 7 of 2 x 4: the last backup is at batch 6 (
 LAST_BACKUP = 6
 # Keras' loss log is a running mean over the epoch: a run resumed mid-epoch restarts it.
 RESUMED_KEYS = ("batches", "iterations", "learning_rate")
+EARLIER_SECONDS = 1e6
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +120,16 @@ def test_kill_mid_epoch_and_resume(data_dir, uninterrupted, tmp_path):
     wait_for_batch(tmp_path / "steps.jsonl", KILL_AFTER, [process])
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert backup.read_state(str(tmp_path / "backup"))["batches"] == LAST_BACKUP
+    state = backup.read_state(str(tmp_path / "backup"))
+    assert state["batches"] == LAST_BACKUP and state["seconds"] > 0
+    # The seconds before the backup carry over: marked with a value no attempt reaches.
+    backup.write_json(str(tmp_path / "backup" / backup.STATE_FILE),
+                      {**state, "seconds": EARLIER_SECONDS})
 
+    started = time.monotonic()
     output = finish(launch(tmp_path, data_dir))
+    seconds = float(re.search(r"trained (\S+) seconds", output).group(1))
+    assert EARLIER_SECONDS < seconds < EARLIER_SECONDS + time.monotonic() - started
     killed, resumed = check_resumed(output, tmp_path / "steps.jsonl",
                                     reference_dir / "steps.jsonl", KILL_AFTER)
     print(f"killed after batch {killed}; resumed at batch {resumed['batches']} with "
@@ -197,6 +207,8 @@ def test_backups_every_n_steps_and_at_epoch_ends(tmp_path, monkeypatch):
     write_json = backup.write_json
     monkeypatch.setattr(backup, "write_json",
                         lambda path, data: (saved.append(data["batches"]), write_json(path, data)))
+    clock = iter(range(100))  # seconds: created at 0, each later reading one more
+    monkeypatch.setattr(backup, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
     model = _tiny_fit_model()
     x, y = _tiny_data()
     callback = backup.TrainingBackup(str(tmp_path), every_steps=2)
@@ -204,13 +216,26 @@ def test_backups_every_n_steps_and_at_epoch_ends(tmp_path, monkeypatch):
     # Steps 2 and 4, the end of epoch 1 (5), steps 6, 8, 10; not again at the end of epoch 2.
     assert saved == [2, 4, 5, 6, 8, 10]
     assert backup.read_state(str(tmp_path)) == {"batches": 10,
-                                                "weights": "step-000000010.weights.h5"}
+                                                "weights": "step-000000010.weights.h5",
+                                                "seconds": 6.0}
     assert sorted(os.listdir(tmp_path)) == ["state.json", "step-000000010.weights.h5"]
     # Resumed at batch 10: counting goes on from there.
     saved.clear()
-    resumed = backup.TrainingBackup(str(tmp_path), every_steps=4, batches_done=10)
+    resumed = backup.TrainingBackup(str(tmp_path), every_steps=4, batches_done=10,
+                                    seconds_done=backup.seconds_trained(str(tmp_path)))
     model.fit(x, y, batch_size=2, epochs=1, steps_per_epoch=3, verbose=0, callbacks=[resumed])
     assert saved == [12, 13]
+    # Six backups read the clock at 1..6; the resumed callback, created at 7, saves at 8 and
+    # 9 and is asked at 10: the 6 seconds before it, then 2 and 3.
+    assert backup.seconds_trained(str(tmp_path)) == 6.0 + 2.0
+    assert resumed.seconds() == 6.0 + 3.0
+
+
+def test_backups_before_seconds_were_counted_read_as_zero(tmp_path):
+    (tmp_path / backup.STATE_FILE).write_text(
+        json.dumps({"batches": 3, "weights": "step-000000003.weights.h5"}))
+    assert backup.seconds_trained(str(tmp_path)) == 0.0
+    assert backup.seconds_trained(str(tmp_path / "none")) == 0.0
 
 
 def test_restore_puts_back_weights_and_optimizer_state(tmp_path):
@@ -237,9 +262,12 @@ def test_bad_backups_are_reported(tmp_path):
     with pytest.raises(OANetError, match="backup_every_steps must be positive, got 0"):
         backup.TrainingBackup(str(tmp_path), every_steps=0)
     state = tmp_path / backup.STATE_FILE
-    state.write_text(json.dumps({"batches": 3}))
-    with pytest.raises(OANetError, match="not a backup state"):
-        backup.read_state(str(tmp_path))
+    for bad in ({"batches": 3}, {"batches": 3, "weights": "w.h5", "seconds": -1},
+                {"batches": 3, "weights": "w.h5", "seconds": "10"},
+                {"batches": 3, "weights": "w.h5", "seconds": float("nan")}):
+        state.write_text(json.dumps(bad))
+        with pytest.raises(OANetError, match="not a backup state"):
+            backup.read_state(str(tmp_path))
     state.write_text(json.dumps({"batches": 3, "weights": "step-000000003.weights.h5"}))
     (tmp_path / "step-000000003.weights.h5").write_bytes(b"not HDF5")
     with pytest.raises(OANetError, match="cannot be loaded.*move .* away to start afresh"):
