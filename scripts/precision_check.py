@@ -26,7 +26,7 @@ from oanet_tf.data.splits import resolve_split
 from oanet_tf.evaluation.agreement import prediction_agreement
 from oanet_tf.fileio import atomic_open
 from oanet_tf.inference.evaluate import ORDER_LABELS, evaluate_model
-from oanet_tf.training.model_dir import load_trained_model
+from oanet_tf.training.model_dir import load_config_of, load_trained_model
 
 ORDERS = (RANKING, DETECTION)
 NOISE_AMPLITUDE = 0.5  # grey levels, on the 0..255 pixels the model reads
@@ -85,13 +85,12 @@ def main(argv=None) -> int:
     rows = [("float32", "float32", None), ("bfloat16", "bfloat16", None)]
     rows += [(f"float32, input +-{NOISE_AMPLITUDE} (seed {seed})", "float32", seed)
              for seed in args.noise_seeds]
-    found, val = {}, None
+    val = PanopticDataset.from_split(resolve_split(load_config_of(args.model_dir).data, "val"))
+    found = {}
     for label, precision, seed in rows:
         keras.backend.clear_session()
         trained = load_trained_model(args.model_dir, args.weights, precision=precision)
         model = trained.model if seed is None else PerturbedInput(trained.model, seed)
-        if val is None:
-            val = PanopticDataset.from_split(resolve_split(trained.config.data, "val"))
         found[label] = score(model, trained.config, val)
         print(f"{label}: {found[label][2]:.0f} s", flush=True)
     reference_numbers, reference_predictions, _ = found["float32"]

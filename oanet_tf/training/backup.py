@@ -42,17 +42,17 @@ def read_state(backup_dir: str) -> dict | None:
         state = read_json(path, "backup state")
     except ValueError as err:
         raise OANetError(f"{err}; move {backup_dir} away to start afresh") from None
+    seconds = state.get("seconds", 0) if isinstance(state, dict) else None
     if (not isinstance(state, dict) or not {"batches", "weights"} <= set(state)
             or isinstance(state["batches"], bool) or not isinstance(state["batches"], int)
             or state["batches"] < 0 or not isinstance(state["weights"], str)
             or os.path.basename(state["weights"]) != state["weights"]
-            or isinstance(state.get("seconds"), bool)
-            or not isinstance(state.get("seconds", 0), (int, float))
-            or not state.get("seconds", 0) >= 0):
+            or isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not seconds >= 0):
         raise OANetError(f"{path}: not a backup state (expected a count of batches, the "
                          f"name of a weights file beside it and the seconds trained); move "
                          f"{backup_dir} away to start afresh")
-    return {**state, "seconds": float(state.get("seconds", 0))}
+    return {**state, "seconds": float(seconds)}
 
 
 def restore(model: keras.Model, backup_dir: str) -> int:
