@@ -35,10 +35,11 @@ the pipeline's images per second over the train step's. A table goes to stdout, 
         [--sizes 512x512 800x1344] [--batches 1 2] [--repeats 3] [--warmup 1]
         [--coco-sample /work/shared/coco/sample]
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
-        [--precision float32|bfloat16] [--peer-precisions float32 bfloat16]
+        [--precision float32 bfloat16] [--peer-precisions float32 bfloat16]
 
---precision sets ours in the coco suite (bfloat16: the layers compute in bfloat16, as
-`export --precision bfloat16` and `train.mixed_precision: mixed_bfloat16` do);
+--precision sets ours in the coco suite, one model per precision in the same run (bfloat16:
+the layers compute in bfloat16, as `export --precision bfloat16` and
+`train.mixed_precision: mixed_bfloat16` do);
 --peer-precisions times torchvision in float32 and/or under torch.autocast(bfloat16), each
 beside its own timing of ours.
 
@@ -86,8 +87,10 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-python", default=DEFAULT_TORCH_PYTHON,
                         help="a Python with torch and torchvision (the peer)")
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
-    parser.add_argument("--precision", choices=suites.PRECISIONS, default="float32",
-                        help="ours in the coco suite (default: float32)")
+    parser.add_argument("--precision", nargs="+", choices=suites.PRECISIONS,
+                        default=["float32"],
+                        help="ours in the coco suite, each beside every --peer-precisions "
+                             "(default: float32)")
     parser.add_argument("--peer-precisions", nargs="+", choices=suites.PRECISIONS,
                         default=["float32"], help="torchvision in the coco suite")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark.json"))

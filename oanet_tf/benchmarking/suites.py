@@ -91,10 +91,14 @@ def model_suite(args, peer) -> list:
 
 
 def coco_suite(args, peer) -> list:
-    """R50 on the real COCO JPEGs of args.coco_sample and on COCO-sized train batches."""
-    bench = OursBench(args.config, args.categories, precision=args.precision)
-    return coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args, INSTANCES,
-                          args.peer_precisions)
+    """R50 on the real COCO JPEGs of args.coco_sample and on COCO-sized train batches, ours
+    in each of args.precision (one model each, built in turn)."""
+    rows = []
+    for precision in args.precision:
+        bench = OursBench(args.config, args.categories, precision=precision)
+        rows += coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args,
+                               INSTANCES, args.peer_precisions)
+    return rows
 
 
 def synthetic_suite(args, work_dir) -> list:
