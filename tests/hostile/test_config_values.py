@@ -12,7 +12,8 @@ from tests.tiny_model import SYNTHETIC_CONFIG
 @pytest.mark.parametrize("override, key, problem", [
     ("train.base_learning_rate=.nan", "train.base_learning_rate", "finite"),
     ("train.momentum=.inf", "train.momentum", "finite"),
-    ("model.box_coder_weights=[10, .nan, 5, 5]", "model.box_coder_weights", "finite"),
+    ("model.roi_heads.box_coder_weights=[10, .nan, 5, 5]", "model.roi_heads.box_coder_weights",
+     "finite"),
     ("train.epochs=-1", "train.epochs", "positive"),
     ("train.batch_size=0", "train.batch_size", "positive"),
     ("train.steps_per_epoch=0", "train.steps_per_epoch", "positive"),
