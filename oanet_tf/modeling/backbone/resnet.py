@@ -91,7 +91,7 @@ def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, fr
         return _torchvision_layout(name, weights, frozen_stages, frozen_norm, image_shape,
                                    model_name, preprocess)
     if name not in _APPLICATIONS:
-        raise ConfigError(f"model.backbone: unknown ResNet {name!r}; one of "
+        raise ConfigError(f"model.backbone.name: unknown ResNet {name!r}; one of "
                           f"{', '.join(_APPLICATIONS)}")
     if weights not in (None, IMAGENET_WEIGHTS) and not os.path.isfile(weights):
         raise ConfigError(f"model.backbone.weights: file not found: {weights}")
