@@ -43,3 +43,19 @@ def test_predict_refuses_a_batch_size_below_one(tmp_path, capsys):
               str(tmp_path / "out"), "--batch-size", "-1"])
     assert info.value.code == 2
     assert "--batch-size: must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.rpn.nms_threshold=3", "error: model.rpn.nms_threshold: must lie between 0 and 1, "
+                                  "got 3"),
+    ("model.rpn_nms_threshold=0.6", "error: --set model.rpn_nms_threshold=0.6: unknown config "
+                                    "key(s): model.rpn_nms_threshold (now "
+                                    "model.rpn.nms_threshold); valid keys of model: "),
+])
+def test_train_names_the_dotted_key_of_a_section(tmp_path, capsys, override, message):
+    model_dir = tmp_path / "run"
+    code = main(["train", "--config", SYNTHETIC_CONFIG, "--model-dir", str(model_dir),
+                 "--set", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message)
+    assert not model_dir.exists()
