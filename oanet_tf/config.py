@@ -1,8 +1,11 @@
 """Typed configuration: YAML files in configs/ loaded into dataclasses.
 
 Config values live here and in configs/*.yaml only; commands turn them into constructor
-arguments in one place (`oanet_tf.modeling.builder`, `oanet_tf.data.pipeline`).
-Unknown keys are rejected with a message that names them, so a typo never passes silently.
+arguments in one place (`oanet_tf.modeling.builder`, `oanet_tf.data.pipeline`). Each
+section is a dataclass whose fields declare their range; a model component's section (model.rpn,
+model.roi_heads, ...) names its constructor's arguments, so the builder passes it whole.
+Unknown keys are rejected with a message that names them, so a typo never passes silently;
+values a machine cannot hold are refused when the config loads, naming the key.
 """
 
 from __future__ import annotations
