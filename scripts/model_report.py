@@ -239,9 +239,9 @@ def model_report(config_path: str, categories: CategoryMap, padded_size, overrid
     config = load_config(config_path, list(overrides))
     keras.utils.set_random_seed(config.train.seed)
     model = build_oanet(config.model, config.train, categories)
-    report = {"config": config_path, "backbone": config.model.backbone,
-              "sharing": config.model.sharing, "srm_kernel": config.model.srm_kernel,
-              "srm_stride": config.model.srm_stride,
+    report = {"config": config_path, "backbone": config.model.backbone.name,
+              "sharing": config.model.sharing, "srm_kernel": config.model.srm.kernel,
+              "srm_stride": config.model.srm.stride,
               "num_things": categories.num_things, "num_stuff": categories.num_stuff,
               "parameters": parameter_report(model),
               "cost": flop_report(model, padded_size)}

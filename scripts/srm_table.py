@@ -58,7 +58,8 @@ def train_srm_alone(model, config, train_split, steps: int) -> float:
 def with_kernel(trained, kernel: str):
     """A copy of the trained model whose SRM uses `kernel` (fresh SRM weights)."""
     config = trained.config
-    model_config = dataclasses.replace(config.model, srm_kernel=kernel)
+    model_config = dataclasses.replace(config.model,
+                                       srm=dataclasses.replace(config.model.srm, kernel=kernel))
     keras.utils.set_random_seed(config.train.seed)
     model = build_oanet(model_config, config.train, trained.categories,
                         load_backbone_weights=False)
@@ -100,7 +101,7 @@ def main(argv=None):
                            orders=("detection", "ranking", "product"), progress=False)
     for order, result in joint.items():
         rows.append({"model": "trained end to end", "order": order,
-                     "kernel": config.model.srm_kernel if order != "detection" else "-",
+                     "kernel": config.model.srm.kernel if order != "detection" else "-",
                      "result": result})
     for kernel in SRM_KERNELS:
         model = with_kernel(trained, kernel)

@@ -16,10 +16,11 @@ from oanet_tf.conversion import equivalence as check
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.fileio import read_json
 
-FLIPS = ("model.bottleneck_stride_in=1x1", "model.pixel_normalization=caffe_bgr",
-         "model.anchor_offset=0.5", "model.anchor_cells=exact", "model.roi_align_aligned=true",
-         "model.rpn_min_box_size=0", "model.test_min_box_size=0",
-         "model.rpn_nms_per_level=false", "data.resize_rounding=nearest",
+FLIPS = ("model.backbone.stride_in=1x1", "model.backbone.pixel_normalization=caffe_bgr",
+         "model.rpn.anchor_offset=0.5", "model.rpn.anchor_cells=exact",
+         "model.roi_heads.roi_align_aligned=true",
+         "model.rpn.min_box_size=0", "model.roi_heads.test_min_box_size=0",
+         "model.rpn.nms_per_level=false", "data.resize_rounding=nearest",
          "data.pad_value=[0,0,0]")
 
 

@@ -1,8 +1,11 @@
 """Config loading: YAML files, --set overrides, and clear errors."""
 
+import re
+
 import pytest
 
-from oanet_tf.config import Config, load_config, save_config, validate_for_training
+from oanet_tf.config import (FLAT_MODEL_KEYS, Config, ModelConfig, load_config, save_config,
+                             translate_flat_model_keys, validate_for_training)
 from oanet_tf.errors import ConfigError
 
 
@@ -14,21 +17,21 @@ def test_shipped_configs_load(name):
 
 def test_paper_settings_in_coco_configs():
     config = load_config("configs/coco_r50.yaml")
-    assert config.model.backbone == "resnet50"
+    assert config.model.backbone.name == "resnet50"
     assert config.train.seg_loss_weight == 0.25  # lambda of Eq. 1, Table 1
     assert config.train.base_learning_rate == 0.02 and config.train.batch_size == 16
     assert config.train.decay_steps == (60000, 80000)
     assert config.eval.min_stuff_area == 4900
-    assert load_config("configs/coco_r101.yaml").model.backbone == "resnet101"
+    assert load_config("configs/coco_r101.yaml").model.backbone.name == "resnet101"
 
 
 def test_override_sets_typed_values():
     config = load_config("configs/synthetic.yaml",
-                         ["train.batch_size=8", "model.anchor_sizes=[8, 16, 32, 64, 128]",
+                         ["train.batch_size=8", "model.rpn.anchor_sizes=[8, 16, 32, 64, 128]",
                           "eval.merge_order=detection", "train.deterministic=true",
                           "train.jit_compile=false"])
     assert config.train.batch_size == 8
-    assert config.model.anchor_sizes == (8, 16, 32, 64, 128)
+    assert config.model.rpn.anchor_sizes == (8, 16, 32, 64, 128)
     assert config.eval.merge_order == "detection"
     assert config.train.deterministic is True
     assert config.train.jit_compile == "false"
@@ -44,17 +47,18 @@ def test_override_sets_typed_values():
     ("eval.srm_input=everything", "eval.srm_input"),
     ("data.buckets=[[100, 128]]", "multiples of 32"),
     ("data.buckets=[800]", "data.buckets"),
-    ("train.log_every_steps=-1", "train.log_every_steps: -1 is negative"),
-    ("train.eval_every_steps=-5", "train.eval_every_steps: -5 is negative"),
-    ("train.eval_step_images=-1", "train.eval_step_images: -1 is negative"),
-    ("train.checkpoint_every_steps=-2", "train.checkpoint_every_steps: -2 is negative"),
-    ("eval.batch_size=0", "eval.batch_size: 0, needs at least 1"),
-    ("model.backbone_weights=imagenet", "small_resnet has no pretrained weights"),
-    ("model.backbone_freeze_at=6", "model.backbone_freeze_at: 6"),
-    ("model.backbone_freeze_at=-1", "model.backbone_freeze_at: -1"),
+    ("train.log_every_steps=-1", "train.log_every_steps: must not be negative (0 turns it off)"),
+    ("model.rpn.nms_threshold=3", "model.rpn.nms_threshold: must lie between 0 and 1, got 3"),
+    ("train.eval_every_steps=-5", "train.eval_every_steps: must not be negative"),
+    ("train.eval_step_images=-1", "train.eval_step_images: must not be negative"),
+    ("train.checkpoint_every_steps=-2", "train.checkpoint_every_steps: must not be negative"),
+    ("eval.batch_size=0", "eval.batch_size: must be positive, got 0"),
+    ("model.backbone.weights=imagenet", "small_resnet has no pretrained weights"),
+    ("model.backbone.freeze_at=6", "freeze_at: must be a number of stages from 0 to 5, got 6"),
+    ("model.backbone.freeze_at=-1", "model.backbone.freeze_at: must be a number of stages"),
 ])
 def test_bad_overrides_name_the_key(override, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_config("configs/synthetic.yaml", [override])
 
 
@@ -99,19 +103,100 @@ def test_a_retired_key_loads_with_a_warning_naming_its_replacement():
 @pytest.mark.parametrize("name", ["coco_r50", "coco_r101"])
 def test_coco_configs_refuse_to_train_until_the_backbone_start_is_chosen(name):
     config = load_config(f"configs/{name}.yaml")
-    assert config.model.backbone_weights == "" and config.model.backbone_freeze_at == 2
+    assert config.model.backbone.weights == "" and config.model.backbone.freeze_at == 2
     with pytest.raises(ConfigError) as err:
         validate_for_training(config)
     message = str(err.value)
-    assert message.startswith("model.backbone_weights is empty") and "\n" not in message
-    assert all(word in message for word in ("imagenet", "none", config.model.backbone))
+    assert message.startswith("model.backbone.weights is empty") and "\n" not in message
+    assert all(word in message for word in ("imagenet", "none", config.model.backbone.name))
     for start in ("imagenet", "none", "/data/resnet_notop.h5"):
         validate_for_training(load_config(f"configs/{name}.yaml",
-                                          [f"model.backbone_weights={start}"]))
+                                          [f"model.backbone.weights={start}"]))
 
 
 def test_the_synthetic_config_trains_its_small_resnet_from_scratch():
     config = load_config("configs/synthetic.yaml")
-    assert config.model.backbone_weights == "none"
+    assert config.model.backbone.weights == "none"
     validate_for_training(config)
-    validate_for_training(load_config("configs/synthetic.yaml", ["model.backbone_weights="]))
+    validate_for_training(load_config("configs/synthetic.yaml", ["model.backbone.weights="]))
+
+
+def test_a_component_setting_is_set_by_its_section():
+    config = load_config("configs/synthetic.yaml", ["model.rpn.nms_threshold=0.6",
+                                                    "model.srm.kernel=3x3"])
+    assert config.model.rpn.nms_threshold == 0.6 and config.model.srm.kernel == "3x3"
+    assert config.model.roi_heads.detections_per_image == 20  # synthetic.yaml's, untouched
+
+
+@pytest.mark.parametrize("override, new_key", [
+    ("model.rpn_nms_threshold=0.6", "model.rpn.nms_threshold"),
+    ("model.backbone=resnet50", "model.backbone.name"),
+    ("model.stuff_head_channels=8", "model.stuff_branch.channels"),
+])
+def test_a_flat_key_in_an_override_is_refused_naming_its_new_key(override, new_key):
+    with pytest.raises(ConfigError, match=re.escape(f"(now {new_key})")):
+        load_config("configs/synthetic.yaml", [override])
+
+
+FLAT_CONFIG = """\
+model:
+  backbone: resnet101
+  backbone_weights: imagenet
+  sharing: backbone
+  fpn_channels: 128
+  anchor_sizes: [8, 16, 32, 64, 128]
+  rpn_nms_threshold: 0.6
+  roi_batch_size_per_image: 32
+  roi_align_aligned: false
+  test_score_threshold: 0.1
+  semantic_supervision: stuff_plus_things
+  srm_kernel_size: 5
+train:
+  batch_size: 4
+"""
+
+
+def test_a_flat_layout_file_loads_into_the_sections_with_a_warning(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(FLAT_CONFIG)
+    with pytest.warns(UserWarning, match=re.escape(str(path))):
+        config = load_config(str(path))
+    model = config.model
+    assert (model.backbone.name, model.backbone.weights) == ("resnet101", "imagenet")
+    assert model.sharing == "backbone" and model.fpn.channels == 128
+    assert model.rpn.anchor_sizes == (8, 16, 32, 64, 128) and model.rpn.nms_threshold == 0.6
+    assert model.roi_heads.batch_size_per_image == 32
+    assert model.roi_heads.roi_align_aligned is False
+    assert model.roi_heads.test_score_threshold == 0.1
+    assert model.stuff_branch.supervision == "stuff_plus_things" and model.srm.kernel_size == 5
+    assert config.train.batch_size == 4
+    # everything else keeps its default
+    assert model.rpn.conv_channels == ModelConfig().rpn.conv_channels
+
+
+def test_the_translation_of_the_flat_layout_by_hand():
+    flat = {"model": {"backbone": "small_resnet", "small_resnet_widths": [8, 8, 16, 16],
+                      "rpn_post_nms_topk_test": 50, "roi_iou_threshold": 0.4,
+                      "box_head_fc_dim": 32, "stuff_head_channels": 8, "srm_stride": 2,
+                      "init_from": "runs/a", "rpn": {"conv_channels": 16}},
+            "eval": {"batch_size": 1}}
+    want = {"model": {"backbone": {"name": "small_resnet", "small_resnet_widths": [8, 8, 16, 16]},
+                      "rpn": {"conv_channels": 16, "post_nms_topk_test": 50},
+                      "roi_heads": {"iou_threshold": 0.4, "box_head_fc_dim": 32},
+                      "stuff_branch": {"channels": 8}, "srm": {"stride": 2},
+                      "init_from": "runs/a"},
+            "eval": {"batch_size": 1}}
+    with pytest.warns(UserWarning, match=r"model\.backbone is now model\.backbone\.name"):
+        assert translate_flat_model_keys(flat, "old.yaml") == want
+    assert flat["model"]["rpn"] == {"conv_channels": 16}  # the input is left as it was
+    today = {"model": {"backbone": {"name": "resnet50"}, "rpn": {"nms_threshold": 0.5}}}
+    assert translate_flat_model_keys(today, "new.yaml") is today
+    with pytest.raises(ConfigError, match=r"model\.rpn_nms_threshold and model\.rpn\.nms"):
+        translate_flat_model_keys({"model": {"rpn_nms_threshold": 0.6, "rpn": {
+            "nms_threshold": 0.5}}}, "both.yaml")
+
+
+@pytest.mark.parametrize("flat_key", sorted(FLAT_MODEL_KEYS))
+def test_every_flat_key_names_a_field_of_today(flat_key):
+    section_name, name = FLAT_MODEL_KEYS[flat_key].split(".")
+    assert hasattr(getattr(ModelConfig(), section_name), name)

@@ -16,8 +16,9 @@ SYNTHETIC_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "syn
 MAX_INSTANCES = 3
 # For comparing distributed runs with one device: sampling takes every labelled anchor and
 # RoI, so no random draw separates the runs.
-EVERYTHING_SAMPLED = ["model.rpn_batch_size_per_image=4096", "model.rpn_positive_fraction=1.0",
-                      "model.roi_batch_size_per_image=64", "model.roi_positive_fraction=1.0",
+EVERYTHING_SAMPLED = ["model.rpn.batch_size_per_image=4096", "model.rpn.positive_fraction=1.0",
+                      "model.roi_heads.batch_size_per_image=64",
+                      "model.roi_heads.positive_fraction=1.0",
                       "train.warmup_steps=0", "train.batch_size=2",
                       "train.reference_batch_size=2"]
 DISTRIBUTED_STEPS = 3
@@ -27,12 +28,13 @@ XLA = ("train.jit_compile=true", f"data.buckets=[[{SIZE[0]}, {SIZE[1]}]]")
 
 def tiny_config(*overrides):
     return load_config(SYNTHETIC_CONFIG, [
-        "model.small_resnet_widths=[8, 8, 16, 16]", "model.fpn_channels=16",
-        "model.rpn_conv_channels=16", "model.box_head_fc_dim=32", "model.mask_head_conv_dim=8",
-        "model.stuff_head_channels=8", "model.rpn_pre_nms_topk_train=64",
-        "model.rpn_post_nms_topk_train=32", "model.rpn_pre_nms_topk_test=64",
-        "model.rpn_post_nms_topk_test=32", "model.roi_batch_size_per_image=16",
-        "model.detections_per_image=8", *overrides])
+        "model.backbone.small_resnet_widths=[8, 8, 16, 16]", "model.fpn.channels=16",
+        "model.rpn.conv_channels=16", "model.roi_heads.box_head_fc_dim=32",
+        "model.roi_heads.mask_head_conv_dim=8",
+        "model.stuff_branch.channels=8", "model.rpn.pre_nms_topk_train=64",
+        "model.rpn.post_nms_topk_train=32", "model.rpn.pre_nms_topk_test=64",
+        "model.rpn.post_nms_topk_test=32", "model.roi_heads.batch_size_per_image=16",
+        "model.roi_heads.detections_per_image=8", *overrides])
 
 
 def tiny_batch(batch=2):

@@ -16,7 +16,7 @@ import statistics
 import time
 
 from oanet_tf.ablations.tables import TABLES, VARIANTS, orders_by_variant
-from oanet_tf.config import Config, load_config
+from oanet_tf.config import Config, load_config, translate_flat_model_keys
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.errors import ConfigError
 from oanet_tf.fileio import atomic_open, read_json, write_json
@@ -99,9 +99,11 @@ def finished_result(run: Run, run_dir: str, config: Config) -> dict | None:
     if not os.path.isfile(path):
         return None
     result = read_json(path)
-    if _differences(result.get("config", {}), config.to_dict()):
-        raise ConfigError(f"{path}: trained with other values of "
-                          f"{', '.join(_differences(result['config'], config.to_dict()))} "
+    # A run scored before the model had its sections saved the flat layout.
+    differences = _differences(translate_flat_model_keys(result.get("config", {}), path),
+                               config.to_dict())
+    if differences:
+        raise ConfigError(f"{path}: trained with other values of {', '.join(differences)} "
                           f"than this run ({run.name}); use another --out, or remove {run_dir}")
     return result if set(run.orders) <= set(result["scores"]) else None
 

@@ -48,12 +48,12 @@ VARIANTS = {
     BASELINE: Variant(),
     **{f"seg_loss_weight_{w:g}": Variant((f"train.seg_loss_weight={w:g}",))
        for w in LOSS_WEIGHTS if w != BASELINE_LOSS_WEIGHT},
-    "stuff_plus_things": Variant((f"model.semantic_supervision={STUFF_PLUS_THINGS}",)),
+    "stuff_plus_things": Variant((f"model.stuff_branch.supervision={STUFF_PLUS_THINGS}",)),
     "pano_instance_gt": Variant(instances_from_panoptic=True),
     "sharing_none": Variant((f"model.sharing={SEPARATE}",)),
     "sharing_backbone": Variant((f"model.sharing={SHARED_BACKBONE}",)),
-    "srm_kernel_1x1": Variant((f"model.srm_kernel={KERNEL_1X1}",)),
-    "srm_kernel_3x3": Variant((f"model.srm_kernel={KERNEL_3X3}",)),
+    "srm_kernel_1x1": Variant((f"model.srm.kernel={KERNEL_1X1}",)),
+    "srm_kernel_3x3": Variant((f"model.srm.kernel={KERNEL_3X3}",)),
 }
 
 

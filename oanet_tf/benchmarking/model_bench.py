@@ -45,8 +45,8 @@ class OursBench:
         self.categories = load_categories(categories_path)
         keep_size = [f"data.short_side={min(size)}", f"data.max_side={max(size)}",
                      "data.buckets=[]"] if size else []
-        self.config = load_config(config_path, ["model.test_score_threshold=0.0", *keep_size,
-                                                *overrides])
+        self.config = load_config(
+            config_path, ["model.roi_heads.test_score_threshold=0.0", *keep_size, *overrides])
         if jit_compile != "config":
             self.config.train.jit_compile = jit_compile
         keras.utils.set_random_seed(self.config.train.seed)

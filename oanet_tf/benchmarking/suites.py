@@ -28,7 +28,7 @@ from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_pad
                                                time_against_peer)
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
-from oanet_tf.config import ModelConfig
+from oanet_tf.config import FPNConfig, RoIHeadsConfig, RPNConfig, SRMConfig
 from oanet_tf.training.model_dir import INFERENCE_POLICIES
 
 SUITES = ("model", "coco", "synthetic", "precision", "input", "evaluator", "ops")
@@ -40,13 +40,13 @@ INSTANCES = 8  # random ground-truth instances per training image
 # The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
 OPS_PROPOSAL_CANDIDATES, OPS_PROPOSALS = 4000, 1000
 # The ops run with the model's default settings.
-OPS_NMS_THRESHOLD = ModelConfig.rpn_nms_threshold
-OPS_CHANNELS = ModelConfig.fpn_channels
-OPS_ROI_RESOLUTION = ModelConfig.box_pooler_resolution
-OPS_SAMPLING_RATIO = ModelConfig.pooler_sampling_ratio
+OPS_NMS_THRESHOLD = RPNConfig.nms_threshold
+OPS_CHANNELS = FPNConfig.channels
+OPS_ROI_RESOLUTION = RoIHeadsConfig.box_pooler_resolution
+OPS_SAMPLING_RATIO = RoIHeadsConfig.pooler_sampling_ratio
 OPS_SRM_THINGS = 80  # COCO's thing categories, the SRM's channels
-OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = ModelConfig.srm_kernel, ModelConfig.srm_kernel_size
-OPS_SRM_STRIDE = ModelConfig.srm_stride
+OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE = SRMConfig.kernel, SRMConfig.kernel_size
+OPS_SRM_STRIDE = SRMConfig.stride
 OPS_DETECTIONS = 100  # the R50 config's detections per image
 OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-map row
 # The merge row: COCO's stuff classes, a smooth random stuff map (argmax of noise drawn on a

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from oanet_tf.cli.common import add_config_arguments, config_from_args
+from oanet_tf.config import MIXED_PRECISIONS
 from oanet_tf.training.strategy import STRATEGIES
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def add_arguments(parser):
@@ -16,7 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
                         help="tf.distribute strategy (auto: mirrored over all GPUs when "
                              "several, else one device)")
-    parser.add_argument("--mixed-precision", choices=PRECISIONS, default=None,
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS, default=None,
                         help="mixed-precision policy (default: train.mixed_precision)")
 
 

@@ -9,8 +9,8 @@ Layouts (torchvision -> Keras):
 - fc6 reads torchvision's pooled features flattened as (C, y, x), ours as (y, x, C);
 - classes by COCO category id: torchvision's slot of category id c is c (0 is background).
   The class logits keep background, then the model's things in their order, then every
-  other slot (`model.unused_class_slots`, so the softmax is torchvision's); the box and mask
-  predictors keep the things' rows.
+  other slot (`model.roi_heads.unused_class_slots`, so the softmax is torchvision's); the box
+  and mask predictors keep the things' rows.
 """
 
 from __future__ import annotations
@@ -99,18 +99,28 @@ def check_config(config: Config, categories: CategoryMap):
     configs/coco_r50_torchvision.yaml that change weights' shapes or meaning)."""
     m = config.model
     _, unused = class_slots(categories)
-    wanted = {"backbone": m.backbone if m.backbone in names.RESNET_BLOCKS else "resnet50",
-              "bottleneck_stride_in": STRIDE_IN_3X3, "pixel_normalization": IMAGENET_RGB,
-              "fpn_channels": names.FPN_CHANNELS, "rpn_conv_channels": names.FPN_CHANNELS,
-              "anchor_aspect_ratios": names.ASPECT_RATIOS, "box_pooler_resolution": names.BOX_POOL,
-              "box_head_fc_dim": names.BOX_FC, "box_head_num_fc": names.NUM_BOX_FCS,
-              "mask_head_conv_dim": names.MASK_CONV, "mask_head_num_conv": names.NUM_MASK_CONVS,
-              "unused_class_slots": len(unused)}
-    wrong = [f"model.{key}: {getattr(m, key)!r} (needs {value!r})"
-             for key, value in wanted.items() if _plain(getattr(m, key)) != _plain(value)]
+    backbone = m.backbone.name if m.backbone.name in names.RESNET_BLOCKS else "resnet50"
+    wanted = {"backbone.name": backbone, "backbone.stride_in": STRIDE_IN_3X3,
+              "backbone.pixel_normalization": IMAGENET_RGB, "fpn.channels": names.FPN_CHANNELS,
+              "rpn.conv_channels": names.FPN_CHANNELS,
+              "rpn.anchor_aspect_ratios": names.ASPECT_RATIOS,
+              "roi_heads.box_pooler_resolution": names.BOX_POOL,
+              "roi_heads.box_head_fc_dim": names.BOX_FC,
+              "roi_heads.box_head_num_fc": names.NUM_BOX_FCS,
+              "roi_heads.mask_head_conv_dim": names.MASK_CONV,
+              "roi_heads.mask_head_num_conv": names.NUM_MASK_CONVS,
+              "roi_heads.unused_class_slots": len(unused)}
+    wrong = [f"model.{key}: {_value_at(m, key)!r} (needs {value!r})"
+             for key, value in wanted.items() if _plain(_value_at(m, key)) != _plain(value)]
     if wrong:
         raise OANetError(f"the config does not build torchvision's Mask R-CNN: "
                          f"{'; '.join(wrong)} (start from configs/coco_r50_torchvision.yaml)")
+
+
+def _value_at(model_config, key: str):
+    """The value of `key` ("rpn.conv_channels") of the model's config."""
+    section_name, name = key.split(".")
+    return getattr(getattr(model_config, section_name), name)
 
 
 def _plain(value):
@@ -130,7 +140,7 @@ def convert_into(model, state: dict, categories: CategoryMap):
             except ValueError:  # keras.applications' layout: check_config names the switch
                 raise OANetError(f"{key}: the model's backbone has no layer "
                                  f"{module.replace('.', '_')}: it is not torchvision's ResNet "
-                                 f"layout (model.bottleneck_stride_in: {STRIDE_IN_3X3})") from None
+                                 f"layout (model.backbone.stride_in: {STRIDE_IN_3X3})") from None
             if f"backbone.body.{module}.running_mean" in state:  # a batch norm
                 _set(layer, [state[f"backbone.body.{module}.{s}"] for s in names.NORM_SUFFIXES],
                      key)
@@ -205,7 +215,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         raise OANetError(f"{target} exists: convert into a new --model-dir")
     check_config(config, categories)
     state = read_state_dict(checkpoint)
-    check_state_dict(state, config.model.backbone, checkpoint)
+    check_state_dict(state, config.model.backbone.name, checkpoint)
     model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
     copied = []
     if stuff_from:

@@ -89,7 +89,7 @@ def load_trained_model(model_dir: str, weights: str = "last", config_path: str |
     # The trained weights replace the backbone's start: nothing to read or download for it.
     with global_dtype_policy(INFERENCE_POLICIES[precision]):
         model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
-    load_weights_into(model, path, f"backbone {config.model.backbone}, "
+    load_weights_into(model, path, f"backbone {config.model.backbone.name}, "
                                    f"{categories.num_things} things, {categories.num_stuff} stuff")
     return TrainedModel(config, categories, model, path)
 

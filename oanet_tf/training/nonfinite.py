@@ -14,10 +14,10 @@ import sys
 import keras
 import numpy as np
 
+from oanet_tf.config import NONFINITE_ACTIONS
 from oanet_tf.errors import NonFiniteLossError
 
 NONFINITE_LOG = "nonfinite_steps"
-MODES = ("skip", "stop")
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -25,8 +25,8 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
     def __init__(self, mode: str, batches_done: int = 0, backup_dir: str = ""):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in NONFINITE_ACTIONS:
+            raise ValueError(f"mode must be one of {NONFINITE_ACTIONS}, got {mode!r}")
         self.mode = mode
         self.batches_done = int(batches_done)
         self.backup_dir = backup_dir

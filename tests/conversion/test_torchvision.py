@@ -59,12 +59,12 @@ def test_a_model_of_keras_applications_layout_is_refused_naming_the_switch(coco_
     from oanet_tf.fileio import read_json
     from oanet_tf.modeling.builder import build_oanet
 
-    config = load_config("configs/coco_r50_torchvision.yaml", ["model.bottleneck_stride_in=1x1"])
+    config = load_config("configs/coco_r50_torchvision.yaml", ["model.backbone.stride_in=1x1"])
     categories = CategoryMap.from_categories(
         read_json(os.path.join(coco_sample_dir, "panoptic.json"))["categories"])
     model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
     with pytest.raises(OANetError, match="not torchvision's ResNet layout "
-                                         r"\(model.bottleneck_stride_in: 3x3\)"):
+                                         r"\(model.backbone.stride_in: 3x3\)"):
         conversion.convert_into(model, torchvision_state.seeded_state_dict(0), categories)
 
 

@@ -78,7 +78,7 @@ def test_converted_model_gives_torchvisions_detections(fixture, sample_images, c
 
 # One switch of configs/coco_r50_torchvision.yaml flipped back to its default: the check above
 # must notice (the others are shown flipped in the README's table, by the same functions).
-FLIPPED = "model.roi_align_aligned=true"
+FLIPPED = "model.roi_heads.roi_align_aligned=true"
 
 
 def test_a_flipped_switch_breaks_the_equivalence(fixture, sample_images, categories):

@@ -62,7 +62,7 @@ CATEGORIES = CategoryMap.from_categories([
 # The stuff area rule per connected region: its connected components run in the graph, so
 # the export keeps them (test_per_region_rule_is_served).
 OVERRIDES = ("data.short_side=48", "data.max_side=64", "data.buckets=[]",
-             "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
+             "model.roi_heads.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
              "eval.min_stuff_area=16", "eval.stuff_area_rule=per_region")
 INVALID_ARGUMENT = 3  # the gRPC / TensorFlow status code
 VERSION = "1"

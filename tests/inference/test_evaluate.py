@@ -36,7 +36,8 @@ def setup(synthetic_dir):
     instances and stuff segments appear."""
     config = tiny_config(f"data.synthetic_dir={synthetic_dir}",
                          "data.short_side=96", "data.max_side=128",
-                         "model.test_score_threshold=0.0", "eval.instance_score_threshold=0.0",
+                         "model.roi_heads.test_score_threshold=0.0",
+                         "eval.instance_score_threshold=0.0",
                          "eval.min_stuff_area=16")
     val = PanopticDataset.from_split(resolve_split(config.data, "val"))
     keras.utils.set_random_seed(0)

@@ -99,7 +99,7 @@ def test_train_step_compiles_with_xla_once_per_bucket():
 def test_one_model_takes_any_padded_size_and_keeps_detections_inside_each_image():
     """Two images of different sizes in one padded batch: every box, pasted mask pixel lies
     inside its own image; the outputs follow the batch's canvas."""
-    config = tiny_config("model.test_score_threshold=0.0")
+    config = tiny_config("model.roi_heads.test_score_threshold=0.0")
     keras.utils.set_random_seed(0)
     net = build_oanet(config.model, config.train, CATEGORIES)
     sizes = np.array([[64, 40], [48, 64]], np.int32)
@@ -122,7 +122,7 @@ def test_srm_reads_only_detections_at_or_above_srm_min_score():
     """eval.srm_input "mergeable": detections below the score are not in the SRM's input, as
     if their masks were empty, and get ranking score 0; the rest are ranked by a map that the
     dropped ones no longer shape."""
-    config = tiny_config("model.test_score_threshold=0.0")
+    config = tiny_config("model.roi_heads.test_score_threshold=0.0")
     keras.utils.set_random_seed(0)
     net = build_oanet(config.model, config.train, CATEGORIES)
     images = tiny_batch()["images"]

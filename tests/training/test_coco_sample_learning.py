@@ -40,12 +40,12 @@ def _config(sample: str):
         # 640x427 -> 128x192 and 640x360 -> 108x192: one landscape batch of 128x192.
         "data.short_side=128", "data.max_side=192", "data.buckets=[]",
         "data.scale_jitter=[1.0, 1.0]", "data.horizontal_flip=false",
-        "model.small_resnet_widths=[16, 16, 32, 32]", "model.fpn_channels=32",
-        "model.rpn_conv_channels=32", "model.box_head_fc_dim=64",
-        "model.mask_head_conv_dim=16", "model.stuff_head_channels=16",
+        "model.backbone.small_resnet_widths=[16, 16, 32, 32]", "model.fpn.channels=32",
+        "model.rpn.conv_channels=32", "model.roi_heads.box_head_fc_dim=64",
+        "model.roi_heads.mask_head_conv_dim=16", "model.stuff_branch.channels=16",
         # Every detection kept, however low its score: before training too there are
         # best-scoring detections to measure.
-        "model.test_score_threshold=0.0",
+        "model.roi_heads.test_score_threshold=0.0",
         f"train.batch_size={IMAGES}", f"train.reference_batch_size={IMAGES}",
         "train.warmup_steps=5", "train.decay_steps=[1000]", "train.seed=0"])
 

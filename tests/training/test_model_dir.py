@@ -7,8 +7,9 @@ import os
 import re
 
 import pytest
+import yaml
 
-from oanet_tf.config import Config, load_config, save_config
+from oanet_tf.config import FLAT_MODEL_KEYS, Config, load_config, save_config
 from oanet_tf.errors import ConfigError, OANetError
 from oanet_tf.training.model_dir import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
                                          load_config_of, read_categories, weights_path)
@@ -83,3 +84,21 @@ def test_load_config_of_errors(tmp_path):
         load_config_of(str(tmp_path))
     with pytest.raises(ConfigError, match="other.yaml not found"):
         load_config_of(str(tmp_path), str(tmp_path / "other.yaml"))
+
+
+@pytest.mark.parametrize("fixture", ["model_v1", "trained_small"])
+def test_a_model_dir_of_the_flat_layout_loads_every_value_into_its_section(fixture):
+    """The fixtures were written before the model had its sections: each flat model key
+    (model.rpn_nms_threshold) lands on its key of today (model.rpn.nms_threshold)."""
+    model_dir = os.path.join(os.path.dirname(__file__), "..", "fixtures", fixture)
+    with open(os.path.join(model_dir, CONFIG_FILE), encoding="utf-8") as f:
+        flat = yaml.safe_load(f)["model"]
+    with pytest.warns(UserWarning, match="flat model layout"):
+        config = load_config_of(model_dir)
+    assert set(flat) - set(FLAT_MODEL_KEYS) <= {"sharing", "init_from"}
+    for key, value in flat.items():
+        section_name, _, name = FLAT_MODEL_KEYS.get(key, key).rpartition(".")
+        section = getattr(config.model, section_name) if section_name else config.model
+        got = getattr(section, name)
+        want = "" if value is None else value  # YAML's empty value: an empty string
+        assert (list(got) if isinstance(got, tuple) else got) == want, key

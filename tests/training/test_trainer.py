@@ -79,14 +79,15 @@ def _coco_sample_config(sample: str):
              "instances_json": os.path.join(sample, "instances_from_panoptic.json")}
     return load_config(os.path.join(CONFIGS, "coco_r50.yaml"), [
         f"data.train={json.dumps(split)}", f"data.val={json.dumps(split)}",
-        "data.short_side=128", "data.max_side=192", "model.backbone=small_resnet",
-        "model.small_resnet_widths=[8, 8, 16, 16]", "model.fpn_channels=16",
-        "model.rpn_conv_channels=16", "model.box_head_fc_dim=32", "model.mask_head_conv_dim=8",
-        "model.stuff_head_channels=8", "model.rpn_pre_nms_topk_train=64",
-        "model.rpn_post_nms_topk_train=32", "model.rpn_pre_nms_topk_test=64",
-        "model.rpn_post_nms_topk_test=32", "model.roi_batch_size_per_image=16",
-        "model.detections_per_image=8", "train.batch_size=2",
-        "model.backbone_weights=none", f"train.steps_per_epoch={COCO_STEPS}",
+        "data.short_side=128", "data.max_side=192", "model.backbone.name=small_resnet",
+        "model.backbone.small_resnet_widths=[8, 8, 16, 16]", "model.fpn.channels=16",
+        "model.rpn.conv_channels=16", "model.roi_heads.box_head_fc_dim=32",
+        "model.roi_heads.mask_head_conv_dim=8",
+        "model.stuff_branch.channels=8", "model.rpn.pre_nms_topk_train=64",
+        "model.rpn.post_nms_topk_train=32", "model.rpn.pre_nms_topk_test=64",
+        "model.rpn.post_nms_topk_test=32", "model.roi_heads.batch_size_per_image=16",
+        "model.roi_heads.detections_per_image=8", "train.batch_size=2",
+        "model.backbone.weights=none", f"train.steps_per_epoch={COCO_STEPS}",
         f"train.log_every_steps={LOG_EVERY}",
         "train.jit_compile=false"])
 

@@ -58,7 +58,7 @@ class ImageNetRGBPreprocess(keras.layers.Layer):
         return (images / MAX_PIXEL_VALUE - mean) / std
 
 
-# model.pixel_normalization -> (its layer, the layer's name).
+# model.backbone.pixel_normalization -> (its layer, the layer's name).
 PREPROCESSING = {CAFFE_BGR: (CaffePreprocess, "caffe_preprocess"),
                  IMAGENET_RGB: (ImageNetRGBPreprocess, "imagenet_rgb_preprocess")}
 
@@ -91,10 +91,10 @@ def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, fr
         return _torchvision_layout(name, weights, frozen_stages, frozen_norm, image_shape,
                                    model_name, preprocess)
     if name not in _APPLICATIONS:
-        raise ConfigError(f"model.backbone: unknown ResNet {name!r}; one of "
+        raise ConfigError(f"model.backbone.name: unknown ResNet {name!r}; one of "
                           f"{', '.join(_APPLICATIONS)}")
     if weights not in (None, IMAGENET_WEIGHTS) and not os.path.isfile(weights):
-        raise ConfigError(f"model.backbone_weights: file not found: {weights}")
+        raise ConfigError(f"model.backbone.weights: file not found: {weights}")
     images = keras.Input(shape=image_shape, name="images")
     base = _imagenet_resnet(name, image_shape) if weights == IMAGENET_WEIGHTS else \
         _APPLICATIONS[name](include_top=False, weights=None, input_shape=image_shape)
@@ -102,7 +102,7 @@ def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, fr
         try:
             base.load_weights(weights)
         except Exception as err:  # keras raises several types for a mismatched file
-            raise ConfigError(f"model.backbone_weights: {weights} does not fit {name}: "
+            raise ConfigError(f"model.backbone.weights: {weights} does not fit {name}: "
                               f"{err}") from None
     frozen_prefixes = tuple(p for stage in range(1, frozen_stages + 1)
                             for p in _STAGE_PREFIXES[stage])
@@ -120,16 +120,16 @@ def _torchvision_layout(name, weights, frozen_stages, frozen_norm, image_shape, 
                         preprocess) -> keras.Model:
     """build_resnet_backbone for STRIDE_IN_3X3."""
     if weights == IMAGENET_WEIGHTS:
-        raise ConfigError(f"model.backbone_weights: {IMAGENET_WEIGHTS} are keras.applications' "
+        raise ConfigError(f"model.backbone.weights: {IMAGENET_WEIGHTS} are keras.applications' "
                           f"weights, of a ResNet that strides in the 1x1 convolution")
     stages = torchvision_resnet.build_torchvision_resnet(name, image_shape)
     if weights is not None:
         if not os.path.isfile(weights):
-            raise ConfigError(f"model.backbone_weights: file not found: {weights}")
+            raise ConfigError(f"model.backbone.weights: file not found: {weights}")
         try:
             stages.load_weights(weights)
         except Exception as err:  # keras raises several types for a mismatched file
-            raise ConfigError(f"model.backbone_weights: {weights} does not fit {name} "
+            raise ConfigError(f"model.backbone.weights: {weights} does not fit {name} "
                               f"({STRIDE_IN_3X3} stride): {err}") from None
     torchvision_resnet.freeze(stages, frozen_stages, frozen_norm)
     images = keras.Input(shape=image_shape, name="images")
@@ -151,6 +151,6 @@ def _imagenet_resnet(name: str, image_shape) -> keras.Model:
     except Exception as err:  # keras raises a bare Exception for a failed download
         reason = " ".join(str(err).split())
         raise ConfigError(
-            f"model.backbone_weights: imagenet: {IMAGENET_NOTOP_FILE.format(name)} could not "
+            f"model.backbone.weights: imagenet: {IMAGENET_NOTOP_FILE.format(name)} could not "
             f"be downloaded ({reason}); offline, put that file at {imagenet_file(name)} or "
-            f"set model.backbone_weights to its path") from None
+            f"set model.backbone.weights to its path") from None

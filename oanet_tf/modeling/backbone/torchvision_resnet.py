@@ -55,7 +55,7 @@ def _bottleneck(x, width, strides, name):
 def build_torchvision_resnet(name: str, image_shape=(None, None, 3)) -> keras.Model:
     """Normalised images -> [C2, C3, C4, C5] (strides 4..32), random weights."""
     if name not in BLOCKS:
-        raise ConfigError(f"model.backbone: unknown ResNet {name!r}; one of "
+        raise ConfigError(f"model.backbone.name: unknown ResNet {name!r}; one of "
                           f"{', '.join(BLOCKS)}")
     inputs = keras.Input(shape=image_shape, name="normalized")
     x = _conv(inputs, STEM_CHANNELS, STEM_KERNEL, 2, "conv1")

@@ -88,7 +88,7 @@ def test_imagenet_offline_is_one_line_that_says_where_to_put_the_file(monkeypatc
     expected_file = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert asked == [expected_file]
     assert "\n" not in message
-    assert message.startswith("model.backbone_weights: imagenet:")
+    assert message.startswith("model.backbone.weights: imagenet:")
     assert os.path.join(".keras", "models", expected_file) in message or \
         os.environ.get("KERAS_HOME", "") in message
     assert imagenet_file(RESNET50) in message and "name resolution" in message
