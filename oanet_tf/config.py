@@ -128,7 +128,8 @@ class SplitConfig:
 class DataConfig:
     train: SplitConfig = field(default_factory=SplitConfig)
     val: SplitConfig = field(default_factory=SplitConfig)
-    # Synthetic dataset used when train/val are empty (the demo): generated on demand.
+    # Synthetic dataset read by a split that names no files: written by `python -m oanet_tf
+    # make-synthetic` (the demo runs it); a split reading it before then is refused.
     synthetic_dir: str = "data/synthetic"
     synthetic_train: int = 300
     synthetic_val: int = 50
