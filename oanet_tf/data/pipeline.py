@@ -62,8 +62,9 @@ def build_dataset(source: Source, data_config: DataConfig, training: bool, batch
     images float32 [B, H, W, 3], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
     gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W]
     (IGNORE_LABEL in the padding), image_id int64 [B], original_size / image_size int32
-    [B, 2]. (H, W) = `image_sizes.padded_size` of the batch's image sizes. M: the most
-    instances of an image in the batch (at least 1), or max_instances with buckets (static).
+    [B, 2]. (H, W) = `image_sizes.padded_size` of the batch's image sizes (with data.buckets
+    the smallest bucket holding them). M: the most instances of an image in the batch (at
+    least 1), or max_instances with buckets (static, as XLA wants).
 
     Training shuffles each epoch, repeats (unless `repeat` says otherwise), jitters the
     scale, flips and drops the last partial batch (so B is static); evaluation keeps every
@@ -75,7 +76,9 @@ def build_dataset(source: Source, data_config: DataConfig, training: bool, batch
     arguments (resuming; under tf.distribute a step takes num_replicas_in_sync /
     num_input_pipelines batches from each pipeline); the dataset continues exactly where
     that run left off, without decoding the skipped images. Exact as long as no image failed
-    to decode: a skipped bad image shifts the batches after it by one image.
+    to decode: a skipped bad image is filtered after grouping and decoding, so it shifts the
+    batches after it by one image, and one in the skipped part makes the resumed stream
+    start one image early.
 
     `ground_truth` (evaluation): each batch also carries what the image is scored against,
     at the original size, from the same decoding: original_image uint8 [B, h, w, 3],
