@@ -222,16 +222,17 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
     Images are decoded on `workers` threads (default: every core). A bad image stops the
     conversion with its DatasetError, or is left out and listed in the manifest when the
     dataset skips bad images. Every file is written to a temporary name and renamed; the
-    old manifest is removed first and the new one written last, so a reader never pairs a
-    manifest with half-replaced files.
+    old manifest and image list are removed first and the new manifest written last, so a
+    reader never pairs a manifest with half-replaced files.
     """
     if not 1 <= num_shards <= len(dataset):
         raise ValueError(f"num_shards must lie in 1..{len(dataset)} (the number of images), "
                          f"got {num_shards}")
     os.makedirs(out_dir, exist_ok=True)
     manifest_path = os.path.join(out_dir, MANIFEST_FILE)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(manifest_path)
+    for old in (manifest_path, os.path.join(out_dir, IMAGES_FILE)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
     records = _ordered_map(_record_encoder(dataset), range(len(dataset)),
                            workers or os.cpu_count() or 1)
     with contextlib.closing(records):
