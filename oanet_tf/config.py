@@ -244,7 +244,8 @@ class SplitConfig(Section):
 class DataConfig(Section):
     train: SplitConfig = section(SplitConfig)
     val: SplitConfig = section(SplitConfig)
-    # Synthetic dataset used when train/val are empty (the demo): generated on demand.
+    # Synthetic dataset read by a split that names no files: written by `python -m oanet_tf
+    # make-synthetic` (the demo runs it); a split reading it before then is refused.
     synthetic_dir: str = "data/synthetic"
     synthetic_train: int = setting(300, NON_NEGATIVE)
     synthetic_val: int = setting(50, NON_NEGATIVE)

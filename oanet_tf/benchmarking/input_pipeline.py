@@ -81,15 +81,9 @@ def measure_decode(source, num_images: int, threads: int = 2,
     `parse_example`), AUTOTUNE-parallel on `threads` threads: what TFRecords change."""
     import tensorflow as tf
 
-    from oanet_tf.data.pipeline import index_decoder
-    from oanet_tf.data.tfrecords import READ_BUFFER_BYTES, TFRecordSource, parse_example
-
-    if isinstance(source, TFRecordSource):
-        ds = tf.data.TFRecordDataset(source.files, buffer_size=READ_BUFFER_BYTES).repeat()
-        ds = ds.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = tf.data.Dataset.range(len(source)).repeat()
-        ds = ds.map(index_decoder(source), num_parallel_calls=tf.data.AUTOTUNE)
+    members, _ = source.pipeline_share(1, 0)
+    items = source.epoch_items(tf.data.Dataset.from_tensor_slices(members), None, 0)
+    ds = items.repeat().map(source.decoder(), num_parallel_calls=tf.data.AUTOTUNE)
     examples = iter(_on_threads(ds.prefetch(tf.data.AUTOTUNE), threads))
     return _rate(examples, num_images, warmup_images)
 

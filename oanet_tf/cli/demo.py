@@ -1,8 +1,10 @@
 """`python -m oanet_tf demo`: the quick start, end to end on the synthetic dataset.
 
-Generates the data if missing, trains the synthetic config on CPU, evaluates the heuristic
-merge against the SRM merge (PQ and overlap ownership), exports a SavedModel, writes overlay
-PNGs of a few val images, and prints where each result is.
+Makes the synthetic dataset the config reads (when it reads it and it is not there yet: the
+same files as `make-synthetic` with the config's data.synthetic_* settings), trains the
+synthetic config on CPU, evaluates the heuristic merge against the SRM merge (PQ and overlap
+ownership), exports a SavedModel, writes overlay PNGs of a few val images, and prints where
+each result is.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def run(args) -> int:
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.training.trainer import train
 
+    make_missing_synthetic(config.data)
     print(f"[1/4] training {args.config} into {args.model_dir}")
     run_result = train(config, args.model_dir, "auto")
     model = run_result.model
@@ -69,3 +72,15 @@ def run(args) -> int:
     print(f"  SavedModel       {export_dir}")
     print(f"  overlays         {overlay_dir} ({len(written)} PNGs)")
     return 0
+
+
+def make_missing_synthetic(data_config) -> None:
+    """Write the synthetic dataset the config reads when a split it feeds lacks its files."""
+    from oanet_tf.data.splits import missing_synthetic_splits, synthetic_arguments
+    from oanet_tf.data.synthetic import make_synthetic_dataset
+
+    missing = missing_synthetic_splits(data_config)
+    if missing:
+        print(f"making the synthetic dataset in {data_config.synthetic_dir} (its "
+              f"{' and '.join(missing)} split is missing)")
+        make_synthetic_dataset(**synthetic_arguments(data_config), progress=True)

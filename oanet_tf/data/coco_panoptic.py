@@ -162,6 +162,35 @@ class PanopticDataset:
                  for r in self.records], np.int32).reshape(-1, 2)
         return self._image_sizes
 
+    # ------------------------------------------------------------------ as an input source
+
+    # `source.Source`, for `pipeline.build_dataset`: the members and items are image indices,
+    # decoded by `load_or_skip` inside `tf.numpy_function`. (TensorFlow is imported here, when
+    # a pipeline is built: parsing and decoding alone never load it.)
+
+    def pipeline_share(self, num_pipelines: int, pipeline_id: int) -> tuple:
+        """(image indices int64 [n], n): every num_pipelines-th image from `pipeline_id`."""
+        import tensorflow as tf
+
+        share = range(pipeline_id, len(self), num_pipelines)
+        return tf.range(pipeline_id, len(self), num_pipelines, dtype=tf.int64), len(share)
+
+    def epoch_items(self, members, shuffle_key, shuffle_buffer: int):
+        """An index is its own item: the permutation of the members is the whole shuffle."""
+        return members
+
+    def image_size(self, index):
+        """int32 [2] of `image_sizes` at a (tensor) index."""
+        import tensorflow as tf
+
+        return tf.gather(tf.constant(self.image_sizes, tf.int32), index)
+
+    def decoder(self, ground_truth: bool = False):
+        """index -> example dict (`source.numpy_decoder` of `load_or_skip`)."""
+        from oanet_tf.data.source import numpy_decoder
+
+        return numpy_decoder(self.load_or_skip, self.skip_bad_images, ground_truth)
+
     @property
     def uses_instances_json(self) -> bool:
         """True when instance masks come from the instances JSON (they may overlap)."""

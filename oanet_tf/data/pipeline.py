@@ -1,24 +1,25 @@
 """The tf.data input pipeline: decode, resize with scale jitter, flip, group, batch, pad.
 
-Two sources give the same batches. A `PanopticDataset` streams image indices, decoded by
-`load_example` (numpy, inside `tf.numpy_function`) on several threads; a `TFRecordSource`
-streams records, decoded by `parse_example` in TensorFlow ops. The geometry runs as
-TensorFlow ops. Batches have the shapes of the table "A training batch" in
-docs/ARCHITECTURE.md: each is padded to its own images (`image_sizes.padded_size`).
+It reads any `source.Source`: the COCO files (`PanopticDataset`: image indices, decoded by
+`load_example` in numpy inside `tf.numpy_function` on several threads) or converted shards
+(`TFRecordSource`: records, decoded by `parse_example` in TensorFlow ops); both give the same
+batches. The geometry runs as TensorFlow ops. Batches have the shapes of the table "A
+training batch" in docs/ARCHITECTURE.md: each is padded to its own images
+(`image_sizes.padded_size`).
 
-Grouping: the cheap stream (indices or records, before decoding) is cut into chunks of
-GROUP_BATCHES batches at fixed stream positions, and each chunk is stably reordered by a key
-known without decoding (orientation from the image's size, or with `data.buckets` the bucket
-of its resized size), so a batch holds one kind of image except the few made of the chunk's
+Grouping: the cheap stream (items, before decoding) is cut into chunks of GROUP_BATCHES
+batches at fixed stream positions, and each chunk is stably reordered by a key known without
+decoding (orientation from the image's size, or with `data.buckets` the bucket of its
+resized size), so a batch holds one kind of image except the few made of the chunk's
 leftovers.
 
 Order: training reads each epoch in a new order seeded by (seed, epoch), so any epoch can be
-started without replaying the ones before. From COCO files that is a full permutation of the
-pipeline's images (`epoch_order`). TFRecords can only be read in sequence, so there the full
-permutation is of the pipeline's shard files; TFRECORD_CYCLE_LENGTH of them are read at once,
-one record from each in turn, and `data.shuffle_buffer` records are mixed further (shards hold
-consecutive images of the split, so with one image per shard both sources give one order).
-Evaluation reads the files' order.
+started without replaying the ones before: a full permutation (`epoch_order`) of the
+pipeline's members, which are the images of COCO files and the shard files of TFRecords
+(read in sequence: TFRECORD_CYCLE_LENGTH files at once, one record from each in turn, and
+`data.shuffle_buffer` records mixed further; shards hold consecutive images of the split, so
+with one image per shard both sources give one order). Evaluation reads the files' order.
+With an input context (tf.distribute) each input pipeline reads every n-th member.
 
 The output is reproducible and resumable: the random scale and flip of an element are seeded
 by (seed, input pipeline, its position in the stream before grouping). So a pipeline built
@@ -29,24 +30,18 @@ never decoded), and yields exactly what a fresh pipeline yields from batch k on.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
 from oanet_tf.config import AUTOTUNE_SETTING, DataConfig
-from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.image_sizes import bucket_index, pad_images, padded_size, resized_size
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
-from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
-                                     parse_example, parse_image_size)
+from oanet_tf.data.source import Source
 from oanet_tf.errors import DatasetError, failed_assertion
 
 FLIP_PROBABILITY = 0.5
-# Graph-level seed of the per-epoch record buffer (TFRecords): with it fixed, the order
-# depends on `seed` and the epoch only, not on the process's global seed.
-SHUFFLE_GRAPH_SEED = 1
-# TFRecord shard files read at once in training, one record from each in turn: neighbouring
-# records come from different shards. Each open file buffers READ_BUFFER_BYTES.
-TFRECORD_CYCLE_LENGTH = 8
 # Batches per grouping chunk. A chunk mixes groups in at most (groups - 1) of its batches: a
 # longer chunk mixes a smaller share, but holds more items (records, for a TFRecordSource)
 # in memory and delays the first batch.
@@ -54,139 +49,130 @@ GROUP_BATCHES = 16
 # Group keys without buckets: landscape (height <= width) or portrait.
 LANDSCAPE, PORTRAIT = 0, 1
 ORIENTATIONS = 2
-
-_PLACEHOLDER = {  # stands in for a skipped bad image until the filter drops it
-    "image": np.zeros((1, 1, 3), np.uint8),
-    "boxes": np.zeros((0, 4), np.float32),
-    "classes": np.zeros((0,), np.int32),
-    "masks": np.zeros((0, 1, 1), np.uint8),
-    "semantic": np.zeros((1, 1), np.int32),
-    "owner": np.zeros((1, 1), np.int32),
-    "image_id": np.int64(0),
-    "original_size": np.ones((2,), np.int32),
-    "panoptic": np.zeros((1, 1), np.int32),
-}
-# The PNG's segment ids, decoded with the example when evaluation needs the ground truth.
-PANOPTIC_SPEC = ("panoptic", tf.int32, [None, None])
 # Batch key -> decoded example key of the ground truth at the original size (evaluation).
 ORIGINAL_KEYS = {"original_image": "image", "original_panoptic": "panoptic",
                  "original_masks": "masks", "original_classes": "classes"}
 
 
-def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataConfig,
-                  training: bool, batch_size: int, seed: int | None = 0,
-                  input_context: tf.distribute.InputContext | None = None,
+def build_dataset(source: Source, data_config: DataConfig, training: bool, batch_size: int,
+                  seed: int | None = 0, input_context: tf.distribute.InputContext | None = None,
                   repeat: bool | None = None, start_batch: int = 0,
                   ground_truth: bool = False) -> tf.data.Dataset:
     """Batches of `source` as dicts (see docs/ARCHITECTURE.md, "A training batch"):
     images float32 [B, H, W, 3], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
     gt_masks uint8 [B, M, H, W], gt_count int32 [B], semantic / owner int32 [B, H, W]
     (IGNORE_LABEL in the padding), image_id int64 [B], original_size / image_size int32
-    [B, 2]. (H, W) = `image_sizes.padded_size` of the batch's image sizes: its largest sides
-    rounded up to SIZE_DIVISIBILITY, or with data.buckets the smallest bucket holding them.
-    M: the most instances of an image in the batch (at least 1), or max_instances with
-    buckets (static, as XLA wants).
+    [B, 2]. (H, W) = `image_sizes.padded_size` of the batch's image sizes (with data.buckets
+    the smallest bucket holding them). M: the most instances of an image in the batch (at
+    least 1), or max_instances with buckets (static, as XLA wants).
 
-    `source` is a `PanopticDataset` (COCO files) or a `TFRecordSource` (converted shards);
-    both give identical batches in evaluation, and in training when each shard holds one
-    image (the module docstring says how each source is shuffled). Training shuffles each
-    epoch, repeats (unless `repeat` says otherwise), jitters the scale, flips and drops the
-    last partial batch (so B is static); evaluation keeps every image, in the files' order
-    within each group of a chunk. Either way a batch holds images of one orientation (or one
-    bucket) except at most (groups - 1) batches per chunk of GROUP_BATCHES, which mix the
-    chunk's leftovers. With
-    `input_context` (tf.distribute) this pipeline reads its share of the images (COCO: every
-    n-th image; TFRecords: every n-th shard file) and `batch_size` is the global batch,
-    split over the replicas. `seed=None` draws a fresh seed (the order stays deterministic:
-    grouping needs it).
+    Training shuffles each epoch, repeats (unless `repeat` says otherwise), jitters the
+    scale, flips and drops the last partial batch (so B is static); evaluation keeps every
+    image, in the files' order within each group of a chunk (module docstring). With
+    `input_context` `batch_size` is the global batch, split over the replicas. `seed=None`
+    draws a fresh seed (the order stays deterministic: grouping needs it).
 
     `start_batch`: batches this pipeline already produced in an earlier run with the same
-    arguments (resuming after a crash; under tf.distribute a step takes
-    num_replicas_in_sync / num_input_pipelines batches from each pipeline, so steps done
-    times that); the dataset continues exactly where that run left off, without decoding
-    the skipped images. Exact as long as no image failed to decode: a COCO source skipping
-    bad images filters them after grouping and decoding, so each one shifts the batches
-    after it by one image (a batch at a group's edge may then mix groups), and one in the
-    skipped part makes the resumed stream start one image early.
+    arguments (resuming; under tf.distribute a step takes num_replicas_in_sync /
+    num_input_pipelines batches from each pipeline); the dataset continues exactly where
+    that run left off, without decoding the skipped images. Exact as long as no image failed
+    to decode: a skipped bad image is filtered after grouping and decoding, so it shifts the
+    batches after it by one image, and one in the skipped part makes the resumed stream
+    start one image early.
 
-    `ground_truth` (evaluation of a `PanopticDataset`): each batch also carries what the image
-    is scored against, at the original size, from the same decoding of the files (so
-    evaluation reads each image and PNG once): original_image uint8 [B, h, w, 3],
-    original_panoptic int32 [B, h, w] (the PNG's segment ids), original_masks uint8
-    [B, n, h, w] and original_classes int32 [B, n] (every instance, not only the largest
-    max_instances); padded with zeros to the batch's largest (crop with original_size; class
-    0 marks a padding instance).
+    `ground_truth` (evaluation): each batch also carries what the image is scored against,
+    at the original size, from the same decoding: original_image uint8 [B, h, w, 3],
+    original_panoptic int32 [B, h, w] (segment ids), original_masks uint8 [B, n, h, w] and
+    original_classes int32 [B, n] (every instance); zero-padded to the batch's largest
+    (crop with original_size; class 0 marks a padding instance).
     """
+    _check_arguments(training, seed, start_batch, ground_truth)
+    plan = _plan(source, data_config, training, batch_size, seed, input_context, repeat,
+                 start_batch)
+    ds = _item_stream(source, plan, data_config.shuffle_buffer)
+    ds = _grouped(ds, _group_key(source.image_size, data_config, training, plan.base_seed),
+                  _num_groups(data_config), plan.batch_size, plan.parallel)
+    ds = ds.skip(start_batch % GROUP_BATCHES * plan.batch_size)
+    ds = _examples(ds, source, data_config, plan, ground_truth)
+    return _batched(ds, data_config, plan, source.skip_bad_images).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one input pipeline reads, settled before any dataset is built."""
+
+    training: bool
+    repeat: bool
+    batch_size: int  # per replica
+    seed: int
+    pipeline_id: int
+    parallel: int  # tf.data's num_parallel_calls
+    members: tf.Tensor  # this pipeline's share of the source's members
+    epoch_length: int  # images in that share
+    start_batch: int
+
+    @property
+    def base_seed(self) -> tf.Tensor:
+        return tf.constant([self.seed, self.pipeline_id], tf.int64)
+
+    @property
+    def chunk_start(self) -> int:
+        """Stream position of the chunk holding batch start_batch: batch k lies in chunk
+        k // GROUP_BATCHES, which starts at a fixed position."""
+        return self.start_batch // GROUP_BATCHES * GROUP_BATCHES * self.batch_size
+
+    @property
+    def first_epoch(self) -> int:
+        """The epoch holding chunk_start."""
+        return self.chunk_start // self.epoch_length if self.repeat and self.epoch_length else 0
+
+
+def _check_arguments(training: bool, seed, start_batch: int, ground_truth: bool):
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
-    if ground_truth and (training or not isinstance(source, PanopticDataset)):
-        raise ValueError("ground_truth is for evaluating a PanopticDataset (it reads the PNGs)")
+    if ground_truth and training:
+        raise ValueError("ground_truth is for evaluation (it decodes the segment ids)")
     if start_batch and seed is None:
         raise ValueError("start_batch needs a fixed seed: without one the earlier run's "
                          "order cannot be reproduced")
+
+
+def _plan(source: Source, data_config: DataConfig, training: bool, batch_size: int, seed,
+          input_context, repeat, start_batch: int) -> _Plan:
+    """The per-replica batch, this pipeline's share of the members, the resolved seed and
+    repeat; refuses a repeated share without images."""
+    num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    num_pipelines = input_context.num_input_pipelines if input_context is not None else 1
-    pipeline_id = input_context.input_pipeline_id if input_context is not None else 0
-    parallel = (tf.data.AUTOTUNE if data_config.num_parallel_calls == AUTOTUNE_SETTING
-                else data_config.num_parallel_calls)
-    if seed is None:
-        seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+    members, epoch_length = source.pipeline_share(num_pipelines, pipeline_id)
     repeat = training if repeat is None else repeat
-    base_seed = tf.constant([seed, pipeline_id], tf.int64)
-
-    if isinstance(source, TFRecordSource):
-        files, epoch_length = source.shard_files(num_pipelines, pipeline_id)
-        members = tf.constant(files)
-        size_of = parse_image_size
-        decode = parse_example
-        filter_bad = False
-    else:
-        members = tf.range(pipeline_id, len(source), num_pipelines, dtype=tf.int64)
-        epoch_length = len(range(pipeline_id, len(source), num_pipelines))
-        sizes = tf.constant(source.image_sizes, tf.int32)  # [N, 2]
-
-        def size_of(index):
-            return tf.gather(sizes, index)
-
-        decode = index_decoder(source, with_panoptic=ground_truth)
-        filter_bad = source.skip_bad_images
-
     if repeat and epoch_length == 0:
         raise DatasetError(f"input pipeline {pipeline_id} of {num_pipelines} gets no image "
                            f"({len(source)} in all): nothing to repeat")
-    # Batch k lies in chunk k // GROUP_BATCHES, which starts at a fixed stream position.
-    chunk_size = GROUP_BATCHES * batch_size
-    chunk_start = start_batch // GROUP_BATCHES * chunk_size
-    first_epoch = chunk_start // epoch_length if repeat and epoch_length else 0
-    epochs = (tf.data.Dataset.counter(first_epoch) if repeat
+    if seed is None:
+        seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+    parallel = (tf.data.AUTOTUNE if data_config.num_parallel_calls == AUTOTUNE_SETTING
+                else data_config.num_parallel_calls)
+    return _Plan(training=training, repeat=repeat, batch_size=batch_size, seed=seed,
+                 pipeline_id=pipeline_id, parallel=parallel, members=members,
+                 epoch_length=epoch_length, start_batch=start_batch)
+
+
+def _item_stream(source: Source, plan: _Plan, shuffle_buffer: int) -> tf.data.Dataset:
+    """(position, item) pairs from the chunk holding batch start_batch on, epoch after epoch
+    (one epoch unless repeating); the position in the stream, counted before anything is
+    skipped, grouped or decoded, seeds each element's augmentation."""
+    first_epoch = plan.first_epoch
+    epochs = (tf.data.Dataset.counter(first_epoch) if plan.repeat
               else tf.data.Dataset.range(first_epoch, first_epoch + 1))
-    records = isinstance(source, TFRecordSource)
-    ds = epochs.flat_map(_epoch_stream(members, records, training, data_config.shuffle_buffer,
-                                       seed))
-    # The position in the stream, counted before anything is skipped, grouped or decoded,
-    # seeds each element's augmentation.
-    ds = ds.enumerate(start=first_epoch * epoch_length)
-    if chunk_start > first_epoch * epoch_length:
-        ds = ds.skip(chunk_start - first_epoch * epoch_length)
-    ds = _grouped(ds, _group_key(size_of, data_config, training, base_seed),
-                  _num_groups(data_config), batch_size, parallel)
-    ds = ds.skip(start_batch % GROUP_BATCHES * batch_size)
-    process = _processor(decode, data_config, training, base_seed, keep_ok=filter_bad,
-                         ground_truth=ground_truth)
-    ds = ds.map(process, num_parallel_calls=parallel, deterministic=True)
-    if filter_bad:
-        ds = ds.filter(lambda example: example["ok"]).map(
-            lambda example: {k: v for k, v in example.items() if k != "ok"})
-    ds = ds.padded_batch(batch_size, padding_values=_padding_values(ds.element_spec),
-                         drop_remainder=training)
-    ds = ds.map(_batch_padder(data_config), num_parallel_calls=parallel, deterministic=True)
-    if not repeat and not filter_bad:
-        # The per-epoch stream hides the length; Keras needs it to end an evaluation quietly.
-        remaining = max(epoch_length - start_batch * batch_size, 0)
-        batches = remaining // batch_size if training else -(-remaining // batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = epochs.flat_map(_epoch_stream(source, plan.members, plan.training, shuffle_buffer,
+                                       plan.seed))
+    ds = ds.enumerate(start=first_epoch * plan.epoch_length)
+    if plan.chunk_start > first_epoch * plan.epoch_length:
+        ds = ds.skip(plan.chunk_start - first_epoch * plan.epoch_length)
+    return ds
 
 
 def epoch_order(count: int, seed: int, epoch) -> tf.Tensor:
@@ -195,37 +181,52 @@ def epoch_order(count: int, seed: int, epoch) -> tf.Tensor:
     return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
 
 
-def _epoch_stream(members, records: bool, shuffle: bool, record_buffer: int, seed: int):
-    """epoch -> the items of that epoch. `members`: this pipeline's image indices int64 [n],
-    or with `records` its TFRecord shard files string [n]. Shuffled: the members in
-    `epoch_order`; shard files are then read TFRECORD_CYCLE_LENGTH at a time, one record
-    from each in turn, and mixed in a buffer of `record_buffer` records (if > 1) seeded by
-    (seed, epoch). Not shuffled: the members, and the records of each file, in order."""
+def _epoch_stream(source: Source, members, shuffle: bool, shuffle_buffer: int, seed: int):
+    """epoch -> the items of that epoch: of the `members` in `epoch_order` when shuffling
+    (the source mixes further with `shuffle_buffer`), else in their order."""
     count = int(members.shape[0])
 
     def stream(epoch):
         if not shuffle:
-            items = tf.data.Dataset.from_tensor_slices(members)
-            return items.flat_map(_read_records) if records else items
-        items = tf.data.Dataset.from_tensor_slices(
+            return source.epoch_items(tf.data.Dataset.from_tensor_slices(members), None,
+                                      shuffle_buffer)
+        ordered = tf.data.Dataset.from_tensor_slices(
             tf.gather(members, epoch_order(count, seed, epoch)))
-        if not records:
-            return items
-        items = items.interleave(_read_records, cycle_length=TFRECORD_CYCLE_LENGTH,
-                                 block_length=1)
-        if record_buffer <= 1:
-            return items
-        tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside this function's graph only
-        buffer_seed = tf.random.stateless_uniform(
-            [], tf.stack([tf.constant(seed, tf.int64), epoch]), minval=None, maxval=None,
-            dtype=tf.int64)
-        return items.shuffle(record_buffer, seed=buffer_seed)
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        return source.epoch_items(ordered, key, shuffle_buffer)
 
     return stream
 
 
-def _read_records(path) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
+def _examples(ds: tf.data.Dataset, source: Source, data_config: DataConfig, plan: _Plan,
+              ground_truth: bool) -> tf.data.Dataset:
+    """(position, item) -> augmented examples, unpadded; bad images dropped where the
+    source skips them."""
+    process = _processor(source.decoder(ground_truth), data_config, plan.training,
+                         plan.base_seed, keep_ok=source.skip_bad_images,
+                         ground_truth=ground_truth)
+    ds = ds.map(process, num_parallel_calls=plan.parallel, deterministic=True)
+    if source.skip_bad_images:
+        ds = ds.filter(lambda example: example["ok"]).map(
+            lambda example: {k: v for k, v in example.items() if k != "ok"})
+    return ds
+
+
+def _batched(ds: tf.data.Dataset, data_config: DataConfig, plan: _Plan,
+             filter_bad: bool) -> tf.data.Dataset:
+    """Examples -> padded batches (the last partial one dropped when training); without
+    repeating or filtering, with the batch count declared for Keras."""
+    ds = ds.padded_batch(plan.batch_size, padding_values=_padding_values(ds.element_spec),
+                         drop_remainder=plan.training)
+    ds = ds.map(_batch_padder(data_config), num_parallel_calls=plan.parallel,
+                deterministic=True)
+    if not plan.repeat and not filter_bad:
+        # The per-epoch stream hides the length; Keras needs it to end an evaluation quietly.
+        remaining = max(plan.epoch_length - plan.start_batch * plan.batch_size, 0)
+        batches = (remaining // plan.batch_size if plan.training
+                   else -(-remaining // plan.batch_size))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return ds
 
 
 # ---------------------------------------------------------------------------- grouping
@@ -354,43 +355,9 @@ def _keep_largest(example: dict, max_instances: int) -> dict:
     return {**example, "boxes": boxes, "classes": classes, "masks": masks}
 
 
-def index_decoder(dataset: PanopticDataset, with_panoptic: bool = False):
-    """index -> decoded example dict (EXAMPLE_SPEC, plus PANOPTIC_SPEC with `with_panoptic`,
-    plus "ok": False for a skipped bad image).
-
-    A bad image never raises inside `tf.numpy_function`: an exception there reaches the
-    iterator as an untyped error while other decodes are in flight, and a process exiting
-    with it waits forever for them. Its message comes out as a string instead, and unless
-    the dataset skips bad images a failed assertion stops the stream with it (`batches`
-    turns that back into the DatasetError)."""
-    spec = EXAMPLE_SPEC + ((PANOPTIC_SPEC,) if with_panoptic else ())
-
-    def decode_numpy(index):
-        try:
-            example, problem = dataset.load_or_skip(int(index), with_panoptic), ""
-        except DatasetError as err:
-            example, problem = None, str(err)
-        ok = example is not None
-        example = example if ok else _PLACEHOLDER
-        return tuple(example[name] for name, _, _ in spec) + (np.bool_(ok), problem)
-
-    def decode(index):
-        values = tf.numpy_function(decode_numpy, [index],
-                                   [dtype for _, dtype, _ in spec] + [tf.bool, tf.string])
-        ok = tf.ensure_shape(values[-2], [])
-        checks = [] if dataset.skip_bad_images else [tf.debugging.Assert(ok, [values[-1]])]
-        with tf.control_dependencies(checks):
-            example = {"ok": tf.identity(ok)}
-            for (name, _, shape), value in zip(spec, values):
-                example[name] = tf.ensure_shape(value, shape)
-        return example
-
-    return decode
-
-
 def batches(dataset: tf.data.Dataset):
-    """Iterate `dataset`; an input check that fails inside it (a bad image of a
-    `PanopticDataset`) ends the iteration with a DatasetError carrying its message, raised
+    """Iterate `dataset`; an input check that fails inside it (a bad image of the COCO
+    files) ends the iteration with a DatasetError carrying its message, raised
     once the iterator and TensorFlow's error are released."""
     iterator = iter(dataset)
     while True:

@@ -4,13 +4,15 @@ Converting once moves the numpy decoding (PIL, pycocotools, segment bookkeeping)
 training. A record holds one image with its labels already resolved, compactly: the image
 file's own JPEG/PNG bytes when TensorFlow decodes them to exactly PIL's pixels (else a PNG of
 the pixels), semantic and owner labels as one 2-channel PNG, the instance masks bit-packed
-8 to a byte in one PNG, boxes and classes as lists. `parse_example` turns a record back into
-exactly the arrays `PanopticDataset.load_example` returns, in TensorFlow ops only, so tf.data
-decodes records in parallel without the GIL.
+8 to a byte in one PNG, boxes and classes as lists, and what evaluation scores against: the
+panoptic PNG's segment ids (as an RGB PNG, decoded only for evaluation). `parse_example` turns
+a record back into exactly the arrays `PanopticDataset.load_example` returns, in TensorFlow
+ops only, so tf.data decodes records in parallel without the GIL.
 
 Shards hold consecutive images in the split's order (read in file order they give the
 split's order) and are listed with their counts, byte sizes and the categories in
-`manifest.json`, so a reader needs neither the COCO JSON nor a pass over the records.
+`manifest.json`; `images.json` holds each converted image's files and segments_info (read
+only when evaluating). So a reader needs neither the COCO JSON nor a pass over the records.
 """
 
 from __future__ import annotations
@@ -18,23 +20,24 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import json
 import logging
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.data.coco_panoptic import MAX_LISTED, PanopticDataset
-from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.coco_panoptic import MAX_LISTED, ImageRecord, PanopticDataset
+from oanet_tf.data.panoptic_format import ID_BASE, CategoryMap, id_to_rgb
+from oanet_tf.data.source import EXAMPLE_SPEC, PANOPTIC_SPEC
 from oanet_tf.errors import DatasetError
-from oanet_tf.fileio import atomic_path, read_json
+from oanet_tf.fileio import atomic_path, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "oanet_tf.panoptic_tfrecord"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: records hold the panoptic segment ids, images.json their segments
 MANIFEST_FILE = "manifest.json"
+IMAGES_FILE = "images.json"
 SHARD_SUFFIX = ".tfrecord"
 JPEG, PNG = "jpeg", "png"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,19 +48,12 @@ BITS_PER_BYTE = 8
 PNG_MAX_ROWS = 1_000_000  # libpng's default limit on an image's height
 READ_BUFFER_BYTES = 8 << 20
 IN_FLIGHT_PER_WORKER = 4  # examples decoded ahead of the writer, per worker thread
-
-# The decoded example (`PanopticDataset.load_example`'s dict) as tensors: name, dtype,
-# shape (an image of any size). Both decode paths of the input pipeline yield exactly this.
-EXAMPLE_SPEC = (
-    ("image", tf.uint8, [None, None, 3]),
-    ("boxes", tf.float32, [None, 4]),
-    ("classes", tf.int32, [None]),
-    ("masks", tf.uint8, [None, None, None]),
-    ("semantic", tf.int32, [None, None]),
-    ("owner", tf.int32, [None, None]),
-    ("image_id", tf.int64, []),
-    ("original_size", tf.int32, [2]),
-)
+# Shard files read at once in training, one record from each in turn: neighbouring records
+# come from different shards. Each open file buffers READ_BUFFER_BYTES.
+TFRECORD_CYCLE_LENGTH = 8
+# Graph-level seed of the per-epoch record buffer: with it fixed, the order depends on the
+# pipeline's seed and the epoch only, not on the process's global seed.
+SHUFFLE_GRAPH_SEED = 1
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -70,6 +66,7 @@ _FEATURES = {
     "boxes": tf.io.VarLenFeature(tf.float32),
     "classes": tf.io.VarLenFeature(tf.int64),
 }
+_PANOPTIC_FEATURE = {"panoptic/encoded": tf.io.FixedLenFeature([], tf.string)}
 
 
 def shard_name(split: str, shard: int, num_shards: int) -> str:
@@ -113,8 +110,9 @@ def _int_feature(values):
 
 
 def serialize_example(example: dict, image_file: str = "") -> bytes:
-    """One record of a decoded example (the dict `PanopticDataset.load_example` returns);
-    `image_file` is the image's file, stored as it is when that is lossless."""
+    """One record of a decoded example (the dict `PanopticDataset.load_example(i,
+    with_panoptic=True)` returns); `image_file` is the image's file, stored as it is when
+    that is lossless."""
     height, width = (int(v) for v in example["original_size"])
     image_bytes, image_format = image_payload(example["image"], image_file)
     labels = np.stack([example["semantic"], example["owner"]], axis=-1)
@@ -142,15 +140,19 @@ def serialize_example(example: dict, image_file: str = "") -> bytes:
         "boxes": tf.train.Feature(float_list=tf.train.FloatList(
             value=example["boxes"].reshape(-1).tolist())),
         "classes": _int_feature(example["classes"].tolist()),
+        "panoptic/encoded": _bytes_feature(
+            tf.io.encode_png(id_to_rgb(example["panoptic"])).numpy()),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def parse_example(serialized) -> dict:
+def parse_example(serialized, with_panoptic: bool = False) -> dict:
     """A record -> the decoded example, TensorFlow ops only: image uint8 [h, w, 3], boxes
     float32 [n, 4], classes int32 [n], masks uint8 [n, h, w], semantic / owner int32 [h, w],
-    image_id int64 [], original_size int32 [2] (see EXAMPLE_SPEC)."""
-    features = tf.io.parse_single_example(serialized, _FEATURES)
+    image_id int64 [], original_size int32 [2] (see EXAMPLE_SPEC); with `with_panoptic` also
+    panoptic int32 [h, w], the segment ids (PANOPTIC_SPEC)."""
+    features = tf.io.parse_single_example(
+        serialized, {**_FEATURES, **(_PANOPTIC_FEATURE if with_panoptic else {})})
     size = tf.cast(features["image/size"], tf.int32)
     height, width = size[0], size[1]
     encoded = features["image/encoded"]
@@ -178,7 +180,12 @@ def parse_example(serialized) -> dict:
         "image_id": features["image/id"],
         "original_size": size,
     }
-    return {name: tf.ensure_shape(example[name], shape) for name, _, shape in EXAMPLE_SPEC}
+    spec = EXAMPLE_SPEC
+    if with_panoptic:
+        rgb = tf.cast(tf.io.decode_png(features["panoptic/encoded"], channels=3), tf.int32)
+        example["panoptic"] = rgb[..., 0] + ID_BASE * rgb[..., 1] + ID_BASE ** 2 * rgb[..., 2]
+        spec += (PANOPTIC_SPEC,)
+    return {name: tf.ensure_shape(example[name], shape) for name, _, shape in spec}
 
 
 def parse_image_size(serialized):
@@ -210,25 +217,53 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
                     progress: bool = True, split: str = "train",
                     workers: int | None = None) -> dict:
     """Convert `dataset` into `num_shards` shards `{split}-NNNNN-of-MMMMM.tfrecord` of
-    consecutive images plus `manifest.json` in `out_dir`; returns the manifest.
+    consecutive images, `images.json` and `manifest.json` in `out_dir`; returns the manifest.
 
     Images are decoded on `workers` threads (default: every core). A bad image stops the
     conversion with its DatasetError, or is left out and listed in the manifest when the
     dataset skips bad images. Every file is written to a temporary name and renamed; the
-    old manifest is removed first, so a reader never pairs it with half-replaced shards.
+    old manifest and image list are removed first and the new manifest written last, so a
+    reader never pairs a manifest with half-replaced files.
     """
-    from tqdm import tqdm
-
     if not 1 <= num_shards <= len(dataset):
         raise ValueError(f"num_shards must lie in 1..{len(dataset)} (the number of images), "
                          f"got {num_shards}")
     os.makedirs(out_dir, exist_ok=True)
     manifest_path = os.path.join(out_dir, MANIFEST_FILE)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(manifest_path)
+    for old in (manifest_path, os.path.join(out_dir, IMAGES_FILE)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
+    records = _ordered_map(_record_encoder(dataset), range(len(dataset)),
+                           workers or os.cpu_count() or 1)
+    with contextlib.closing(records):
+        shards, written = _write_shards(records, len(dataset), out_dir, split, num_shards,
+                                        progress)
+    if not written:
+        raise DatasetError(f"{dataset.panoptic_json}: no image could be converted "
+                           f"({len(dataset.bad_images)} bad)")
+    write_json(os.path.join(out_dir, IMAGES_FILE),
+               {"images": [_image_entry(dataset.records[index]) for index in written]})
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "split": split,
+        "count": len(written),
+        "shards": shards,
+        "categories": list(dataset.categories.categories),
+        "skipped": [{"file": file, "reason": reason} for file, reason in dataset.bad_images],
+        "source": {"panoptic_json": dataset.panoptic_json,
+                   "instances_json": dataset.instances_json},
+    }
+    write_json(manifest_path, manifest, indent=1)
+    return manifest
+
+
+def _record_encoder(dataset: PanopticDataset):
+    """index -> the record of image `index` (its ground truth included), or None for a bad
+    image the dataset skips."""
 
     def encode(index):
-        example = dataset.load_or_skip(index)
+        example = dataset.load_or_skip(index, with_panoptic=True)
         if example is None:
             return None
         image_file = dataset.records[index].image_file
@@ -237,49 +272,53 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
         except ValueError as err:
             raise DatasetError(f"{image_file}: cannot store it in a record ({err})") from None
 
-    records = _ordered_map(encode, range(len(dataset)), workers or os.cpu_count() or 1)
-    shards = []
-    with contextlib.closing(records), tqdm(total=len(dataset), unit="image",
-                                           disable=not progress,
-                                           desc=f"converting {split}") as bar:
+    return encode
+
+
+def _write_shards(records, count: int, out_dir: str, split: str, num_shards: int,
+                  progress: bool) -> tuple:
+    """Write the `count` images' records (None: left out) into `num_shards` shards of
+    consecutive images -> (the manifest's shard entries, the indices written)."""
+    from tqdm import tqdm
+
+    shards, written = [], []
+    with tqdm(total=count, unit="image", disable=not progress,
+              desc=f"converting {split}") as bar:
         for shard in range(num_shards):
             name = shard_name(split, shard, num_shards)
             path = os.path.join(out_dir, name)
-            count = 0
+            before = len(written)
             with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
-                for _ in range(shard * len(dataset) // num_shards,
-                               (shard + 1) * len(dataset) // num_shards):
+                for index in range(shard * count // num_shards,
+                                   (shard + 1) * count // num_shards):
                     record = next(records)
                     if record is not None:
                         writer.write(record)
-                        count += 1
+                        written.append(index)
                     bar.update(1)
-            shards.append({"file": name, "count": count, "bytes": os.path.getsize(path)})
-    total = sum(s["count"] for s in shards)
-    if total == 0:
-        raise DatasetError(f"{dataset.panoptic_json}: no image could be converted "
-                           f"({len(dataset.bad_images)} bad)")
-    manifest = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "split": split,
-        "count": total,
-        "shards": shards,
-        "categories": list(dataset.categories.categories),
-        "skipped": [{"file": file, "reason": reason} for file, reason in dataset.bad_images],
-        "source": {"panoptic_json": dataset.panoptic_json,
-                   "instances_json": dataset.instances_json},
-    }
-    with atomic_path(manifest_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    return manifest
+            shards.append({"file": name, "count": len(written) - before,
+                           "bytes": os.path.getsize(path)})
+    return shards, written
+
+
+def _image_entry(record: ImageRecord) -> dict:
+    """An image's entry in images.json: what evaluation needs besides the pixels."""
+    return {"id": record.image_id, "image_file": record.image_file,
+            "png_file": record.png_file, "png_name": record.png_name,
+            "segments_info": list(record.segments),
+            "size": list(record.size) if record.size is not None else None}
 
 
 # ---------------------------------------------------------------------------- reader
 
+def _read_records(path) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
+
+
 class TFRecordSource:
     """A converted split: its shard files, image count and categories, read from
-    `manifest.json` (the TFRecord counterpart of `PanopticDataset` in the input pipeline)."""
+    `manifest.json`. As a `source.Source` its members are the shard files, its items the
+    records."""
 
     skip_bad_images = False  # bad images were left out when converting
 
@@ -291,6 +330,7 @@ class TFRecordSource:
         self.files = [os.path.join(directory, s["file"]) for s in manifest["shards"]]
         self.counts = [s["count"] for s in manifest["shards"]]
         self.skipped = [(s["file"], s["reason"]) for s in manifest.get("skipped", [])]
+        self._records = None  # image id -> ImageRecord, read from images.json on first use
         try:
             self.categories = CategoryMap.from_categories(manifest["categories"])
         except (ValueError, TypeError, KeyError) as err:
@@ -346,15 +386,64 @@ class TFRecordSource:
     def __len__(self) -> int:
         return sum(self.counts)
 
-    def shard_files(self, num_pipelines: int, pipeline_id: int) -> tuple:
-        """(files, image count) read by input pipeline `pipeline_id` of `num_pipelines`:
-        every num_pipelines-th shard file."""
+    def pipeline_share(self, num_pipelines: int, pipeline_id: int) -> tuple:
+        """(files string [n], image count) read by input pipeline `pipeline_id` of
+        `num_pipelines`: every num_pipelines-th shard file."""
         if len(self.files) < num_pipelines:
             raise DatasetError(f"{self.directory}: {len(self.files)} TFRecord shard(s) for "
                                f"{num_pipelines} input pipelines, which read whole files: "
                                f"convert with --num-shards {num_pipelines} or more")
-        return (self.files[pipeline_id::num_pipelines],
+        return (tf.constant(self.files[pipeline_id::num_pipelines]),
                 sum(self.counts[pipeline_id::num_pipelines]))
+
+    def epoch_items(self, files: tf.data.Dataset, shuffle_key,
+                    shuffle_buffer: int) -> tf.data.Dataset:
+        """The records of `files`. Not shuffled: file after file, each in order. Shuffled:
+        TFRECORD_CYCLE_LENGTH files at a time, one record from each in turn, mixed in a
+        buffer of `shuffle_buffer` records (if > 1) seeded by `shuffle_key`."""
+        if shuffle_key is None:
+            return files.flat_map(_read_records)
+        records = files.interleave(_read_records, cycle_length=TFRECORD_CYCLE_LENGTH,
+                                   block_length=1)
+        if shuffle_buffer <= 1:
+            return records
+        tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside the calling function's graph only
+        buffer_seed = tf.random.stateless_uniform([], shuffle_key, minval=None, maxval=None,
+                                                  dtype=tf.int64)
+        return records.shuffle(shuffle_buffer, seed=buffer_seed)
+
+    def image_size(self, record) -> tf.Tensor:
+        """int32 [2] (`parse_image_size`): only the size feature is parsed."""
+        return parse_image_size(record)
+
+    def decoder(self, ground_truth: bool = False):
+        """record -> example dict (`parse_example`)."""
+        return lambda record: parse_example(record, with_panoptic=ground_truth)
+
+    def record(self, image_id: int) -> ImageRecord:
+        """The files and segments_info of an image, from images.json."""
+        if self._records is None:
+            self._records = self._read_images()
+        try:
+            return self._records[int(image_id)]
+        except KeyError:
+            raise KeyError(f"image id {image_id} is not in "
+                           f"{os.path.join(self.directory, IMAGES_FILE)}") from None
+
+    def _read_images(self) -> dict:
+        path = os.path.join(self.directory, IMAGES_FILE)
+        try:
+            images = read_json(path, "TFRecord image list")["images"]
+            return {int(e["id"]): ImageRecord(
+                image_id=int(e["id"]), image_file=e["image_file"], png_file=e["png_file"],
+                segments=tuple(e["segments_info"]),
+                size=tuple(e["size"]) if e["size"] is not None else None,
+                png_name=e["png_name"]) for e in images}
+        except (FileNotFoundError, ValueError) as err:
+            raise DatasetError(str(err)) from None
+        except (KeyError, TypeError) as err:
+            raise DatasetError(f"{path}: not an image list of {FORMAT} ({err!r}); convert "
+                               f"again") from None
 
     def verify(self):
         """Read every record (checksums included) and compare the counts with the manifest;

@@ -16,9 +16,8 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.config import Config, save_config, validate_for_training
-from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.data.splits import open_split, resolve_split
+from oanet_tf.data.splits import open_split
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
@@ -90,8 +89,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     configure_numerics(config)
     chief, worker = is_chief(strategy), worker_index(strategy)
     train_data = open_split(config.data, "train", config.data.skip_bad_images)
-    val_data = PanopticDataset.from_split(resolve_split(config.data, "val"),
-                                          skip_bad_images=config.data.skip_bad_images)
+    val_data = open_split(config.data, "val", config.data.skip_bad_images)
     check_categories_fit(model_dir, train_data.categories)
     model = build_compiled_model(config, train_data.categories, strategy)
     backup_dir = backup_dir_for(model_dir, worker)

@@ -13,6 +13,8 @@ from tests.tiny_model import tiny_config
 from oanet_tf.ablations import runner
 from oanet_tf.ablations.tables import BASELINE, TABLES, VARIANTS, orders_by_variant
 from oanet_tf.config import DETECTION, RANKING, save_config
+from oanet_tf.data.splits import synthetic_arguments
+from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import ConfigError
 from oanet_tf.fileio import read_json, write_json
 
@@ -61,6 +63,8 @@ def _script(config, out, *args):
 @pytest.mark.slow
 def test_script_writes_table_and_reuses_finished_runs(tmp_path):
     config = str(tmp_path / "tiny.yaml")
+    tiny = tiny_config(f"data.synthetic_dir={tmp_path / 'synthetic'}", *TINY_RUN)
+    make_synthetic_dataset(**synthetic_arguments(tiny.data))  # as the README says: first
     save_config(tiny_config(f"data.synthetic_dir={tmp_path / 'synthetic'}"), config)
     out = str(tmp_path / "ablations")
     plan = [run.name for run in runner.plan([2], 1)]

@@ -12,12 +12,14 @@ import tensorflow as tf
 from PIL import Image
 
 from oanet_tf.cli import convert_tfrecords
-from oanet_tf.config import DataConfig
+from oanet_tf.config import DataConfig, SplitConfig
 from oanet_tf.data import pipeline
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
-from oanet_tf.data.splits import synthetic_split
-from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, JPEG, MANIFEST_FILE, PNG, TFRecordSource,
+from oanet_tf.data.panoptic_format import read_id_png
+from oanet_tf.data.source import EXAMPLE_SPEC, PANOPTIC_SPEC
+from oanet_tf.data.splits import open_split, synthetic_split
+from oanet_tf.data.tfrecords import (IMAGES_FILE, JPEG, MANIFEST_FILE, PNG, TFRecordSource,
                                      image_payload, parse_example, parse_image_size,
                                      serialize_example, write_tfrecords)
 from oanet_tf.errors import DatasetError
@@ -27,9 +29,11 @@ from tests.data.scenes import (CATEGORIES, HEIGHT, MIXED_IMAGES, WIDTH, _config,
 
 
 def _assert_same_example(parsed: dict, reference: dict):
-    """Same keys, dtypes, shapes and values as EXAMPLE_SPEC says and `reference` holds."""
-    assert set(parsed) == {name for name, _, _ in EXAMPLE_SPEC} == set(reference)
-    for name, dtype, _ in EXAMPLE_SPEC:
+    """Same keys, dtypes, shapes and values as EXAMPLE_SPEC (with PANOPTIC_SPEC when
+    `reference` has the segment ids) says and `reference` holds."""
+    spec = EXAMPLE_SPEC + ((PANOPTIC_SPEC,) if "panoptic" in reference else ())
+    assert set(parsed) == {name for name, _, _ in spec} == set(reference)
+    for name, dtype, _ in spec:
         value = parsed[name].numpy()
         assert parsed[name].dtype == dtype, name
         assert value.dtype == reference[name].dtype, name
@@ -38,7 +42,8 @@ def _assert_same_example(parsed: dict, reference: dict):
 
 
 def _round_trip(example, image_file=""):
-    return parse_example(tf.constant(serialize_example(example, image_file)))
+    return parse_example(tf.constant(serialize_example(example, image_file)),
+                         with_panoptic=True)
 
 
 def _assert_same_batches(first, second):
@@ -61,7 +66,7 @@ def test_round_trip_of_png_images_and_overlapping_masks(tmp_path):
                            _scene_instances(1) + _scene_instances(2))
     data = PanopticDataset.from_split(split)
     for index in range(len(data)):
-        example = data.load_example(index)
+        example = data.load_example(index, with_panoptic=True)
         assert example["masks"].sum(axis=0).max() == 2  # the tie lies inside the person
         _assert_same_example(_round_trip(example, data.records[index].image_file), example)
 
@@ -69,7 +74,7 @@ def test_round_trip_of_png_images_and_overlapping_masks(tmp_path):
 def test_jpeg_files_are_stored_as_they_are(synthetic_dir):
     data = PanopticDataset.from_split(synthetic_split(synthetic_dir, "train"))
     for index in range(3):
-        example = data.load_example(index)
+        example = data.load_example(index, with_panoptic=True)
         path = data.records[index].image_file
         payload, image_format = image_payload(example["image"], path)
         with open(path, "rb") as f:
@@ -83,7 +88,7 @@ def test_real_coco_jpegs_round_trip(coco_sample_dir):
                            os.path.join(coco_sample_dir, "panoptic"),
                            os.path.join(coco_sample_dir, "instances_from_panoptic.json"))
     for index in range(len(data)):
-        example = data.load_example(index)
+        example = data.load_example(index, with_panoptic=True)
         path = data.records[index].image_file
         assert image_payload(example["image"], path)[1] == JPEG  # decodes exactly as PIL
         _assert_same_example(_round_trip(example, path), example)
@@ -96,7 +101,7 @@ def test_exif_rotated_jpeg_is_stored_as_png(tmp_path):
         0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8), k=1)))
     split = _write_dataset(str(tmp_path), [_scene_image(pixels=stored, ext="jpg", exif=exif)])
     data = PanopticDataset.from_split(split)
-    example = data.load_example(0)
+    example = data.load_example(0, with_panoptic=True)
     assert image_payload(example["image"], data.records[0].image_file)[1] == PNG
     _assert_same_example(_round_trip(example, data.records[0].image_file), example)
 
@@ -112,6 +117,8 @@ def _hand_made_example(num_instances, height=7, width=5, label_max=200, seed=0):
         "owner": rng.integers(0, 256, (height, width)).astype(np.int32),
         "image_id": np.int64(2 ** 40 + 3),
         "original_size": np.array([height, width], np.int32),
+        # Segment ids up to the largest the RGB encoding holds: every channel is used.
+        "panoptic": rng.integers(0, 256 ** 3, (height, width)).astype(np.int32),
     }
 
 
@@ -122,6 +129,7 @@ def test_bit_packed_masks_and_wide_labels(num_instances, label_max):
     # 255 need 16-bit PNGs.
     example = _hand_made_example(num_instances, label_max=label_max)
     example["semantic"][0, 0] = label_max
+    example["panoptic"][0, 0] = 256 ** 3 - 1  # the largest COCO segment id
     _assert_same_example(_round_trip(example), example)
 
 
@@ -241,6 +249,39 @@ def test_same_batches_from_records_and_files(synthetic_dir, tmp_path):
     _, single = _convert(split, tmp_path / "single", len(data))
     _assert_same_batches(build_dataset(data, config, True, 4, seed=7).take(8),
                          build_dataset(single, config, True, 4, seed=7).take(8))
+
+
+def test_val_from_records_evaluates_the_same_examples_as_from_files(synthetic_dir, tmp_path):
+    """The val split converted and named in data.val.tfrecord_dir: `open_split` reads the
+    records, whose evaluation batches (ground truth at the original size included) and image
+    records (files, segments_info) are those of the COCO files."""
+    files = PanopticDataset.from_split(synthetic_split(synthetic_dir, "val"))
+    write_tfrecords(files, str(tmp_path / "val"), 2, progress=False, split="val", workers=2)
+    config = DataConfig(val=SplitConfig(tfrecord_dir=str(tmp_path / "val")),
+                        synthetic_dir=str(tmp_path / "no_synthetic_data"))
+    records = open_split(config, "val", skip_bad_images=False)
+    assert isinstance(records, TFRecordSource) and len(records) == len(files) == 6
+    data_config = DataConfig(short_side=96, max_side=128, max_instances=2, num_parallel_calls=2)
+    from_files = list(build_dataset(files, data_config, False, 4, ground_truth=True))
+    _assert_same_batches(from_files,
+                         build_dataset(records, data_config, False, 4, ground_truth=True))
+    ids = _image_ids(from_files)
+    assert ids == [r.image_id for r in files.records]
+    height, width = from_files[0]["original_size"].numpy()[0]
+    np.testing.assert_array_equal(from_files[0]["original_panoptic"].numpy()[0, :height, :width],
+                                  read_id_png(files.records[0].png_file, "panoptic"))
+    for image_id in ids:
+        assert records.record(image_id) == files.record(image_id)
+    with pytest.raises(KeyError, match=IMAGES_FILE):
+        records.record(10 ** 9)
+
+
+def test_missing_image_list_is_named_when_evaluating(five_images):
+    _, records = five_images
+    path = os.path.join(records.directory, IMAGES_FILE)
+    os.remove(path)
+    source = TFRecordSource.from_dir(records.directory)  # training needs no image list
+    _raises_naming(path, lambda: source.record(1), "not found")
 
 
 def test_sharding_reads_every_image_once(tmp_path):

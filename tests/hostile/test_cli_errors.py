@@ -1,6 +1,8 @@
 """Issue 17, case 8: every user error is one line on stderr naming the item and the problem,
 exit code 2; --debug adds the traceback."""
 
+import os
+
 import pytest
 
 from oanet_tf.__main__ import main
@@ -46,3 +48,23 @@ def test_debug_adds_the_traceback(tmp_path, capsys):
     assert main([*args, "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().endswith("must be positive, got 0")
+
+
+TRAINED_SMALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "fixtures", "trained_small")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_missing_synthetic_data_is_one_line_naming_the_command(tmp_path, capsys, command):
+    missing = str(tmp_path / "synthetic")
+    settings = ["--set", f"data.synthetic_dir={missing}", "--set", "data.synthetic_train=7"]
+    if command == "train":
+        args = ["train", "--config", SYNTHETIC_CONFIG, "--model-dir", str(tmp_path / "run")]
+    else:
+        args = ["evaluate", "--model-dir", TRAINED_SMALL, "--out", str(tmp_path / "eval")]
+    assert main([*args, *settings]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and missing in errors[0]
+    assert errors[0].endswith(f"python -m oanet_tf make-synthetic --out {missing} --train 7 "
+                              f"--val 50 --seed 0 --size 128x128")
+    assert os.listdir(tmp_path) == []  # neither the data nor any output was written

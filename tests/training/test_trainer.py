@@ -14,7 +14,8 @@ import pytest
 from oanet_tf.config import load_config
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.errors import ConfigError
-from oanet_tf.data.splits import resolve_split
+from oanet_tf.data.splits import resolve_split, synthetic_arguments
+from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.inference.evaluate import evaluate_detections
 from oanet_tf.modeling.oanet import LOSS_NAMES
 from oanet_tf.training.step_summaries import STEPS_SUBDIR
@@ -43,6 +44,7 @@ def trained(tmp_path_factory):
         "data.synthetic_val=24", f"train.epochs={EPOCHS}", f"train.steps_per_epoch={STEPS}",
         "train.warmup_steps=20", "train.decay_steps=[1000]", "train.seed=0",
         "eval.max_images=4", f"train.eval_every_epochs={EPOCHS}"])
+    make_synthetic_dataset(**synthetic_arguments(config.data))
     run = train(config, str(root / "model"), "one_device", verbose=0)
     return config, run
 
