@@ -24,6 +24,7 @@ from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import atomic_path, write_json
+from oanet_tf.modeling.backbone.torchvision_layout import RESNET_BLOCKS
 
 NPZ, PTH_SUFFIXES = ".npz", (".pth", ".pt", ".bin")
 # Our delta order (dy, dx, dh, dw) read from torchvision's (dx, dy, dw, dh).
@@ -99,7 +100,7 @@ def check_config(config: Config, categories: CategoryMap):
     configs/coco_r50_torchvision.yaml that change weights' shapes or meaning)."""
     m = config.model
     _, unused = class_slots(categories)
-    wanted = {"backbone": m.backbone if m.backbone in names.RESNET_BLOCKS else "resnet50",
+    wanted = {"backbone": m.backbone if m.backbone in RESNET_BLOCKS else "resnet50",
               "bottleneck_stride_in": STRIDE_IN_3X3, "pixel_normalization": IMAGENET_RGB,
               "fpn_channels": names.FPN_CHANNELS, "rpn_conv_channels": names.FPN_CHANNELS,
               "anchor_aspect_ratios": names.ASPECT_RATIOS, "box_pooler_resolution": names.BOX_POOL,

@@ -8,8 +8,8 @@
 The dense part (images -> FPN maps, RPN maps, semantic logits) is a Keras functional graph;
 the RoI heads and the SRM work on boxes and masks in `compute_losses` and `detect`. Each
 component owns its hyperparameters, losses and post-processing; they are built once (see
-`builder.py`) and handed in. The train step itself is the training engine's
-(`oanet_tf.training.engine`).
+`builder.py`) and handed in. The Keras train and test steps are `train_step`'s, beside this
+module, so that `model.fit` runs them under any strategy.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from oanet_tf.modeling import legacy_weights
+from oanet_tf.modeling import legacy_weights, train_step
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.ops.sampling import step_seed
 from oanet_tf.ops.shapes import image_canvas
-from oanet_tf.training import engine
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "cls", "box", "mask", "seg", "srm")
 # Independent random streams of one training step (stateless, keyed by seed and step).
@@ -56,7 +55,7 @@ class OANet(keras.Model):
         self.stuff_branch, self.srm = stuff_branch, srm
         self.stuff_backbone, self.stuff_fpn = stuff_backbone, stuff_fpn
         self.seed = int(seed)
-        self.step_log = engine.StepLog(LOSS_NAMES)
+        self.step_log = train_step.StepLog(LOSS_NAMES)
         # The layers outside the functional graph create their variables now, so that the
         # optimizer (built from `trainable_variables`) covers them.
         roi_heads.build(features[0].shape)
@@ -127,20 +126,20 @@ class OANet(keras.Model):
     test_score_threshold = property(lambda self: self.roi_heads.test_score_threshold)
     static_shapes = property(lambda self: self.roi_heads.static_shapes)
 
-    # ----------------------------------------------------------- the Keras training engine
+    # ------------------------------------------------------------- the Keras train step
     @property
     def metrics(self):
         return self.step_log.metrics + super().metrics
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        engine.build_optimizer(self)
+        train_step.build_optimizer(self)
         self._post_build()
 
     def train_step(self, data):
-        return engine.run_train_step(self, data)
+        return train_step.run_train_step(self, data)
 
     def test_step(self, data):
-        return engine.run_test_step(self, data)
+        return train_step.run_test_step(self, data)
 
     def predict_step(self, data):
         if isinstance(data, dict):

@@ -15,6 +15,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from oanet_tf.cluster import is_chief, worker_index
 from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
@@ -30,7 +31,7 @@ from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, check_cat
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.step_summaries import StepSummaries
-from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
+from oanet_tf.training.strategy import make_strategy
 
 
 @dataclasses.dataclass
