@@ -41,9 +41,9 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
+from oanet_tf.data.tfrecords import PNG_SIGNATURE
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.fileio import read_json, write_json
-from oanet_tf.inference.image_predictor import PNG_SIGNATURE
 from oanet_tf.inference.panoptic_merge import NO_CATEGORY
 from oanet_tf.inference.postprocessor import (OUTSIDE_IMAGE, PanopticPostprocessor,
                                               image_segments)
