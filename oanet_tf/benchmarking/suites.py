@@ -29,7 +29,7 @@ from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_pad
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
 from oanet_tf.config import ModelConfig
-from oanet_tf.training.model_dir import INFERENCE_POLICIES
+from oanet_tf.inference.trained_model import INFERENCE_POLICIES
 
 SUITES = ("model", "coco", "synthetic", "precision", "input", "evaluator", "ops")
 PEER_SUITES = ("model", "coco")  # the suites that time torchvision

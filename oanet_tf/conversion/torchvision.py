@@ -198,8 +198,8 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
     """Convert `checkpoint` into a new model dir (config.yaml, categories.json,
     checkpoints/last.weights.h5, conversion.json) -> the weights' path."""
     from oanet_tf.modeling.builder import build_oanet
-    from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
-                                             load_trained_model)
+    from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
+                                                  load_trained_model)
 
     target = os.path.join(model_dir, LAST_WEIGHTS)
     if os.path.exists(target):

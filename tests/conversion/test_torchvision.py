@@ -102,7 +102,7 @@ def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir, capsys):
     assert main(command[3:]) == 2
     assert "convert into a new --model-dir" in capsys.readouterr().err
 
-    from oanet_tf.training.model_dir import load_trained_model
+    from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(str(model_dir))
     assert trained.model.roi_heads.unused_class_slots == 10

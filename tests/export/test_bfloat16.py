@@ -25,7 +25,7 @@ from oanet_tf.export import saved_model as export_lib
 from oanet_tf.inference.image_predictor import ImagePredictor
 from oanet_tf.inference.postprocessor import image_segments
 from oanet_tf.modeling.precision import DECISION_LAYER_DTYPE
-from oanet_tf.training.model_dir import load_trained_model
+from oanet_tf.inference.trained_model import load_trained_model
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trained_small")
 NUM_IMAGES = 16

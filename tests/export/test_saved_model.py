@@ -49,7 +49,7 @@ from oanet_tf.inference.postprocessor import (OUTSIDE_IMAGE, PanopticPostprocess
                                               image_segments)
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 
 CATEGORIES = CategoryMap.from_categories([
     {"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]},

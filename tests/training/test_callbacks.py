@@ -16,7 +16,7 @@ from oanet_tf.data.splits import resolve_split
 from oanet_tf.inference.evaluate import evaluate_model
 from oanet_tf.training import callbacks
 from oanet_tf.training.callbacks import EVAL_SUBDIR, PanopticEvalCallback, ranking_image
-from oanet_tf.training.model_dir import BEST_RECORD, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import BEST_RECORD, LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.tiny_model import tiny_config
 
