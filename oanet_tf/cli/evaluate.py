@@ -32,7 +32,7 @@ def run(args) -> int:
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
     from oanet_tf.evaluation.detection import DetectionQuality
-    from oanet_tf.inference.evaluate import evaluate_model, format_comparison
+    from oanet_tf.inference.split_scoring import evaluate_model, format_comparison
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.inference.trained_model import load_trained_model
 

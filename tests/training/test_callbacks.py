@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.splits import resolve_split
-from oanet_tf.inference.evaluate import evaluate_model
+from oanet_tf.inference.split_scoring import evaluate_model
 from oanet_tf.training import callbacks
 from oanet_tf.training.callbacks import EVAL_SUBDIR, PanopticEvalCallback, ranking_image
 from oanet_tf.inference.trained_model import BEST_RECORD, LAST_WEIGHTS
