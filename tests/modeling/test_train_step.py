@@ -54,7 +54,7 @@ def test_trains_in_mixed_precision(policy, precision):
     outputs = net(tiny_batch(2)["images"], training=False)
     assert outputs["semantic_logits"].dtype == compute
     assert outputs["features"][0].dtype == compute
-    # The layers that decide proposals and detections stay float32 (modeling/precision.py).
+    # The layers that decide proposals and detections stay float32 (config.DECISION_LAYER_DTYPE).
     assert outputs["rpn_logits"].dtype == outputs["rpn_deltas"].dtype == "float32"
     box_head = net.roi_heads.box_head
     assert box_head.cls.compute_dtype == box_head.box.compute_dtype == "float32"
