@@ -24,6 +24,17 @@ def test_published_and_current_names_are_one_layout():
     assert len(shapes) == 307 and shapes["roi_heads.box_predictor.bbox_pred.weight"] == (364, 1024)
 
 
+def test_the_state_dict_layout_loads_without_tensorflow():
+    """scripts/torchvision_reference.py imports it in a torch environment: no TensorFlow, no
+    Keras, although the ResNet's constants come from the backbone package."""
+    code = ("import sys; from oanet_tf.conversion import torchvision_state; "
+            "torchvision_state.expected_shapes('resnet101'); "
+            "sys.exit(bool({'tensorflow', 'keras'} & set(sys.modules)))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=root).returncode == 0
+
+
 def test_a_state_dict_that_does_not_fit_names_its_keys():
     state = {key: np.zeros(shape, np.float32)
              for key, shape in torchvision_state.expected_shapes().items()}
