@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.modeling import train_step
+from oanet_tf.modeling.train_step import StepLog
 
 TERM = "a"  # the one loss term; the total is TOTAL_FACTOR times it
 TOTAL_FACTOR = 2.0
@@ -18,7 +18,7 @@ class ScriptedModel(keras.Model):
 
     def __init__(self):
         super().__init__()
-        self.step_log = train_step.StepLog((TERM,))
+        self.step_log = StepLog((TERM,))
         self.steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                      name="steps")
         self.built = True
