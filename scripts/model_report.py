@@ -40,7 +40,7 @@ from oanet_tf.config import load_config
 from oanet_tf.data.panoptic_format import CategoryMap, load_categories
 from oanet_tf.errors import DatasetError
 from oanet_tf.fileio import write_json
-from oanet_tf.modeling import srm as srm_lib
+from oanet_tf.modeling import srm_layer
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.ops import mask_ops
 
@@ -216,7 +216,7 @@ def flop_report(model, padded_size) -> dict:
         tf.TensorSpec([1, detections, mask_size, mask_size], tf.float32),
         tf.TensorSpec([1, detections, 4], tf.float32)), scopes)
     channels = graph_multiply_adds(_graph(
-        lambda masks, classes: srm_lib.srm_inputs(masks, classes, model.num_things),
+        lambda masks, classes: srm_layer.srm_inputs(masks, classes, model.num_things),
         tf.TensorSpec([1, detections, height, width], tf.float32),
         tf.TensorSpec([1, detections], tf.int32)), scopes)
     outside = detect_macs.pop(OUTSIDE_LAYERS, 0)

@@ -25,8 +25,8 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.evaluation.agreement import prediction_agreement
 from oanet_tf.fileio import atomic_open
-from oanet_tf.inference.evaluate import ORDER_LABELS, evaluate_model
-from oanet_tf.training.model_dir import load_config_of, load_trained_model
+from oanet_tf.inference.split_scoring import ORDER_LABELS, evaluate_model
+from oanet_tf.inference.trained_model import load_config_of, load_trained_model
 
 ORDERS = (RANKING, DETECTION)
 NOISE_AMPLITUDE = 0.5  # grey levels, on the 0..255 pixels the model reads

@@ -25,9 +25,9 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.fileio import atomic_open, write_json
-from oanet_tf.inference.evaluate import ORDER_LABELS, evaluate_model
+from oanet_tf.inference.split_scoring import ORDER_LABELS, evaluate_model
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training.model_dir import load_trained_model
+from oanet_tf.inference.trained_model import load_trained_model
 from oanet_tf.training.schedule import build_optimizer
 
 SHARED_COMPONENTS = ("backbone", "fpn", "rpn", "roi_heads", "stuff_branch", "stuff_backbone",

@@ -70,7 +70,7 @@ def train_and_score(config: Config, run: Run, run_dir: str) -> dict:
     import keras
 
     from oanet_tf.data.coco_panoptic import PanopticDataset
-    from oanet_tf.inference.evaluate import evaluate_model
+    from oanet_tf.inference.split_scoring import evaluate_model
     from oanet_tf.training.trainer import train
 
     keras.backend.clear_session()

@@ -29,7 +29,7 @@ def part_calls(bench: OursBench, seed) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from oanet_tf.modeling import srm as srm_lib
+    from oanet_tf.modeling import srm_layer as srm_lib
     from oanet_tf.ops import mask_ops
 
     model = bench.model

@@ -39,7 +39,7 @@ class OursBench:
         from oanet_tf.config import load_config
         from oanet_tf.data.panoptic_format import load_categories
         from oanet_tf.modeling.builder import build_oanet
-        from oanet_tf.training.model_dir import INFERENCE_POLICIES, global_dtype_policy
+        from oanet_tf.inference.trained_model import INFERENCE_POLICIES, global_dtype_policy
         from oanet_tf.training.schedule import build_optimizer
 
         self.categories = load_categories(categories_path)

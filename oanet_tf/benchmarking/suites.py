@@ -29,7 +29,7 @@ from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_pad
 from oanet_tf.benchmarking.report import format_rows, row
 from oanet_tf.benchmarking.timing import alternating, median
 from oanet_tf.config import FPNConfig, RoIHeadsConfig, RPNConfig, SRMConfig
-from oanet_tf.training.model_dir import INFERENCE_POLICIES
+from oanet_tf.inference.trained_model import INFERENCE_POLICIES
 
 SUITES = ("model", "coco", "synthetic", "precision", "input", "evaluator", "ops")
 PEER_SUITES = ("model", "coco")  # the suites that time torchvision
@@ -247,7 +247,7 @@ def _srm_rows(args, size) -> list:
     import numpy as np
     import tensorflow as tf
 
-    from oanet_tf.modeling import srm as srm_lib
+    from oanet_tf.modeling import spatial_ranking, srm_layer as srm_lib
 
     layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE,
                                          OPS_SRM_STRIDE)
@@ -259,15 +259,15 @@ def _srm_rows(args, size) -> list:
     def loss_gradients(sparse):
         with tf.GradientTape() as tape:
             if sparse:
-                loss = srm_lib.srm_loss_on_conflicts(layer, channels, owner, count)
+                loss = spatial_ranking.srm_loss_on_conflicts(layer, channels, owner, count)
             else:
-                loss = srm_lib.srm_loss(layer(channels), owner, count)
+                loss = spatial_ranking.srm_loss(layer(channels), owner, count)
         return tape.gradient(loss, layer.trainable_variables)
 
     functions = {sparse: tf.function(lambda sparse=sparse: loss_gradients(sparse))
                  for sparse in (True, False)}
     seconds = alternating(functions, (), args.warmup, args.repeats)
-    conflicting = float(np.mean(count.numpy() >= srm_lib.MIN_CONFLICT_COUNT))
+    conflicting = float(np.mean(count.numpy() >= spatial_ranking.MIN_CONFLICT_COUNT))
     rows = [_ops_row(f"SRM loss fwd+bwd, {INSTANCES} instances", size, seconds, True, False,
                      "every pixel (XLA-compilable)",
                      note=f"{conflicting:.1%} of pixels conflicting")]

@@ -20,7 +20,7 @@ def config_from_args(args) -> Config:
 
 def add_precision_argument(parser):
     """--precision of the commands that run a trained model dir (export, evaluate, predict)."""
-    from oanet_tf.training.model_dir import INFERENCE_POLICIES
+    from oanet_tf.inference.trained_model import INFERENCE_POLICIES
 
     parser.add_argument("--precision", choices=tuple(INFERENCE_POLICIES), default="float32",
                         help="compute precision of the model's layers (default: float32; "

@@ -34,7 +34,7 @@ def run(args) -> int:
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.export.saved_model import export_saved_model
-    from oanet_tf.inference.evaluate import evaluate_model, format_comparison
+    from oanet_tf.inference.split_scoring import evaluate_model, format_comparison
     from oanet_tf.inference.visualize import write_overlays
     from oanet_tf.inference.writer import PanopticWriter
     from oanet_tf.training.trainer import train

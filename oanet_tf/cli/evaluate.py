@@ -32,9 +32,9 @@ def run(args) -> int:
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
     from oanet_tf.evaluation.detection import DetectionQuality
-    from oanet_tf.inference.evaluate import evaluate_model, format_comparison
+    from oanet_tf.inference.split_scoring import evaluate_model, format_comparison
     from oanet_tf.inference.writer import PanopticWriter
-    from oanet_tf.training.model_dir import load_trained_model
+    from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides,
                                  args.precision)

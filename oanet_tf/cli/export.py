@@ -37,7 +37,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from oanet_tf.training.model_dir import load_config_of, load_trained_model
+    from oanet_tf.inference.trained_model import load_config_of, load_trained_model
 
     if args.version < 0:
         raise OANetError(f"--version {args.version}: must be a non-negative integer")

@@ -118,7 +118,7 @@ def _load_predictor(args):
         return (lambda images: serve(images=images)), categories
 
     from oanet_tf.inference.image_predictor import ImagePredictor
-    from oanet_tf.training.model_dir import load_trained_model
+    from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(args.model_dir, args.weights, precision=args.precision)
     config = trained.config

@@ -24,6 +24,7 @@ from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import atomic_path, write_json
+from oanet_tf.modeling.backbone.torchvision_layout import RESNET_BLOCKS
 
 NPZ, PTH_SUFFIXES = ".npz", (".pth", ".pt", ".bin")
 # Our delta order (dy, dx, dh, dw) read from torchvision's (dx, dy, dw, dh).
@@ -99,7 +100,7 @@ def check_config(config: Config, categories: CategoryMap):
     configs/coco_r50_torchvision.yaml that change weights' shapes or meaning)."""
     m = config.model
     _, unused = class_slots(categories)
-    backbone = m.backbone.name if m.backbone.name in names.RESNET_BLOCKS else "resnet50"
+    backbone = m.backbone.name if m.backbone.name in RESNET_BLOCKS else "resnet50"
     wanted = {"backbone.name": backbone, "backbone.stride_in": STRIDE_IN_3X3,
               "backbone.pixel_normalization": IMAGENET_RGB, "fpn.channels": names.FPN_CHANNELS,
               "rpn.conv_channels": names.FPN_CHANNELS,
@@ -207,8 +208,8 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
     """Convert `checkpoint` into a new model dir (config.yaml, categories.json,
     checkpoints/last.weights.h5, conversion.json) -> the weights' path."""
     from oanet_tf.modeling.builder import build_oanet
-    from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
-                                             load_trained_model)
+    from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
+                                                  load_trained_model)
 
     target = os.path.join(model_dir, LAST_WEIGHTS)
     if os.path.exists(target):

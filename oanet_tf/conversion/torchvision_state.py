@@ -2,7 +2,9 @@
 shapes, the renames between torchvision versions, and a seeded random one for tests.
 
 numpy only (no TensorFlow, no torch): the script that runs torchvision on the seeded weights
-(scripts/torchvision_reference.py, in a torch environment) imports it as the tests do.
+(scripts/torchvision_reference.py, in a torch environment) imports it as the tests do. The
+ResNet's own architecture is the backbone's (`modeling.backbone.torchvision_layout`, plain
+constants).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import re
 
 import numpy as np
 
+from oanet_tf.modeling.backbone.torchvision_layout import (EXPANSION, RESNET_BLOCKS,
+                                                          STAGE_WIDTHS, STEM_CHANNELS,
+                                                          STEM_KERNEL)
+
 # torchvision's COCO detection models: background + 90 category ids (1..90, 10 never used).
 TORCHVISION_NUM_CLASSES = 91
 # The ids of those 10: no COCO annotation has them (torchvision calls them "N/A").
 COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
-RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
-STEM_CHANNELS, STEM_KERNEL, EXPANSION = 64, 7, 4
-STAGE_WIDTHS = (64, 128, 256, 512)
 FPN_CHANNELS = 256
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # the RPN's anchors per location (height / width)
 NUM_ANCHORS = len(ASPECT_RATIOS)

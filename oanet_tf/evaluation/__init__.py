@@ -1,7 +1,8 @@
-"""Evaluation: Panoptic Quality exactly as the COCO panoptic API computes it.
+"""Evaluation metrics in numpy: Panoptic Quality exactly as the COCO panoptic API computes it,
+overlap ownership accuracy, detection quality.
 
-`pq` is plain numpy (importing this package never loads TensorFlow); the in-graph Keras
-metric lives in `oanet_tf.evaluation.pq_metric` and is imported only by those who need it.
+Importing this package never loads TensorFlow. Running a model over a split to
+feed these metrics is `oanet_tf.inference.split_scoring`'s.
 """
 
 from oanet_tf.evaluation.pq import (PQAccumulator, evaluate_files, format_per_class_table,

@@ -73,12 +73,33 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     detection_scores = tf.cast(detection_scores, tf.float32)
     order_scores = tf.cast(order_scores, tf.float32)
     valid_region = _valid_region(image_size, batch, height, width)  # [B, H, W] bool
-
     candidate = (classes > 0) & (classes <= num_things) & (
         detection_scores >= instance_score_threshold)
+    order = _merge_positions(candidate, order_scores)
+    canvas = _draw_instances(masks, order, tf.gather(candidate, order, batch_dims=1),
+                             valid_region, overlap_threshold, mask_threshold)
+    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area,
+                         stuff_area_rule)
+    sorted_columns = {name: tf.gather(values, order, batch_dims=1) for name, values in (
+        ("classes", classes), ("detection", detection_scores), ("ranking", order_scores))}
+    return {"panoptic": canvas,
+            **_segment_table(canvas, sorted_columns, num, num_things, num_stuff)}
+
+
+def _merge_positions(candidate, order_scores):
+    """The instances in merge order: candidate [B, K] bool, order_scores [B, K] -> [B, K]
+    indices, candidates by descending order score (ties: lower index first), then the
+    others."""
     sort_key = tf.where(candidate, order_scores, -float("inf"))
-    order = tf.argsort(sort_key, axis=1, direction="DESCENDING", stable=True)  # [B, K]
-    sorted_candidate = tf.gather(candidate, order, batch_dims=1)
+    return tf.argsort(sort_key, axis=1, direction="DESCENDING", stable=True)
+
+
+def _draw_instances(masks, order, sorted_candidate, valid_region, overlap_threshold: float,
+                    mask_threshold: float):
+    """Each candidate in merge order claims the free pixels of its mask, unless it has none
+    or more than overlap_threshold of it is taken. masks [B, K, H, W], order and
+    sorted_candidate [B, K] -> canvas [B, H, W] int32 (merge position + 1, VOID_ID free)."""
+    batch, num, height, width = _shape(masks)
     # Dropped candidates sort last: the loop stops after the last one in any image.
     num_steps = tf.reduce_max(tf.reduce_sum(tf.cast(sorted_candidate, tf.int32), axis=1))
 
@@ -98,27 +119,29 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     canvas = tf.zeros([batch, height, width], tf.int32)
     _, canvas = tf.while_loop(lambda step, _: step < num_steps, claim, (tf.constant(0), canvas),
                               maximum_iterations=num)
+    return canvas
 
-    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area,
-                         stuff_area_rule)
+
+def _segment_table(canvas, sorted_columns: dict, num, num_things: int, num_stuff: int) -> dict:
+    """The segment table of a merged canvas (see panoptic_merge): sorted_columns holds the
+    num instances' classes, detection and ranking (order) scores [B, K] in merge order."""
+    batch = _shape(canvas)[0]
     num_ids = num + num_stuff + 1
     area, box = segment_extents(canvas, num_ids)  # [B, num_ids], [B, num_ids, 4]
-
     # Candidate segments in output order: things by merge position, then stuff by class.
     ids = tf.range(1, num_ids)[tf.newaxis, :] + tf.zeros([batch, 1], tf.int32)
-    category = tf.concat([tf.gather(classes, order, batch_dims=1) - 1,
+    category = tf.concat([sorted_columns["classes"] - 1,
                           num_things + tf.range(num_stuff)[tf.newaxis, :]
                           + tf.zeros([batch, 1], tf.int32)], axis=1)
     stuff_zeros = tf.zeros([batch, num_stuff], tf.float32)
-    detection = tf.concat([tf.gather(detection_scores, order, batch_dims=1), stuff_zeros], 1)
-    ranking = tf.concat([tf.gather(order_scores, order, batch_dims=1), stuff_zeros], 1)
+    detection = tf.concat([sorted_columns["detection"], stuff_zeros], 1)
+    ranking = tf.concat([sorted_columns["ranking"], stuff_zeros], 1)
     is_thing = tf.range(num_ids - 1)[tf.newaxis, :] < num + tf.zeros([batch, 1], tf.int32)
     area, box = area[:, 1:], box[:, 1:]
-    table = compact_segments(area > 0, {
+    return compact_segments(area > 0, {
         "segment_ids": (ids, VOID_ID), "category": (category, NO_CATEGORY),
         "is_thing": (is_thing, False), "detection_score": (detection, 0.0),
         "ranking_score": (ranking, 0.0), "area": (area, 0), "box": (box, 0.0)})
-    return {"panoptic": canvas, **table}
 
 
 def compact_segments(present, columns: dict) -> dict:

@@ -11,7 +11,8 @@ import dataclasses
 from oanet_tf.config import (NO_BACKBONE_WEIGHTS, SEPARATE, SHARED_BACKBONE_FPN, SMALL_RESNET,
                              ModelConfig, TrainConfig)
 from oanet_tf.data.panoptic_format import CategoryMap
-from oanet_tf.modeling.backbone import build_resnet_backbone, build_small_resnet_backbone
+from oanet_tf.modeling.backbone.resnet import build_resnet_backbone
+from oanet_tf.modeling.backbone.small_resnet import build_small_resnet_backbone
 from oanet_tf.modeling.fpn import FPN
 from oanet_tf.modeling.oanet import OANet
 from oanet_tf.modeling.roi_heads import RoIHeads

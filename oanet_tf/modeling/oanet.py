@@ -8,8 +8,8 @@
 The dense part (images -> FPN maps, RPN maps, semantic logits) is a Keras functional graph;
 the RoI heads and the SRM work on boxes and masks in `compute_losses` and `detect`. Each
 component owns its hyperparameters, losses and post-processing; they are built once (see
-`builder.py`) and handed in. The train step itself is the training engine's
-(`oanet_tf.training.engine`).
+`builder.py`) and handed in. The Keras train and test steps are `train_step.py`'s, beside
+this module, so that `model.fit` runs them under any strategy.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.modeling import legacy_weights
+from oanet_tf.modeling.train_step import StepLog, build_optimizer, run_test_step, run_train_step
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.ops.sampling import step_seed
 from oanet_tf.ops.shapes import image_canvas
-from oanet_tf.training import engine
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "cls", "box", "mask", "seg", "srm")
 # Independent random streams of one training step (stateless, keyed by seed and step).
@@ -56,7 +56,7 @@ class OANet(keras.Model):
         self.stuff_branch, self.srm = stuff_branch, srm
         self.stuff_backbone, self.stuff_fpn = stuff_backbone, stuff_fpn
         self.seed = int(seed)
-        self.step_log = engine.StepLog(LOSS_NAMES)
+        self.step_log = StepLog(LOSS_NAMES)
         # The layers outside the functional graph create their variables now, so that the
         # optimizer (built from `trainable_variables`) covers them.
         roi_heads.build(features[0].shape)
@@ -127,20 +127,20 @@ class OANet(keras.Model):
     test_score_threshold = property(lambda self: self.roi_heads.test_score_threshold)
     static_shapes = property(lambda self: self.roi_heads.static_shapes)
 
-    # ----------------------------------------------------------- the Keras training engine
+    # ------------------------------------------------------------- the Keras train step
     @property
     def metrics(self):
         return self.step_log.metrics + super().metrics
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        engine.build_optimizer(self)
+        build_optimizer(self)
         self._post_build()
 
     def train_step(self, data):
-        return engine.run_train_step(self, data)
+        return run_train_step(self, data)
 
     def test_step(self, data):
-        return engine.run_test_step(self, data)
+        return run_test_step(self, data)
 
     def predict_step(self, data):
         if isinstance(data, dict):
@@ -154,8 +154,9 @@ class OANet(keras.Model):
             super().load_weights(path, *args, **kwargs)
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "seed": self.seed, **{name: keras.saving.serialize_keras_object(
-                    getattr(self, name)) for name in COMPONENTS}}
+        components = {name: keras.saving.serialize_keras_object(getattr(self, name))
+                      for name in COMPONENTS}
+        return {"name": self.name, "trainable": self.trainable, "seed": self.seed, **components}
 
     @classmethod
     def from_config(cls, config):

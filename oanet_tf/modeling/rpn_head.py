@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from oanet_tf.modeling.precision import DECISION_LAYER_DTYPE
+from oanet_tf.config import DECISION_LAYER_DTYPE
 from oanet_tf.ops.shapes import dims
 
 HEAD_INIT_STDDEV = 0.01

@@ -20,12 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from oanet_tf.cluster import is_chief
 from oanet_tf.config import DETECTION, RANKING, Config
 from oanet_tf.data.coco_panoptic import PanopticDataset
-from oanet_tf.inference.evaluate import ScoredImage, evaluate_model
+from oanet_tf.inference.split_scoring import ScoredImage, evaluate_model
 from oanet_tf.inference.visualize import overlay, side_by_side
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
-from oanet_tf.training.strategy import is_chief
 
 EVAL_SUBDIR = "eval"
 PQ_GROUPS = {"all": "All", "things": "Things", "stuff": "Stuff"}

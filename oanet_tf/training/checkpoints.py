@@ -20,7 +20,7 @@ import numpy as np
 
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import atomic_path, read_json, write_json
-from oanet_tf.training.model_dir import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
 
 MONITOR = "val_loss"
 

@@ -1,6 +1,6 @@
 """What happens after a step with a NaN or Inf loss: carry on, or stop, by config.
 
-The model never applies such a step (see `oanet_tf.training.guarded_update`); it counts it
+The model never applies such a step (see `oanet_tf.modeling.guarded_update`); it counts it
 in the `nonfinite_steps` log. This callback reads that count after every batch: with
 `train.on_nonfinite_loss: skip` it reports the skipped step and training goes on; with
 `stop` it raises before any later callback runs, so no backup or checkpoint is written after
@@ -16,8 +16,8 @@ import numpy as np
 
 from oanet_tf.config import NONFINITE_ACTIONS
 from oanet_tf.errors import NonFiniteLossError
+from oanet_tf.modeling.train_step import NONFINITE_LOG
 
-NONFINITE_LOG = "nonfinite_steps"
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.training.nonfinite import NONFINITE_LOG
+from oanet_tf.modeling.train_step import NONFINITE_LOG
 
 STEPS_SUBDIR = "steps"
 LEARNING_RATE_TAG = "learning_rate"

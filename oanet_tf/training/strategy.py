@@ -1,4 +1,5 @@
-"""tf.distribute strategies by name: auto, one_device, mirrored, multi_worker."""
+"""tf.distribute strategies by name: auto, one_device, mirrored, multi_worker. Where a
+process stands in a cluster is `oanet_tf.cluster`'s."""
 
 from __future__ import annotations
 
@@ -35,29 +36,3 @@ def _warn_about_onednn(gpus, strategy_name: str):
         warnings.warn(f"{strategy_name} on CPU: oneDNN kernels can crash (double free) when "
                       f"replicas run them concurrently; set TF_ENABLE_ONEDNN_OPTS=0 before "
                       f"starting Python")
-
-
-def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
-    """False only for a non-chief worker of a multi-worker cluster (chief, or worker 0 when the
-    cluster has no chief)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if "chief" in resolver.cluster_spec().as_dict():
-        return resolver.task_type == "chief"
-    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
-
-
-def worker_index(strategy: tf.distribute.Strategy) -> int | None:
-    """This process's index among the workers of a multi-worker cluster (the chief first),
-    or None in a single-process run."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return None
-    spec = resolver.cluster_spec().as_dict()
-    if sum(len(spec.get(job, [])) for job in ("chief", "worker")) <= 1:
-        return None
-    has_chief = "chief" in spec
-    if resolver.task_type == "chief":
-        return 0
-    return int(resolver.task_id or 0) + (1 if has_chief else 0)

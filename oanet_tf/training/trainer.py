@@ -15,21 +15,24 @@ import warnings
 import keras
 import tensorflow as tf
 
+from oanet_tf.cluster import is_chief, worker_index
 from oanet_tf.config import Config, save_config, validate_for_training
+from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split
+from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
+from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, load_weights_into,
+                                              read_categories, weights_path)
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
 from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.checkpoints import WeightsCheckpoints
-from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, check_categories_fit,
-                                         load_weights_into, weights_path)
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.step_summaries import StepSummaries
-from oanet_tf.training.strategy import is_chief, make_strategy, worker_index
+from oanet_tf.training.strategy import make_strategy
 
 
 @dataclasses.dataclass
@@ -77,6 +80,20 @@ def _initialize_from(model, init_dir: str, categories):
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         load_weights_into(model, path, f"model.init_from {init_dir}")
     print(f"initialised from {path}")
+
+
+def check_categories_fit(model_dir: str, categories: CategoryMap):
+    """Refuse to train into a model dir whose model has other categories: its weights,
+    backups and files belong to another model."""
+    path = os.path.join(model_dir, CATEGORIES_FILE)
+    if not os.path.exists(path):
+        return
+    held = read_categories(path)
+    if held.semantic_ids != categories.semantic_ids:
+        raise OANetError(f"{path}: --model-dir holds a model of other categories "
+                         f"({held.num_things} things, {held.num_stuff} stuff) than the "
+                         f"training data ({categories.num_things} things, "
+                         f"{categories.num_stuff} stuff); train into another --model-dir")
 
 
 def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="auto",

@@ -24,6 +24,17 @@ def test_published_and_current_names_are_one_layout():
     assert len(shapes) == 307 and shapes["roi_heads.box_predictor.bbox_pred.weight"] == (364, 1024)
 
 
+def test_the_state_dict_layout_loads_without_tensorflow():
+    """scripts/torchvision_reference.py imports it in a torch environment: no TensorFlow, no
+    Keras, although the ResNet's constants come from the backbone package."""
+    code = ("import sys; from oanet_tf.conversion import torchvision_state; "
+            "torchvision_state.expected_shapes('resnet101'); "
+            "sys.exit(bool({'tensorflow', 'keras'} & set(sys.modules)))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=root).returncode == 0
+
+
 def test_a_state_dict_that_does_not_fit_names_its_keys():
     state = {key: np.zeros(shape, np.float32)
              for key, shape in torchvision_state.expected_shapes().items()}
@@ -102,7 +113,7 @@ def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir, capsys):
     assert main(command[3:]) == 2
     assert "convert into a new --model-dir" in capsys.readouterr().err
 
-    from oanet_tf.training.model_dir import load_trained_model
+    from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(str(model_dir))
     assert trained.model.roi_heads.unused_class_slots == 10

@@ -2,7 +2,7 @@
 `--precision bfloat16` serves, from a fresh process, the segments of the float32 model, to
 the agreement measured on the demo model; the graph really computes in bfloat16; the layers
 of `load_trained_model(precision="bfloat16")` carry the mixed policy, but for the four that
-modeling/precision.py keeps in float32."""
+config.DECISION_LAYER_DTYPE keeps in float32."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tests.export.serving import serving_results, start_serving
 
 from oanet_tf.__main__ import main as cli_main
+from oanet_tf.config import DECISION_LAYER_DTYPE
 from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import OANetError
 from oanet_tf.evaluation.agreement import prediction_agreement
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.inference.image_predictor import ImagePredictor
 from oanet_tf.inference.postprocessor import image_segments
-from oanet_tf.modeling.precision import DECISION_LAYER_DTYPE
-from oanet_tf.training.model_dir import load_trained_model
+from oanet_tf.inference.trained_model import load_trained_model
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trained_small")
 NUM_IMAGES = 16
@@ -41,7 +41,7 @@ MIN_SEGMENTS_FOUND = 0.95
 MATCH_IOU = 0.5
 MIN_SCORE_DIFFERENCE = 1e-4  # a real bfloat16 run moves some score at least this much
 BFLOAT16 = 14  # types.proto's DT_BFLOAT16
-# The layers modeling/precision.py keeps in float32, by name.
+# The layers DECISION_LAYER_DTYPE keeps in float32, by name.
 RPN_FLOAT32_LAYERS = ("objectness", "deltas")
 BOX_FLOAT32_LAYERS = ("class_logits", "box_deltas")
 
@@ -117,7 +117,7 @@ def test_the_exported_graph_computes_in_bfloat16(exported):
                     for node in function.node_def if node.op == "Conv2D"]
     in_float32 = {node.name for node in convolutions if node.attr["T"].type != BFLOAT16}
     assert 0 < len(in_float32) < len(convolutions)
-    # Only the RPN's objectness and deltas (modeling/precision.py) convolve in float32.
+    # Only the RPN's objectness and deltas (DECISION_LAYER_DTYPE) convolve in float32.
     assert all(any(name in node for name in RPN_FLOAT32_LAYERS) for node in in_float32)
 
 

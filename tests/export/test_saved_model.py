@@ -41,15 +41,15 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
+from oanet_tf.data.tfrecords import PNG_SIGNATURE
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.fileio import read_json, write_json
-from oanet_tf.inference.image_predictor import PNG_SIGNATURE
 from oanet_tf.inference.panoptic_merge import NO_CATEGORY
 from oanet_tf.inference.postprocessor import (OUTSIDE_IMAGE, PanopticPostprocessor,
                                               image_segments)
 from oanet_tf.inference.predictor import PanopticPredictor
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 
 CATEGORIES = CategoryMap.from_categories([
     {"id": 1, "name": "person", "isthing": 1, "color": [220, 20, 60]},

@@ -11,7 +11,7 @@ from oanet_tf.config import save_config
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS
 from tests.data.scenes import CATEGORIES, _scene_image, _write_dataset
 from tests.tiny_model import tiny_config
 

@@ -6,7 +6,7 @@ import os
 import keras
 import pytest
 
-from oanet_tf.training.model_dir import LAST_WEIGHTS
+from oanet_tf.inference.trained_model import LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.hostile.conftest import split_overrides, write_scene
 from tests.tiny_model import tiny_config

@@ -18,7 +18,7 @@ from oanet_tf.data.panoptic_format import read_id_png
 from oanet_tf.data import pipeline
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.errors import DatasetError
-from oanet_tf.training.model_dir import CONFIG_FILE
+from oanet_tf.inference.trained_model import CONFIG_FILE
 from tests.evaluation.panoptic_cases import edit_json
 from tests.hostile.conftest import split_overrides, write_scene
 from tests.tiny_model import SYNTHETIC_CONFIG

@@ -8,7 +8,7 @@ import pytest
 
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
-from oanet_tf.training.model_dir import CATEGORIES_FILE, CONFIG_FILE
+from oanet_tf.inference.trained_model import CATEGORIES_FILE, CONFIG_FILE
 from oanet_tf.training.trainer import train
 from tests.hostile.conftest import SCENE_CATEGORIES, split_overrides, write_scene
 from tests.tiny_model import tiny_config

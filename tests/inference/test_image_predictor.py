@@ -33,8 +33,8 @@ COCO_SAMPLE = {"000000142238.jpg": LANDSCAPE, "000000439180.jpg": (360, 640)}
 IMPORTS_OF_THE_MODEL_DIR_PATH = """
 import sys
 from oanet_tf.cli import predict
-from oanet_tf.inference import image_predictor, postprocessor, visualize, writer
-from oanet_tf.training import model_dir
+from oanet_tf.inference import (image_predictor, postprocessor, trained_model, visualize,
+                                writer)
 loaded = sorted(m for m in sys.modules if m.startswith("oanet_tf.export"))
 assert not loaded, loaded
 """

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.modeling import legacy_weights
-from oanet_tf.training.model_dir import LAST_WEIGHTS, load_trained_model
+from oanet_tf.inference.trained_model import LAST_WEIGHTS, load_trained_model
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "model_v1")
 REFERENCE = os.path.join(FIXTURE, "detections.npz")

@@ -1,4 +1,4 @@
-"""One SGD step through `oanet_tf.training.guarded_update` under MirroredStrategy over two
+"""One SGD step through `oanet_tf.modeling.guarded_update` under MirroredStrategy over two
 logical CPU devices, once with finite gradients on both replicas and once with a NaN on the
 second replica only; print, as JSON, what each replica decided and the weights, optimizer
 iterations and non-trainable state after each step.
@@ -20,8 +20,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from oanet_tf.training.guarded_update import (all_replicas_finite, apply_if,  # noqa: E402
-                                              restore_unless)
+from oanet_tf.modeling.guarded_update import (all_replicas_finite, apply_if,  # noqa: E402
+                                             restore_unless)
 
 LEARNING_RATE = 0.5
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -1,11 +1,11 @@
-"""A model whose losses are scripted by its data, logged by the engine's StepLog as OANet's
+"""A model whose losses are scripted by its data, logged by the train step's StepLog as OANet's
 are: for tests of the training callbacks against hand-computed numbers."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.training import engine
+from oanet_tf.modeling.train_step import StepLog
 
 TERM = "a"  # the one loss term; the total is TOTAL_FACTOR times it
 TOTAL_FACTOR = 2.0
@@ -18,7 +18,7 @@ class ScriptedModel(keras.Model):
 
     def __init__(self):
         super().__init__()
-        self.step_log = engine.StepLog((TERM,))
+        self.step_log = StepLog((TERM,))
         self.steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                      name="steps")
         self.built = True

@@ -20,7 +20,7 @@ import pytest
 from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import OANetError
 from oanet_tf.training import backup
-from oanet_tf.training.model_dir import LAST_WEIGHTS
+from oanet_tf.inference.trained_model import LAST_WEIGHTS
 from tests.training.processes import free_ports
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",

@@ -13,11 +13,10 @@ import tensorflow as tf
 
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.splits import resolve_split
-from oanet_tf.inference.evaluate import evaluate_model
+from oanet_tf.inference.split_scoring import evaluate_model
 from oanet_tf.training import callbacks
-from oanet_tf.training.callbacks import (EVAL_SUBDIR, PanopticEvalCallback, is_chief,
-                                         ranking_image)
-from oanet_tf.training.model_dir import BEST_RECORD, LAST_WEIGHTS
+from oanet_tf.training.callbacks import EVAL_SUBDIR, PanopticEvalCallback, ranking_image
+from oanet_tf.inference.trained_model import BEST_RECORD, LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.tiny_model import tiny_config
 
@@ -173,19 +172,3 @@ def test_ranking_image_by_hand():
     expected = np.zeros((3, 4), np.float32)
     expected[0:2, 0:2] = 0.8
     np.testing.assert_allclose(out, expected)
-
-
-def test_chief_detection():
-    def strategy(cluster, task_type, task_id):
-        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
-        return type("Strategy", (), {"cluster_resolver": resolver})()
-
-    workers = {"worker": ["a:1", "b:1"]}
-    assert is_chief(None)
-    assert is_chief(tf.distribute.get_strategy())
-    assert is_chief(strategy(workers, "worker", 0))
-    assert not is_chief(strategy(workers, "worker", 1))
-    with_chief = {"chief": ["c:1"], **workers}
-    assert is_chief(strategy(with_chief, "chief", 0))
-    assert not is_chief(strategy(with_chief, "worker", 0))

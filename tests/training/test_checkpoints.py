@@ -10,7 +10,7 @@ import pytest
 
 from oanet_tf.errors import OANetError
 from oanet_tf.training.checkpoints import WeightsCheckpoints
-from oanet_tf.training.model_dir import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
+from oanet_tf.inference.trained_model import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
 from tests.training.scripted_model import (TOTAL_FACTOR, VAL_TARGET, scripted_data,
                                            scripted_model)
 

@@ -5,6 +5,7 @@ PQ and checkpoints before its first epoch ends.
 Thresholds come from measured runs on two machines (below), with margins on both sides.
 """
 
+import dataclasses
 import json
 import os
 
@@ -16,7 +17,8 @@ from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.errors import ConfigError
 from oanet_tf.data.splits import resolve_split, synthetic_arguments
 from oanet_tf.data.synthetic import make_synthetic_dataset
-from oanet_tf.inference.evaluate import evaluate_detections
+from oanet_tf.evaluation.detection import DetectionQuality
+from oanet_tf.inference.split_scoring import evaluate_model
 from oanet_tf.modeling.oanet import LOSS_NAMES
 from oanet_tf.training.step_summaries import STEPS_SUBDIR
 from oanet_tf.training.trainer import train
@@ -61,7 +63,11 @@ def test_every_loss_term_falls(trained):
 def test_val_detections(trained):
     config, run = trained
     val = PanopticDataset.from_split(resolve_split(config.data, "val"))
-    quality = evaluate_detections(run.model, val, config.data, config.train.batch_size)
+    detection_quality = DetectionQuality(run.model.test_score_threshold)
+    every_image = dataclasses.replace(config.eval, max_images=0)
+    evaluate_model(run.model, val, config.data, every_image, config.train.batch_size,
+                   progress=False, detection_quality=detection_quality)
+    quality = detection_quality.result()
     print("learning run:", run.history.history, quality)
     assert quality["recall"] >= MIN_RECALL, quality
     assert quality["mask_iou"] >= MIN_MASK_IOU, quality

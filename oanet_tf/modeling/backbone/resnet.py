@@ -63,13 +63,6 @@ PREPROCESSING = {CAFFE_BGR: (CaffePreprocess, "caffe_preprocess"),
                  IMAGENET_RGB: (ImageNetRGBPreprocess, "imagenet_rgb_preprocess")}
 
 
-def mean_pixel(pixel_normalization: str) -> tuple:
-    """The RGB value (0..255) that `pixel_normalization` maps to zero."""
-    if pixel_normalization == IMAGENET_RGB:
-        return tuple(m * MAX_PIXEL_VALUE for m in IMAGENET_RGB_MEAN)
-    return tuple(reversed(CAFFE_BGR_MEAN))
-
-
 def build_resnet_backbone(name: str, weights: str | None, frozen_stages: int, frozen_norm: bool,
                           image_shape=(None, None, 3), model_name: str | None = None,
                           stride_in: str = STRIDE_IN_1X1,

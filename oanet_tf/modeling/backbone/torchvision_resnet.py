@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import keras
 
-# torchvision's architecture, as its state dict's shapes describe it (numpy-only module):
-# blocks per stage, bottleneck widths (outputs EXPANSION times wider), the stem.
-from oanet_tf.conversion.torchvision_state import (EXPANSION, RESNET_BLOCKS as BLOCKS,
-                                                   STAGE_WIDTHS, STEM_CHANNELS, STEM_KERNEL)
 from oanet_tf.errors import ConfigError
+from oanet_tf.modeling.backbone.torchvision_layout import (EXPANSION, RESNET_BLOCKS as BLOCKS,
+                                                          STAGE_WIDTHS, STEM_CHANNELS,
+                                                          STEM_KERNEL)
 
 POOL_KERNEL = 3
 NORM_EPSILON = 1e-5  # torch.nn.BatchNorm2d / FrozenBatchNorm2d

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from oanet_tf.modeling.backbone import build_small_resnet_backbone
+from oanet_tf.modeling.backbone.small_resnet import build_small_resnet_backbone
 from tests.modeling.layer_checks import H, W
 
 

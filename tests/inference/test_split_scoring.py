@@ -1,4 +1,4 @@
-"""evaluate_model decodes each val image and PNG once, and scores what it writes exactly as
+"""Scoring a split (evaluate_model) decodes each val image and PNG once, and scores what it writes exactly as
 the files score: PQ from the written predictions and ownership from the files' ground truth."""
 
 import collections
@@ -9,20 +9,22 @@ import threading
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from oanet_tf.data import coco_panoptic
 from oanet_tf.data.coco_panoptic import PanopticDataset, read_image
 from oanet_tf.data.panoptic_format import read_id_png
-from oanet_tf.data.pipeline import ORIGINAL_KEYS, build_dataset
+from oanet_tf.data.pipeline import ORIGINAL_KEYS, batches, build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import evaluate_files
 from oanet_tf.fileio import read_json, write_json
-from oanet_tf.inference.evaluate import evaluate_detections, evaluate_model
+from oanet_tf.inference.split_scoring import evaluate_model
 from oanet_tf.inference.writer import PanopticWriter
 from oanet_tf.modeling.builder import build_oanet
+from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from tests.tiny_model import tiny_config
 
 ORDERS = ("ranking", "detection")
@@ -136,9 +138,21 @@ def test_scored_images_hold_the_files(setup, evaluated):
 
 
 def test_detection_quality_equals_the_detection_pass(setup, evaluated):
+    """The detections scored along the merge equal those of model.detect on the training
+    pipeline's evaluation batches (no ground truth at the original size, no post-processor)."""
     config, model, val = setup
-    expected = evaluate_detections(model, val, config.data, BATCH_SIZE)
-    assert evaluated[4].result() == expected
+    detect = tf.function(model.detect, reduce_retracing=True)
+    expected = DetectionQuality(model.test_score_threshold)
+    for batch in batches(build_dataset(val, config.data, training=False,
+                                       batch_size=BATCH_SIZE, repeat=False)):
+        detections = {k: v.numpy() for k, v in detect(batch["images"],
+                                                      batch["image_size"]).items()}
+        for i in range(int(batch["image_id"].shape[0])):
+            expected.update(batch["gt_boxes"][i].numpy(), batch["gt_classes"][i].numpy(),
+                            batch["gt_masks"][i].numpy() > 0, detections["boxes"][i],
+                            detections["classes"][i], detections["scores"][i],
+                            detections["instance_masks"][i] >= MASK_THRESHOLD)
+    assert evaluated[4].result() == expected.result()
 
 
 def _mixed_sizes_split(root: str) -> PanopticDataset:

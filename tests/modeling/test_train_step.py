@@ -1,6 +1,6 @@
-"""The training engine: the step log's means and skip count, and train steps in mixed
-precision through the Keras 3 API (bfloat16 compute with float32 variables on CPU; float16
-through the Keras loss-scale optimizer)."""
+"""The train step (oanet_tf.modeling.train_step): the step log's means and skip count, and train
+steps in mixed precision through the Keras 3 API (bfloat16 compute with float32 variables on
+CPU; float16 through the Keras loss-scale optimizer)."""
 
 import math
 
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.modeling.builder import build_oanet
-from oanet_tf.training.engine import StepLog
+from oanet_tf.modeling.train_step import StepLog
 from oanet_tf.training.schedule import build_optimizer
 from tests.tiny_model import CATEGORIES, tiny_batch, tiny_config
 
@@ -54,7 +54,7 @@ def test_trains_in_mixed_precision(policy, precision):
     outputs = net(tiny_batch(2)["images"], training=False)
     assert outputs["semantic_logits"].dtype == compute
     assert outputs["features"][0].dtype == compute
-    # The layers that decide proposals and detections stay float32 (modeling/precision.py).
+    # The layers that decide proposals and detections stay float32 (config.DECISION_LAYER_DTYPE).
     assert outputs["rpn_logits"].dtype == outputs["rpn_deltas"].dtype == "float32"
     box_head = net.roi_heads.box_head
     assert box_head.cls.compute_dtype == box_head.box.compute_dtype == "float32"

@@ -1,9 +1,12 @@
-"""The training engine's part of a Keras train step, apart from the model's losses.
+"""The Keras train and test steps of a model that computes its own losses, apart from the
+losses themselves.
 
 `OANet.train_step` and `test_step` delegate here: the update skipped on every replica alike
 when the loss or its gradients are not finite, the loss scaled for the replicas whose
 gradients are summed, the per-term loss means Keras logs, and their shape under
-multi-worker training.
+multi-worker training. It lives beside the model, not in `training`, because `model.fit`
+calls it as the model's own method (with any strategy, in the strategy's replica context);
+what `training` adds (strategy, schedule, callbacks) wraps `model.fit` from above.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from oanet_tf.training import guarded_update
-from oanet_tf.training.nonfinite import NONFINITE_LOG
-from oanet_tf.training.strategy import worker_index
+from oanet_tf.cluster import worker_index
+from oanet_tf.modeling import guarded_update
 
 TOTAL = "total"  # the key of Eq. 1's sum among the logged terms
+NONFINITE_LOG = "nonfinite_steps"  # the log of skipped steps (`training.nonfinite` reads it)
 
 
 class StepLog:

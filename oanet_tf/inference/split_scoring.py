@@ -1,4 +1,6 @@
-"""Predict a COCO-format split and score it: PQ and overlap ownership accuracy per merge order.
+"""Score a model on a COCO-format split: predict it and measure PQ and overlap ownership
+accuracy per merge order (the metrics themselves are `oanet_tf.evaluation`'s; the `evaluate`
+command, `oanet_tf.cli.evaluate`, runs this on a model dir).
 
 One detection pass per batch feeds every requested merge order, so the heuristic baseline
 (detection order) and OANet (ranking order) are compared on exactly the same detections.
@@ -51,80 +53,82 @@ def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
     `detection_quality` is updated with each image's detections.
     """
     orders = tuple(orders or (eval_config.merge_order,))
-    writers = writers or {}
-    categories = dataset.categories
-    predictor = PanopticPredictor(model, categories, eval_config, orders)
-    pq = {order: PQAccumulator(categories) for order in orders}
-    ownership = {order: OwnershipAccumulator() for order in orders}
-    thing_ids = np.asarray(categories.thing_ids)
+    scores = _SplitScores(dataset, orders, writers or {})
+    predictor = PanopticPredictor(model, dataset.categories, eval_config, orders)
     limit = eval_config.max_images or len(dataset)
     data = build_dataset(dataset, data_config, training=False, batch_size=batch_size,
                          repeat=False, ground_truth=True)
     done = 0
     with tqdm.tqdm(total=limit, desc="evaluate", unit="img", disable=not progress) as bar:
         for batch in batches(data):
-            detections, outputs = predictor(batch["images"], batch["image_size"],
-                                            batch["original_size"])
-            outputs = {order: {k: v.numpy() for k, v in outputs[order].items()}
-                       for order in orders}
-            truth = {key: batch[key].numpy() for key in (*ORIGINAL_KEYS, "original_size",
-                                                         "image_size", "image_id")}
-            count = min(len(truth["image_id"]), limit - done)
+            count = min(int(batch["image_id"].shape[0]), limit - done)
+            detections = scores.add_batch(predictor, batch, count, on_image)
             if detection_quality is not None:
                 _score_detections(detection_quality, batch, detections, count)
-            for i in range(count):
-                record = dataset.record(truth["image_id"][i])
-                height, width = truth["original_size"][i]
-                gt_ids = truth["original_panoptic"][i, :height, :width]
-                instances = np.count_nonzero(truth["original_classes"][i])
-                masks = truth["original_masks"][i, :instances, :height, :width].astype(bool)
-                instance_categories = thing_ids[truth["original_classes"][i, :instances] - 1]
-                predictions = {}
-                for order in orders:
-                    panoptic, segments = predictions[order] = image_segments(outputs[order], i)
-                    pq[order].update(gt_ids, list(record.segments), panoptic, segments,
-                                     where=record.png_file)
-                    ownership[order].update(masks, instance_categories, gt_ids,
-                                            list(record.segments), panoptic, segments)
-                    if order in writers:
-                        writers[order].add(record.image_id, record.image_file, panoptic,
-                                           segments, png_name=record.png_name)
-                if on_image is not None:
-                    on_image(ScoredImage(
-                        record.image_id, truth["original_image"][i, :height, :width], gt_ids,
-                        list(record.segments), predictions, detections, i,
-                        truth["image_size"][i]))
             done += count
             bar.update(count)
             if done >= limit:
                 break
-    for writer in writers.values():
-        writer.close()
-    return {order: {"pq": pq[order].result(), "ownership": ownership[order].result()}
-            for order in orders}
+    return scores.finish()
 
 
-def evaluate_detections(model, dataset: PanopticDataset, data_config: DataConfig,
-                        batch_size: int, max_images: int = 0,
-                        score_threshold: float | None = None) -> dict:
-    """Recall and mask IoU of the instance branch on a split (DetectionQuality.result()),
-    counting detections down to `score_threshold` (default: the model's test threshold),
-    without the panoptic merge."""
-    import tensorflow as tf
+class _SplitScores:
+    """PQ and ownership accumulators per merge order, fed one predicted batch at a time, and
+    the writers of each order's predictions."""
 
-    detect = tf.function(model.detect, reduce_retracing=True)
-    quality = DetectionQuality(model.test_score_threshold if score_threshold is None
-                               else score_threshold)
-    limit = max_images or len(dataset)
-    seen = 0
-    for batch in batches(build_dataset(dataset, data_config, training=False,
-                                       batch_size=batch_size, repeat=False)):
-        count = min(int(batch["image_id"].shape[0]), limit - seen)
-        _score_detections(quality, batch, detect(batch["images"], batch["image_size"]), count)
-        seen += count
-        if seen >= limit:
-            break
-    return quality.result()
+    def __init__(self, dataset: PanopticDataset, orders: tuple, writers: dict):
+        self.dataset, self.orders, self.writers = dataset, orders, writers
+        self.pq = {order: PQAccumulator(dataset.categories) for order in orders}
+        self.ownership = {order: OwnershipAccumulator() for order in orders}
+        self.thing_ids = np.asarray(dataset.categories.thing_ids)
+
+    def add_batch(self, predictor: PanopticPredictor, batch: dict, count: int,
+                  on_image=None) -> dict:
+        """Predict a batch and score its first `count` images -> its detections."""
+        detections, outputs = predictor(batch["images"], batch["image_size"],
+                                        batch["original_size"])
+        outputs = {order: {k: v.numpy() for k, v in outputs[order].items()}
+                   for order in self.orders}
+        truth = {key: batch[key].numpy() for key in (*ORIGINAL_KEYS, "original_size",
+                                                     "image_size", "image_id")}
+        for i in range(count):
+            record = self.dataset.record(truth["image_id"][i])
+            predictions = self._add_image(record, truth, i, outputs)
+            if on_image is not None:
+                height, width = truth["original_size"][i]
+                on_image(ScoredImage(
+                    record.image_id, truth["original_image"][i, :height, :width],
+                    truth["original_panoptic"][i, :height, :width], list(record.segments),
+                    predictions, detections, i, truth["image_size"][i]))
+        return detections
+
+    def _add_image(self, record, truth: dict, i: int, outputs: dict) -> dict:
+        """Score image i of a batch in every order (and write it) -> {order: (panoptic,
+        segments_info)}."""
+        height, width = truth["original_size"][i]
+        gt_ids = truth["original_panoptic"][i, :height, :width]
+        instances = np.count_nonzero(truth["original_classes"][i])
+        masks = truth["original_masks"][i, :instances, :height, :width].astype(bool)
+        instance_categories = self.thing_ids[truth["original_classes"][i, :instances] - 1]
+        predictions = {}
+        for order in self.orders:
+            panoptic, segments = predictions[order] = image_segments(outputs[order], i)
+            self.pq[order].update(gt_ids, list(record.segments), panoptic, segments,
+                                  where=record.png_file)
+            self.ownership[order].update(masks, instance_categories, gt_ids,
+                                         list(record.segments), panoptic, segments)
+            if order in self.writers:
+                self.writers[order].add(record.image_id, record.image_file, panoptic,
+                                        segments, png_name=record.png_name)
+        return predictions
+
+    def finish(self) -> dict:
+        """Close the writers -> evaluate_model's results."""
+        for writer in self.writers.values():
+            writer.close()
+        return {order: {"pq": self.pq[order].result(),
+                        "ownership": self.ownership[order].result()}
+                for order in self.orders}
 
 
 def _score_detections(quality: DetectionQuality, batch: dict, detections: dict, count: int):

@@ -1,21 +1,21 @@
-"""The spatial ranking module (SRM) of OANet, paper section 3.2 (Eq. 2-4).
+"""The SRM layer of OANet (paper section 3.2) and the arithmetic around it: instance masks
+drawn into its input, and the ranking scores of Eq. 3 read from its output.
 
 Instance masks are drawn into a tensor with one channel per thing category (1 where an
-instance of that category has its mask); a convolution turns it into per-pixel ranking logits
-whose softmax over channels is the ranking score map S. Training: cross-entropy of S against
-the thing category that owns each pixel in the panoptic ground truth, on pixels covered by
-two or more instances only (paper 4.2). Inference: the ranking score of an instance is the
-mean of S[:, :, its class] over its mask (Eq. 3), and instances are merged in that order.
+instance of that category has its mask, `srm_inputs`); the layer's convolution turns it into
+per-pixel ranking logits whose softmax over channels is the ranking score map S. The ranking
+score of an instance is the mean of S[:, :, its class] over its mask (Eq. 3,
+`ranking_scores`), and instances are merged in that order. The component that owns the layer,
+picks its path and computes its loss (Eq. 2) is `spatial_ranking.SpatialRanking`.
 
-Two ways to compute it, equal up to float rounding: every pixel (`call`, static shapes for
-XLA), or only the cells that are read (`logits_at`, `covered_score_map`,
-`srm_loss_on_conflicts`), with the first convolutions over the categories present.
+Two ways to compute the logits, equal up to float rounding: every pixel (`call`, static
+shapes for XLA), or only the cells that are read (`logits_at`, `covered_score_map`), with the
+first convolutions over the categories present.
 
-Resolution: with `stride` s > 1 the module works at 1/s of the input. Its input is
+Resolution: with `stride` s > 1 the layer works at 1/s of the input. Its input is
 average-pooled (each cell holds the fraction of its s x s pixels covered by the category, so
-small instances do not vanish), the loss labels are sampled at the centre pixel of each cell
-(nearest), and Eq. 3 weights each cell by the fraction of the mask inside it, which equals the
-mask mean of S upsampled by pixel replication.
+small instances do not vanish), and Eq. 3 weights each cell by the fraction of the mask inside
+it, which equals the mask mean of S upsampled by pixel replication.
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ import keras
 import tensorflow as tf
 
 from oanet_tf.config import GCN_KERNEL, KERNEL_3X3, SRM_KERNELS
-from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this is inside
 from oanet_tf.ops.shapes import dims
 
-MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
 # Above this fraction of covered cells the score map is cheaper computed everywhere than on
 # gathered cells. Measured at 800x1344, 10 categories present: on cells 1.48 s vs everywhere
 # 1.55 s at 34% covered, 1.78 s vs 1.68 s at 46%.
@@ -236,61 +234,6 @@ def srm_inputs(masks, classes, num_things: int):
     return channels, tf.cast(tf.round(count), tf.int32)
 
 
-def srm_loss(logits, owner, instance_count, stride=None):
-    """Eq. 2 on conflicting pixels: softmax cross-entropy against the panoptic owner.
-
-    logits [B, h, w, T] (any float dtype; computed in float32), owner [B, H, W] int (thing
-    index 0..T-1 of the pixel's panoptic owner, IGNORE_LABEL elsewhere), instance_count
-    [B, H, W] -> scalar float32: the mean over the batch's conflicting pixels (covered by two
-    or more instances, with an owner), 0 when there are none. When h < H (SRM stride s, given,
-    or read from static shapes), owner and count are sampled at the centre pixel of each s x s
-    cell. The mean is per replica batch; scaling across replicas is the caller's business.
-    """
-    logits = tf.cast(logits, tf.float32)
-    stride = stride or _static_stride(owner.shape[1], logits.shape[1])
-    conflict, labels = conflict_targets(owner, instance_count, stride, logits.shape[-1])
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    weights = tf.cast(conflict, tf.float32)
-    return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
-
-
-def srm_loss_at(logits, labels):
-    """Eq. 2 from the logits of the conflicting cells alone (`SpatialRankingModule.logits_at`
-    on the cells where `conflict_targets` is true): equal to `srm_loss`.
-
-    logits [N, T], labels [N] int -> scalar float32 (0 when N = 0)
-    """
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
-    return tf.reduce_sum(ce) / tf.maximum(tf.cast(tf.size(ce), tf.float32), 1.0)
-
-
-def srm_loss_on_conflicts(layer, channels, owner, instance_count):
-    """`srm_loss(layer(channels), owner, instance_count)` with the logits computed at the
-    conflicting cells only (`SpatialRankingModule.logits_at`); not for XLA.
-
-    layer a SpatialRankingModule, channels [B, H, W, T], owner and instance_count [B, H, W]
-    -> scalar float32
-    """
-    conflict, labels = conflict_targets(owner, instance_count, layer.stride, layer.num_things)
-    cells = tf.where(conflict)
-    return srm_loss_at(layer.logits_at(channels, cells), tf.gather_nd(labels, cells))
-
-
-def conflict_targets(owner, instance_count, stride: int, num_things: int):
-    """Where Eq. 2 applies, and its labels, on the SRM's output grid (1/stride).
-
-    owner [B, H, W] int (see srm_loss), instance_count [B, H, W] -> conflict [B, h, w] bool
-    (covered by two or more instances and owned by a thing), labels [B, h, w] int32 (the
-    owner there, 0 elsewhere).
-    """
-    owner = _to_grid(tf.cast(owner, tf.int32), stride)
-    count = _to_grid(tf.cast(instance_count, tf.int32), stride)
-    owned = (owner != IGNORE_LABEL) & (owner >= 0) & (owner < num_things)
-    conflict = (count >= MIN_CONFLICT_COUNT) & owned
-    return conflict, tf.where(conflict, owner, 0)
-
-
 def ranking_scores(score_map, masks, classes, stride=None):
     """Eq. 3: the ranking score of each instance, mean of S[:, :, class] over its mask.
 
@@ -301,7 +244,7 @@ def ranking_scores(score_map, masks, classes, stride=None):
     """
     score_map = tf.cast(score_map, tf.float32)
     masks = tf.cast(masks, tf.float32)
-    stride = stride or _static_stride(masks.shape[2], score_map.shape[1])
+    stride = stride or static_stride(masks.shape[2], score_map.shape[1])
     if stride > 1:
         batch, num, height, width = dims(masks)
         pooled = tf.nn.avg_pool2d(tf.reshape(masks, [batch * num, height, width, 1]),
@@ -318,16 +261,9 @@ def ranking_scores(score_map, masks, classes, stride=None):
     return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
 
 
-def _to_grid(labels, stride: int):
-    """Nearest (cell-centre) sampling of [B, H, W] labels onto the [B, H/s, W/s] grid."""
-    if stride == 1:
-        return labels
-    offset = stride // 2
-    return labels[:, offset::stride, offset::stride]
-
-
-def _static_stride(size, grid: int) -> int:
-    """The SRM's stride from static sizes of an input side and its output grid."""
+def static_stride(size, grid: int) -> int:
+    """The SRM's stride from static sizes of an input side and its output grid (for Eq. 2 and
+    Eq. 3 when no stride is given)."""
     if size is None or grid is None or size % grid:
         raise ValueError(f"cannot tell the SRM stride from sizes {size} and {grid}: pass it")
     return size // grid

@@ -1,4 +1,8 @@
-"""Read back what `train` wrote into a model dir: config, categories and weights."""
+"""Load a trained model from a model dir: its config, categories and weights, read back into
+an OANet that computes in the chosen precision. `predict`, `export`, `evaluate` and
+`convert` load with it; the layout of a model dir (the files below) is defined here once, and
+training, which writes them, imports it.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ BEST_WEIGHTS = "checkpoints/best.weights.h5"
 BEST_RECORD = "checkpoints/best.json"  # the val_loss of the best weights and their step
 WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
 # Inference precision -> Keras dtype policy. bfloat16 computes the layers in bfloat16 from the
-# float32 weights, but for those of modeling/precision.py; the heads' outputs are cast to
+# float32 weights, but for DECISION_LAYER_DTYPE's (config.py); the heads' outputs are cast to
 # float32 before softmax, box decoding, NMS and the merge (README, "bfloat16 inference").
 INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -39,20 +43,6 @@ def read_categories(path: str) -> CategoryMap:
                          f"`python -m oanet_tf train`") from None
     except (ValueError, TypeError, KeyError) as err:
         raise OANetError(f"{path}: not a list of categories ({err})") from None
-
-
-def check_categories_fit(model_dir: str, categories: CategoryMap):
-    """Refuse to train into a model dir whose model has other categories: its weights,
-    backups and files belong to another model."""
-    path = os.path.join(model_dir, CATEGORIES_FILE)
-    if not os.path.exists(path):
-        return
-    held = read_categories(path)
-    if held.semantic_ids != categories.semantic_ids:
-        raise OANetError(f"{path}: --model-dir holds a model of other categories "
-                         f"({held.num_things} things, {held.num_stuff} stuff) than the "
-                         f"training data ({categories.num_things} things, "
-                         f"{categories.num_stuff} stuff); train into another --model-dir")
 
 
 def weights_path(model_dir: str, weights: str = "last") -> str:

@@ -1,4 +1,4 @@
-"""oanet_tf.training.guarded_update: an optimizer step taken only when every replica's values are
+"""oanet_tf.modeling.guarded_update: an optimizer step taken only when every replica's values are
 finite, against hand-computed SGD updates; in one process, and under MirroredStrategy over two
 logical CPU devices (a subprocess, tests/scripts/guarded_update_replicas.py)."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from oanet_tf.training.guarded_update import all_replicas_finite, apply_if, restore_unless
+from oanet_tf.modeling.guarded_update import all_replicas_finite, apply_if, restore_unless
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
                       "guarded_update_replicas.py")

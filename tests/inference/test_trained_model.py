@@ -1,4 +1,4 @@
-"""oanet_tf.training.model_dir: reading back what `train` wrote into a model dir (config,
+"""oanet_tf.inference.trained_model: reading back what `train` wrote into a model dir (config,
 categories, weights), and the one-line errors for a dir that is not one. Loading the weights
 into a model is tested with the export (tests/export/test_saved_model.py)."""
 
@@ -11,8 +11,9 @@ import yaml
 
 from oanet_tf.config import FLAT_MODEL_KEYS, Config, load_config, save_config
 from oanet_tf.errors import ConfigError, OANetError
-from oanet_tf.training.model_dir import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
-                                         load_config_of, read_categories, weights_path)
+from oanet_tf.inference.trained_model import (BEST_WEIGHTS, CATEGORIES_FILE, CONFIG_FILE,
+                                              LAST_WEIGHTS, load_config_of, read_categories,
+                                              weights_path)
 
 CATEGORIES = [{"id": 40, "name": "sky", "isthing": 0}, {"id": 7, "name": "person", "isthing": 1},
               {"id": 12, "name": "tie", "isthing": 1}]
