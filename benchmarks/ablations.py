@@ -3,10 +3,11 @@ compare for each seed, score each with the merge orders its rows compare, and wr
 Markdown table per paper table (mean ± standard deviation over seeds of PQ, PQ_Th, PQ_St and
 overlap ownership accuracy, beside the paper's COCO numbers). Runs already in --out are
 reused, so an interrupted run continues; a line per run says what is left. The logic lives
-in oanet_tf.ablations. --shard K/N splits the runs between N processes sharing --out (one per
-GPU or machine); the tables are written once every run is finished.
+in harness.ablation_runner and harness.ablation_tables. --shard K/N splits the runs between
+N processes sharing --out (one per GPU or machine); the tables are written once every run is
+finished.
 
-    python scripts/ablations.py [--tables 1 2 3 4 5] [--seeds 3]
+    python benchmarks/ablations.py [--tables 1 2 3 4 5] [--seeds 3]
         [--config configs/synthetic.yaml] [--set SECTION.KEY=VALUE ...] [--out runs/ablations]
         [--shard K/N]
 """
@@ -17,8 +18,8 @@ import argparse
 import sys
 import time
 
-from oanet_tf.ablations.runner import parse_shard, run_ablations
-from oanet_tf.ablations.tables import TABLES
+from harness.ablation_runner import parse_shard, run_ablations
+from harness.ablation_tables import TABLES
 
 
 def _shard(text: str) -> tuple:

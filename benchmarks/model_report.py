@@ -20,7 +20,7 @@ What is counted:
     einsum) are counted by tracing them alone at the same shapes. Not counted: elementwise
     ops, RoIAlign's bilinear gathers, NMS, top-k, resizes, softmax, the merge.
 
-    python scripts/model_report.py [--configs configs/coco_r50.yaml configs/coco_r101.yaml]
+    python benchmarks/model_report.py [--configs configs/coco_r50.yaml configs/coco_r101.yaml]
         [--categories /work/shared/coco/panoptic_coco_categories.json]
         [--padded-size 800 1344] [--out runs/model_report.json] [--set section.key=value ...]
 """
@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.benchmarking.inputs import DEFAULT_CATEGORIES
+from harness.inputs import DEFAULT_CATEGORIES
 from oanet_tf.config import load_config
 from oanet_tf.data.panoptic_format import CategoryMap, load_categories
 from oanet_tf.errors import DatasetError

@@ -7,7 +7,7 @@ training and its loss reaches no other weight, so swapping the kernel only needs
 retrained, on the same training split for the same number of steps, while every other weight
 stays the one of the trained model.
 
-    python scripts/srm_table.py --model-dir runs/demo
+    python benchmarks/srm_table.py --model-dir runs/demo
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Train and score every configuration the chosen ablation tables compare, for each seed, and
 write the tables (mean and standard deviation over seeds beside the paper's numbers).
 
-Each run (a variant of `tables.VARIANTS` at one seed) lives in OUT/runs/<variant>_seed<k>:
+Each run (a variant of `ablation_tables.VARIANTS` at one seed) lives in OUT/runs/<variant>_seed<k>:
 its model dir (`model/`, so an interrupted training resumes from its backup) and, once
 scored, `result.json`. A run whose result exists is reused, after checking that it was
 trained with the same configuration; the seed sets `train.seed`, which keys the data order,
@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from oanet_tf.ablations.tables import TABLES, VARIANTS, orders_by_variant
+from harness.ablation_tables import TABLES, VARIANTS, orders_by_variant
 from oanet_tf.config import Config, load_config
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.errors import ConfigError

@@ -4,14 +4,21 @@ own outputs, so a part is timed as the model runs it."""
 
 from __future__ import annotations
 
-from oanet_tf.benchmarking.inputs import random_images, random_instances
-from oanet_tf.benchmarking.model_bench import OursBench
-from oanet_tf.benchmarking.timing import graph_function, interleaved, median
+from harness.inputs import random_images, random_instances
+from harness.model_bench import OursBench
+from harness.report import row
+from harness.timing import graph_function, interleaved, median
 
+SUITE = "breakdown"
 # Parts of OANet.detect timed alone (the rest of detect is their difference).
 DETECT_PARTS = ("dense", "roi_align_box", "box_head", "roi_align_mask", "mask_head",
                 "paste_masks", "srm_inputs", "srm", "ranking_scores", "stuff_probabilities")
-NAME_WIDTH = 70  # of the part names in format_breakdown
+# The parts computed as differences, and the peer's part.
+REST_OF_DETECT, DENSE_HEADS, REST_OF_STEP = "rest of detect", "dense heads", "rest of step"
+PEER_BACKBONE_FPN = "torchvision_backbone_fpn"
+NOTES = {REST_OF_DETECT: "proposals, NMS, box decoding (detect - its timed parts)",
+         DENSE_HEADS: "RPN head + stuff head (dense - backbone_fpn)",
+         REST_OF_STEP: "proposals, matching, sampling, losses, update (step - pieces)"}
 
 
 def _fetched(function, *args):
@@ -81,6 +88,19 @@ def part_calls(bench: OursBench, seed) -> dict:
     return {name: _fetched(function, *args) for name, (function, args) in functions.items()}
 
 
+def _gradients(forward, sources, watch=False):
+    """Gradients of the sum of forward()'s outputs w.r.t. sources; watch: sources are
+    tensors, not variables."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        if watch:
+            tape.watch(sources)
+        total = tf.add_n([tf.reduce_sum(tf.cast(t, tf.float32))
+                          for t in tf.nest.flatten(forward())])
+    return [g for g in tf.nest.flatten(tape.gradient(total, sources)) if g is not None]
+
+
 def train_part_calls(bench: OursBench, seed, instances) -> dict:
     """{part: zero-argument callable} for the train-step breakdown, batch 1: forward and
     backward (gradients of the summed outputs) of each piece alone, at the sizes of the
@@ -91,53 +111,41 @@ def train_part_calls(bench: OursBench, seed, instances) -> dict:
 
     model = bench.model
     roi_heads = model.roi_heads
-    height, width = bench.size
     data = bench.train_batch(1, seed, instances)
     bench.prepare("train", 1, seed, instances)
     features = model(data["images"], training=False)["features"]
     rois = roi_heads.batch_size_per_image
     positives = int(rois * roi_heads.positive_fraction)
-    box_rois = tf.constant(random_instances(seed, 1, height, width, rois, 1)[0])
+    box_rois = tf.constant(random_instances(seed, 1, *bench.size, rois, 1)[0])
     mask_rois = box_rois[:, :positives]
-    matched = tf.zeros([1, positives], tf.int32)
-
-    def pool(boxes, resolution):  # the model's own RoIAlign
-        return roi_heads.roi_align(features, boxes, resolution)
-
+    box_resolution, mask_resolution = (roi_heads.box_pooler_resolution,
+                                       roi_heads.mask_pooler_resolution)
+    box_pooled = roi_heads.roi_align(features, box_rois, box_resolution)
+    mask_pooled = roi_heads.roi_align(features, mask_rois, mask_resolution)
     dense_variables = [v for layer in (model.backbone, model.fpn, model.rpn.head,
                                        model.stuff_branch.head)
                        for v in layer.trainable_variables]
-    box_pooled = pool(box_rois, roi_heads.box_pooler_resolution)
-    mask_pooled = pool(mask_rois, roi_heads.mask_pooler_resolution)
-
-    def gradients(forward, sources, watch=False):
-        """Gradients of the sum of forward()'s outputs; watch: sources are tensors."""
-        with tf.GradientTape() as tape:
-            if watch:
-                tape.watch(sources)
-            total = tf.add_n([tf.reduce_sum(tf.cast(t, tf.float32))
-                              for t in tf.nest.flatten(forward())])
-        return [g for g in tf.nest.flatten(tape.gradient(total, sources)) if g is not None]
 
     def srm_loss():  # the model's own path (sparse without static shapes)
         return model.srm.loss(data["gt_masks"], tf.cast(data["gt_classes"], tf.int32),
                               data["owner"])
 
     functions = {
-        "dense_fwd_bwd": lambda: gradients(
+        "dense_fwd_bwd": lambda: _gradients(
             lambda: model(data["images"], training=True), dense_variables),
-        "roi_align_box_fwd_bwd": lambda: gradients(
-            lambda: pool(box_rois, roi_heads.box_pooler_resolution), features, watch=True),
-        "box_head_fwd_bwd": lambda: gradients(
+        "roi_align_box_fwd_bwd": lambda: _gradients(
+            lambda: roi_heads.roi_align(features, box_rois, box_resolution), features, True),
+        "box_head_fwd_bwd": lambda: _gradients(
             lambda: roi_heads.box_head(box_pooled, training=True),
             roi_heads.box_head.trainable_variables),
-        "roi_align_mask_fwd_bwd": lambda: gradients(
-            lambda: pool(mask_rois, roi_heads.mask_pooler_resolution), features, watch=True),
-        "mask_head_fwd_bwd": lambda: gradients(
+        "roi_align_mask_fwd_bwd": lambda: _gradients(
+            lambda: roi_heads.roi_align(features, mask_rois, mask_resolution), features, True),
+        "mask_head_fwd_bwd": lambda: _gradients(
             lambda: roi_heads.mask_head(mask_pooled, training=True),
             roi_heads.mask_head.trainable_variables),
-        "mask_targets": lambda: mask_ops.mask_targets(data["gt_masks"], matched, mask_rois),
-        "srm_inputs_srm_loss_fwd_bwd": lambda: gradients(
+        "mask_targets": lambda: mask_ops.mask_targets(
+            data["gt_masks"], tf.zeros([1, positives], tf.int32), mask_rois),
+        "srm_inputs_srm_loss_fwd_bwd": lambda: _gradients(
             srm_loss, model.srm.trainable_variables),
     }
     return {"train_step": bench.call,
@@ -146,7 +154,7 @@ def train_part_calls(bench: OursBench, seed, instances) -> dict:
 
 def inference_breakdown(bench: OursBench, peer, seed, warmup, repeats) -> dict:
     """Median seconds of each part of our batch-1 inference, and the peer's backbone + FPN
-    (peer: a TorchClient, or None)."""
+    (peer: a TorchClient, or None) as PEER_BACKBONE_FPN."""
     result = {}
     for name, call in part_calls(bench, seed).items():
         peer_time = None
@@ -156,11 +164,9 @@ def inference_breakdown(bench: OursBench, peer, seed, warmup, repeats) -> dict:
         ours, theirs = interleaved(call, peer_time, warmup, repeats)
         result[name] = median(ours)
         if theirs:
-            result["torchvision_backbone_fpn"] = median(theirs)
-    result["proposals, nms, decoding, rest (detect - parts)"] = (
-        result["detect"] - sum(result[k] for k in DETECT_PARTS))
-    result["rpn head + stuff head (dense - backbone_fpn)"] = (
-        result["dense"] - result["backbone_fpn"])
+            result[PEER_BACKBONE_FPN] = median(theirs)
+    result[REST_OF_DETECT] = result["detect"] - sum(result[k] for k in DETECT_PARTS)
+    result[DENSE_HEADS] = result["dense"] - result["backbone_fpn"]
     return result
 
 
@@ -169,12 +175,21 @@ def train_breakdown(bench: OursBench, seed, instances, warmup, repeats) -> dict:
     result = {name: median(interleaved(call, None, warmup, repeats)[0])
               for name, call in train_part_calls(bench, seed, instances).items()}
     pieces = [name for name in result if name != "train_step"]
-    result["rest: proposals, matching, sampling, losses, update (step - pieces)"] = (
-        result["train_step"] - sum(result[k] for k in pieces))
+    result[REST_OF_STEP] = result["train_step"] - sum(result[k] for k in pieces)
     return result
 
 
-def format_breakdown(what, parts) -> str:
-    lines = [f"breakdown of our {what}, batch 1 (median seconds):"]
-    lines += [f"    {name:<{NAME_WIDTH}}{seconds:8.3f}" for name, seconds in parts.items()]
-    return "\n".join(lines)
+def breakdown_rows(size, inference: dict, train: dict) -> list:
+    """benchmark.py's rows of the two breakdowns (either may be empty), seconds at batch 1;
+    our backbone_fpn beside torchvision's when it was timed."""
+    rows = []
+    peer = inference.get(PEER_BACKBONE_FPN)
+    for what, parts in (("infer", inference), ("train", train)):
+        for name, seconds in parts.items():
+            if name == PEER_BACKBONE_FPN:
+                continue
+            beside = name == "backbone_fpn" and peer is not None
+            rows.append(row(SUITE, f"{what} {name}", size, 1, "s", seconds,
+                            peer if beside else None, "torchvision" if beside else "",
+                            peer / seconds if beside else None, note=NOTES.get(name, "")))
+    return rows

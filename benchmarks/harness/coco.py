@@ -10,7 +10,7 @@ batch padded to its own size (image_sizes.padded_size), as training and serving 
               then of portrait 480x640 ones, with random instances; the peer trains on the
               same resized images and instances (images per second).
 
-scripts/benchmark_memory.py --coco measures the peak memory of the same train steps.
+benchmark.py --suites memory measures the peak memory of the same train steps.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from oanet_tf.benchmarking.model_bench import OursBench, resized_and_padded
-from oanet_tf.benchmarking.report import format_rows, row
-from oanet_tf.benchmarking.timing import interleaved, median
+from harness.model_bench import OursBench, resized_and_padded
+from harness.report import format_rows, row
+from harness.timing import interleaved, median
 
 SUITE = "coco"
 # (height, width) of the train step's images as read from the files: a landscape and a

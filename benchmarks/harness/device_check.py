@@ -15,7 +15,7 @@ starts once --budget-s has passed, so a run cut short keeps what it measured.
 
 --dry-run runs the same code on the CPU at a tiny size (CI checks it without a GPU).
 
-    python -m oanet_tf.benchmarking.device_check [--dry-run] [--size 1024 1024]
+    python -m harness.device_check [--dry-run] [--size 1024 1024]  # from benchmarks/
         [--train-batch 8] [--infer-batches 1 8] [--precision mixed_bfloat16]
         [--xla both|on|off] [--config C] [--torch-python PYTHON] [--out runs/device_check.json]
 """
@@ -29,8 +29,8 @@ import sys
 import tempfile
 import time
 
-from oanet_tf.benchmarking.inputs import R50_CONFIG, SYNTHETIC_CONFIG
-from oanet_tf.benchmarking.timing import median, timed_calls
+from harness.inputs import R50_CONFIG, SYNTHETIC_CONFIG
+from harness.timing import median, timed_calls
 from oanet_tf.fileio import atomic_open, write_json
 
 # COCO panoptic's categories: 80 things and 53 stuff (the counts are all a random-weight
@@ -139,83 +139,102 @@ def _row(model, mode, precision, xla, batch, seconds, peak_gib) -> dict:
             "seconds": seconds, "value": value, "unit": unit, "peak_memory_gib": peak_gib}
 
 
-def run(args) -> dict:
-    import keras
-    import tensorflow as tf
+class Budget:
+    """Whether a new row may start: no, for good, once `seconds` have passed."""
 
-    from oanet_tf.benchmarking.model_bench import OursBench
-    from oanet_tf.benchmarking.torch_peer import TorchClient
+    def __init__(self, seconds: float):
+        self.start, self.seconds, self.cut = time.perf_counter(), seconds, False
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus and not args.dry_run:
-        raise SystemExit("error: TensorFlow sees no GPU; --dry-run runs on the CPU")
-    start = time.perf_counter()
+    def left(self) -> bool:
+        if time.perf_counter() - self.start >= self.seconds:
+            self.cut = True
+        return not self.cut
+
+
+def _ours_rows(args, report: Report, config: str, categories: str, gpu: bool,
+               budget: Budget):
+    """Our train step without and/or with XLA (args.xla), and inference at each of
+    args.infer_batches (without XLA), each row added as it is measured."""
+    from harness.model_bench import OursBench
+
     size = tuple(args.size)
-    device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") \
-        if gpus else f"CPU ({platform.processor() or platform.machine()})"
-    config = args.config or (SYNTHETIC_CONFIG if args.dry_run else R50_CONFIG)
-    report = Report(args.out, {
-        "device": device, "size": list(size), "train_batch": args.train_batch,
-        "infer_batches": list(args.infer_batches), "precision": args.precision,
-        "config": config, "warmup": args.warmup, "repeats": args.repeats,
-        "dry_run": args.dry_run,
-        "tensorflow": tf.__version__, "python": platform.python_version()})
-    work = tempfile.mkdtemp(prefix="device_check_")
-    categories = os.path.join(work, "categories.json")
-    write_json(categories, coco_categories())
-
-    cut = []  # set once a row is left out for the budget
-
-    def in_budget() -> bool:
-        if time.perf_counter() - start >= args.budget_s:
-            cut.append(True)
-        return not cut
-
-    keras.mixed_precision.set_global_policy(args.precision)
     for xla in XLA_CHOICES[args.xla]:
-        if not in_budget():
-            break
+        if not budget.left():
+            return
         overrides = [f"train.mixed_precision={args.precision}"]
         if xla:  # XLA compiles static shapes: one bucket of the images' size
             overrides.append(f"data.buckets=[[{size[0]}, {size[1]}]]")
         bench = OursBench(config, categories, size, overrides,
                           jit_compile="true" if xla else "false")
-        _peak_gib_ours(bool(gpus))
+        _peak_gib_ours(gpu)
         bench.prepare("train", args.train_batch, SEED, INSTANCES)
         seconds = _timed(bench.call, args.warmup, args.repeats)
         report.add(_row("oanet_tf", "train", args.precision, xla, args.train_batch, seconds,
-                        _peak_gib_ours(bool(gpus))))
-        if not xla:
-            for batch in args.infer_batches:
-                if not in_budget():
-                    break
-                bench.prepare("infer", batch, SEED, INSTANCES)
-                seconds = _timed(bench.call, args.warmup, args.repeats)
-                report.add(_row("oanet_tf", "infer", args.precision, False, batch, seconds,
-                                _peak_gib_ours(bool(gpus))))
+                        _peak_gib_ours(gpu)))
+        if xla:
+            continue
+        for batch in args.infer_batches:
+            if not budget.left():
+                return
+            bench.prepare("infer", batch, SEED, INSTANCES)
+            seconds = _timed(bench.call, args.warmup, args.repeats)
+            report.add(_row("oanet_tf", "infer", args.precision, False, batch, seconds,
+                            _peak_gib_ours(gpu)))
+
+
+def _torch_rows(args, report: Report, gpu: bool, budget: Budget):
+    """torchvision's train step and inference in each of TORCH_PRECISIONS, on the GPU (the
+    CPU without one), each row added as it is measured."""
+    from harness.torch_peer import TorchClient
+
+    peer = TorchClient(args.torch_python)
+    try:
+        report.data["torch"] = peer.request("versions")
+        for precision in TORCH_PRECISIONS:
+            for mode, batches in (("train", (args.train_batch,)),
+                                  ("infer", tuple(args.infer_batches))):
+                for batch in batches:
+                    if not budget.left():
+                        return
+                    peer.prepare(mode, tuple(args.size), batch, SEED, INSTANCES, COCO_THINGS,
+                                 device="cuda" if gpu else "cpu", precision=precision)
+                    peer.peak_memory()
+                    if args.warmup:
+                        peer.time(args.warmup)
+                    seconds = median(peer.time(args.repeats))
+                    peak = peer.peak_memory()
+                    report.add(_row("torchvision", mode, precision, False, batch, seconds,
+                                    peak / BYTES_PER_GIB if peak is not None else None))
+    finally:
+        peer.close()
+
+
+def run(args) -> dict:
+    """Every row args ask for, within args.budget_s -> the report's data."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus and not args.dry_run:
+        raise SystemExit("error: TensorFlow sees no GPU; --dry-run runs on the CPU")
+    budget = Budget(args.budget_s)
+    device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") \
+        if gpus else f"CPU ({platform.processor() or platform.machine()})"
+    config = args.config or (SYNTHETIC_CONFIG if args.dry_run else R50_CONFIG)
+    report = Report(args.out, {
+        "device": device, "size": list(args.size), "train_batch": args.train_batch,
+        "infer_batches": list(args.infer_batches), "precision": args.precision,
+        "config": config, "warmup": args.warmup, "repeats": args.repeats,
+        "dry_run": args.dry_run,
+        "tensorflow": tf.__version__, "python": platform.python_version()})
+    categories = os.path.join(tempfile.mkdtemp(prefix="device_check_"), "categories.json")
+    write_json(categories, coco_categories())
+    keras.mixed_precision.set_global_policy(args.precision)
+    _ours_rows(args, report, config, categories, bool(gpus), budget)
     if args.torch_python:
-        peer = TorchClient(args.torch_python)
-        try:
-            report.data["torch"] = peer.request("versions")
-            for precision in TORCH_PRECISIONS:
-                for mode, batches in (("train", (args.train_batch,)),
-                                      ("infer", tuple(args.infer_batches))):
-                    for batch in batches:
-                        if not in_budget():
-                            break
-                        peer.prepare(mode, size, batch, SEED, INSTANCES, COCO_THINGS,
-                                     device="cuda" if gpus else "cpu", precision=precision)
-                        peer.peak_memory()
-                        if args.warmup:
-                            peer.time(args.warmup)
-                        seconds = median(peer.time(args.repeats))
-                        peak = peer.peak_memory()
-                        report.add(_row("torchvision", mode, precision, False, batch, seconds,
-                                        peak / BYTES_PER_GIB if peak is not None else None))
-        finally:
-            peer.close()
-    report.data["complete"] = not cut
-    report.data["wall_s"] = time.perf_counter() - start
+        _torch_rows(args, report, bool(gpus), budget)
+    report.data["complete"] = not budget.cut
+    report.data["wall_s"] = time.perf_counter() - budget.start
     report.write()
     return report.data
 

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import platform
 
-from oanet_tf.benchmarking.timing import timed
+from harness.timing import timed
 from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.evaluation import hotcoco_engine
 from oanet_tf.evaluation.perturb import perturb_panoptic

@@ -18,8 +18,8 @@ import os
 import statistics
 import time
 
-from oanet_tf.benchmarking.inputs import DEFAULT_COCO_SAMPLE, R50_CONFIG, SYNTHETIC_CONFIG
-from oanet_tf.benchmarking.model_bench import resized_and_padded
+from harness.inputs import DEFAULT_COCO_SAMPLE, R50_CONFIG, SYNTHETIC_CONFIG
+from harness.model_bench import resized_and_padded
 
 CASES = ("synthetic_128", "coco_sample", "synthetic_640x480")
 REAL_SIZE = (480, 640)

@@ -1,11 +1,11 @@
-"""Peak resident memory of training steps, each model in a fresh process (what
-scripts/benchmark_memory.py runs): our R50 or torchvision's Mask R-CNN R50-FPN, on random
+"""Peak resident memory of training steps, each model in a fresh process (benchmark.py's
+memory suite): our R50 or torchvision's Mask R-CNN R50-FPN, on random
 batches of one size, or on the coco suite's COCO-sized batches (landscape, then portrait).
 
 A measured process builds its model, prepares every batch, then runs STEPS steps of each and
 reports its peak resident set (ru_maxrss) and its resident set before the first step. It is
-`python -m oanet_tf.benchmarking.memory` with a JSON case on the command line; the torch one
-runs in the benchmark venv (no TensorFlow: the COCO sizes are computed here and passed on).
+`python -m harness.memory` with a JSON case on the command line; the torch one runs in
+the benchmark venv (no TensorFlow: the COCO sizes are computed here and passed on).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import resource
 import subprocess
 import sys
 
-from oanet_tf.benchmarking.torch_peer import peer_env
+from harness.report import row
+from harness.torch_peer import peer_env
 
 STEPS = 2
 KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
@@ -25,6 +26,7 @@ BYTES_PER_MIB = 2**20
 COCO_THINGS = 80  # torchvision's Mask R-CNN classes, less the background
 SEED = 0
 MODELS = ("ours", "torch")
+SUITE = "memory"
 
 
 def batches_of_size(size, batch: int) -> list:
@@ -36,7 +38,7 @@ def batches_of_size(size, batch: int) -> list:
 def coco_batches(config_path: str) -> list:
     """The coco suite's train batches: each orientation's files resized and padded as the
     config says."""
-    from oanet_tf.benchmarking.coco import TRAIN_BATCH, train_cases
+    from harness.coco import TRAIN_BATCH, train_cases
     from oanet_tf.config import load_config
 
     return [{"batch": TRAIN_BATCH, "resized": list(case.resized),
@@ -54,7 +56,7 @@ def prepared_steps(model: str, case: dict) -> list:
     """One zero-argument train step per batch of case["batches"] (model: ours or torch)."""
     calls = []
     if model == "ours":
-        from oanet_tf.benchmarking.model_bench import OursBench
+        from harness.model_bench import OursBench
 
         bench = OursBench(case["config"], case["categories"])
         for batch in case["batches"]:
@@ -63,7 +65,7 @@ def prepared_steps(model: str, case: dict) -> list:
                 tuple(batch["padded"]), tuple(batch["original"])))
             calls.append(bench.call)
     else:
-        from oanet_tf.benchmarking.torch_peer import TorchWorker
+        from harness.torch_peer import TorchWorker
 
         worker = TorchWorker(threads=0)
         for batch in case["batches"]:  # torchvision pads its batch to 32 itself
@@ -94,6 +96,25 @@ def measure(python: str, model: str, case: dict) -> dict:
     if result.returncode != 0:
         raise RuntimeError(f"{model} on {case['batches']} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def memory_row(name, config, categories, instances, batches, torch_python=None) -> dict:
+    """benchmark.py's row of one case: the peak resident MiB of ours and, with
+    torch_python, of torchvision, each measured in a fresh process; speed-up = theirs / ours
+    (above 1: we use less). The size and batch are the first batch's; the note lists all."""
+    case = {"config": config, "categories": categories, "instances": instances,
+            "batches": batches}
+    ours = measure(sys.executable, "ours", case)
+    theirs = measure(torch_python, "torch", case) if torch_python else None
+    shapes = ", ".join(f"{b['batch']}x{b['padded'][0]}x{b['padded'][1]}" for b in batches)
+    built = f"ours {ours['rss_after_build_mib']:.0f}" + (
+        f", torchvision {theirs['rss_after_build_mib']:.0f}" if theirs else "")
+    peak = theirs["peak_rss_mib"] if theirs else None
+    return row(SUITE, f"{name} peak RSS", batches[0]["padded"], batches[0]["batch"], "MiB",
+               ours["peak_rss_mib"], peak, "torchvision" if theirs else "",
+               peak / ours["peak_rss_mib"] if theirs else None,
+               note=f"{shapes} (batch x padded size), {STEPS} steps each; after build: "
+                    f"{built} MiB")
 
 
 def main(argv=None) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from oanet_tf.benchmarking.inputs import (encoded_jpeg, owner_labels, random_images,
+from harness.inputs import (encoded_jpeg, owner_labels, random_images,
                                           random_instances)
-from oanet_tf.benchmarking.timing import interleaved
+from harness.timing import interleaved
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 
 # serve: encoded JPEG bytes in, results out (ours: the export's serving function, with the

@@ -2,7 +2,8 @@
 (sides log-uniform between MIN_BOX_SIDE and the shorter image side, clipped to the image, so
 every level gets boxes), and multilevel_roi_align with one method as a tf.function (no
 AutoGraph, no XLA, as the model calls it), forward alone or forward plus the gradient
-w.r.t. the features."""
+w.r.t. the features; how far two outputs differ, the boxes per level, and whether a method
+compiles under XLA (the ops suite's notes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import tensorflow as tf
 
 from oanet_tf.ops import roi_align
 
-METHODS = roi_align.METHODS
 MODES = ("forward", "forward+backward")
 LEVELS = (2, 3, 4, 5)
 MIN_BOX_SIDE = 8.0
@@ -59,3 +59,28 @@ def make_function(method: str, mode: str, output_size: int, sampling_ratio: int,
 
     return tf.function(forward if mode == "forward" else backward, autograph=False,
                        jit_compile=jit_compile)
+
+
+def boxes_per_level(boxes) -> dict:
+    """{"P2": count, ...}: how many of `boxes` each FPN level pools."""
+    levels = roi_align.assign_levels(boxes).numpy().ravel()
+    return {f"P{level}": int((levels == level).sum()) for level in LEVELS}
+
+
+def max_difference(a, b) -> tuple:
+    """Largest |a - b| over all outputs, and largest |a| (its scale)."""
+    pairs = [(tf.cast(x, tf.float32), tf.cast(y, tf.float32))
+             for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b))]
+    return (max(float(tf.reduce_max(tf.abs(x - y))) for x, y in pairs),
+            max(float(tf.reduce_max(tf.abs(x))) for x, _ in pairs))
+
+
+def compiles_under_xla(method: str, inputs, output_size: int, sampling_ratio: int) -> str:
+    """'compiles', or why `method`'s forward pass does not under jit_compile=True."""
+    try:
+        make_function(method, "forward", output_size, sampling_ratio,
+                      jit_compile=True)(*inputs)
+    except (tf.errors.OpError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"does not compile ({type(err).__name__}: {first[:80]})"
+    return "compiles"

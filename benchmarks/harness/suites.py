@@ -4,13 +4,18 @@ beside its peer on this machine's CPU, interleaved call by call:
   model      R50 (configs/coco_r50.yaml, random weights) against torchvision's
              maskrcnn_resnet50_fpn (100 detections): serve, infer and train on random
              images of each size (the tensors' own size);
-  coco       the same pair on COCO's own sizes (oanet_tf.benchmarking.coco): the real
+  coco       the same pair on COCO's own sizes (harness.coco): the real
              COCO JPEGs end to end, a train step on landscape and portrait batches;
+  breakdown  the parts of R50's batch-1 inference and train step timed alone (backbone +
+             FPN beside torchvision's) at each size;
+  memory     peak resident memory of R50's train step and torchvision's, each in a fresh
+             process, at each size and batch and on the coco suite's COCO-sized batches;
   synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
   precision  the same config in bfloat16 against float32 (both ours, call by call):
              end-to-end serving and the train step;
   input      the input pipeline from COCO files and from TFRecords, against the train step
-             it feeds (target: INPUT_TARGET times its images per second);
+             it feeds (target: INPUT_TARGET times its images per second), and the decode
+             step alone from each source;
   evaluator  our PQ from files against hotcoco's and panopticapi's pq_compute, on a small
              and a COCO-sized synthetic set;
   ops        the ops the model picks without XLA against their XLA-compilable variants:
@@ -22,19 +27,21 @@ from __future__ import annotations
 
 import os
 
-from oanet_tf.benchmarking import coco, evaluator, input_pipeline
-from oanet_tf.benchmarking.inputs import SYNTHETIC_CONFIG, owner_labels, random_instances
-from oanet_tf.benchmarking.model_bench import (MODES, OursBench, resized_and_padded,
-                                               time_against_peer)
-from oanet_tf.benchmarking.report import format_rows, row
-from oanet_tf.benchmarking.timing import alternating, median
+from harness import breakdown, coco, evaluator, input_pipeline, memory
+from harness.inputs import SYNTHETIC_CONFIG, owner_labels, random_instances
+from harness.model_bench import MODES, OursBench, resized_and_padded, time_against_peer
+from harness.report import format_rows, row
+from harness.timing import alternating, median
 from oanet_tf.config import ModelConfig
 from oanet_tf.training.model_dir import INFERENCE_POLICIES
 
-SUITES = ("model", "coco", "synthetic", "precision", "input", "evaluator", "ops")
-PEER_SUITES = ("model", "coco")  # the suites that time torchvision
+SUITES = ("model", "coco", "breakdown", "memory", "synthetic", "precision", "input",
+          "evaluator", "ops")
+PEER_SUITES = ("model", "coco", "breakdown")  # the suites that time torchvision in-process
+R50_SUITES = PEER_SUITES + ("memory",)  # the suites that build R50 (COCO's categories)
 PRECISIONS = tuple(INFERENCE_POLICIES)  # float32, bfloat16
 INPUT_CASES = ("synthetic_128", "synthetic_640x480")  # the synthetic and the R50 settings
+COCO_SAMPLE_CASE = "coco_sample"  # R50's settings on the real COCO sample, when present
 INPUT_TARGET = 3.0  # the pipeline must deliver 3x the train step's images per second
 INSTANCES = 8  # random ground-truth instances per training image
 # The ops suite's inputs: as many boxes as the R50 config's proposals and detections.
@@ -54,12 +61,12 @@ OPS_SRM_CATEGORIES = 10  # categories among those detections in the SRM score-ma
 OPS_STUFF_CLASSES, OPS_STUFF_NOISE_STRIDE, OPS_MERGE_INSTANCES = 53, 32, 20
 
 
-def model_rows(bench: OursBench, batches, peer, args, suite="model") -> list:
-    """serve / infer latency and train images per second, beside the peer (a TorchClient,
-    or None). args: seed, warmup, repeats."""
+def model_rows(bench: OursBench, batches, peer, args, suite="model", modes=MODES) -> list:
+    """serve / infer latency and train images per second of each of `modes`, beside the peer
+    (a TorchClient, or None). args: seed, warmup, repeats."""
     rows = []
     size = bench.size
-    for mode in MODES:
+    for mode in modes:
         for batch in batches:
             ours, theirs = time_against_peer(bench, peer, mode, batch, args.seed, INSTANCES,
                                              args.warmup, args.repeats)
@@ -78,13 +85,14 @@ def model_rows(bench: OursBench, batches, peer, args, suite="model") -> list:
 
 
 def model_suite(args, peer) -> list:
-    """R50 at each of args.sizes and args.batches (args.config, args.categories)."""
+    """R50 at each of args.sizes and args.batches, in args.modes (args.config,
+    args.categories, args.overrides; args.jit: XLA for our train step)."""
     import keras
 
     rows = []
     for size in args.sizes:
-        bench = OursBench(args.config, args.categories, size)
-        rows += model_rows(bench, args.batches, peer, args)
+        bench = OursBench(args.config, args.categories, size, args.overrides, args.jit)
+        rows += model_rows(bench, args.batches, peer, args, modes=args.modes)
         del bench
         keras.backend.clear_session()
     return rows
@@ -95,9 +103,47 @@ def coco_suite(args, peer) -> list:
     in each of args.precision (one model each, built in turn)."""
     rows = []
     for precision in args.precision:
-        bench = OursBench(args.config, args.categories, precision=precision)
+        bench = OursBench(args.config, args.categories, None, args.overrides, args.jit,
+                          precision)
         rows += coco.coco_rows(bench, peer, coco.sample_images(args.coco_sample), args,
                                INSTANCES, args.peer_precisions)
+    return rows
+
+
+def breakdown_suite(args, peer) -> list:
+    """At each of args.sizes, the parts of R50's batch-1 inference (backbone + FPN beside the
+    peer's, a TorchClient or None) and of its train step, timed alone; args.modes picks
+    which (infer, train)."""
+    import keras
+
+    rows = []
+    for size in args.sizes:
+        bench = OursBench(args.config, args.categories, size, args.overrides, args.jit)
+        timing = (args.seed, args.warmup, args.repeats)
+        inference = (breakdown.inference_breakdown(bench, peer, *timing)
+                     if "infer" in args.modes else {})
+        train = (breakdown.train_breakdown(bench, args.seed, INSTANCES, *timing[1:])
+                 if "train" in args.modes else {})
+        rows += breakdown.breakdown_rows(size, inference, train)
+        print(format_rows(rows[-len(inference) - len(train):], header=False), flush=True)
+        del bench
+        keras.backend.clear_session()
+    return rows
+
+
+def memory_suite(args) -> list:
+    """Peak resident memory of R50's train step against torchvision's (args.torch_python;
+    none with args.no_torch), each in a fresh process: one random batch per args.sizes and
+    args.batches, then the coco suite's COCO-sized batches in one process."""
+    torch_python = None if args.no_torch else args.torch_python
+    cases = [("train step", memory.batches_of_size(size, batch))
+             for size in args.sizes for batch in args.batches]
+    cases.append(("train steps, COCO sizes", memory.coco_batches(args.config)))
+    rows = []
+    for name, batches in cases:
+        rows.append(memory.memory_row(name, args.config, args.categories, INSTANCES, batches,
+                                      torch_python))
+        print(format_rows(rows[-1:], header=False), flush=True)
     return rows
 
 
@@ -150,13 +196,25 @@ def precision_suite(args, work_dir) -> list:
     return rows
 
 
+def input_cases(coco_sample: str) -> tuple:
+    """INPUT_CASES, then COCO_SAMPLE_CASE when coco_sample holds a panoptic.json (said when
+    it does not)."""
+    if os.path.isfile(os.path.join(coco_sample, "panoptic.json")):
+        return INPUT_CASES + (COCO_SAMPLE_CASE,)
+    print(f"input: {COCO_SAMPLE_CASE} left out, no panoptic.json in {coco_sample} "
+          f"(--coco-sample)", flush=True)
+    return INPUT_CASES
+
+
 def input_suite(args, work_dir, train_rows) -> list:
     """Pipeline images per second from files and TFRecords, against the train step of the
     same settings (the synthetic config's, or R50's: on COCO-sized batches when the coco
-    suite ran, else at the largest size measured)."""
-    options = input_pipeline.InputOptions(threads=os.cpu_count() or 2, repeats=args.repeats)
+    suite ran, else at the largest size measured); then the decode step alone, TFRecords
+    against files."""
+    options = input_pipeline.InputOptions(threads=args.threads or os.cpu_count() or 2,
+                                          repeats=args.repeats, coco_sample=args.coco_sample)
     rows = []
-    for case in INPUT_CASES:
+    for case in input_cases(args.coco_sample):
         result = input_pipeline.run_case(case, work_dir, options)
         # R50's step on COCO-sized batches (640x480 files, as this case reads) when measured.
         for suite in (("synthetic",) if case == "synthetic_128" else ("coco", "model")):
@@ -166,16 +224,23 @@ def input_suite(args, work_dir, train_rows) -> list:
                 break
         step = max(steps, key=lambda r: (r["size"][0] * r["size"][1], r["ours"]),
                    default=None)
+        size, batch = result["padded_size"], result["batch_size"]
         for source in ("files", "tfrecords"):
             rate = result[f"{source}_images_per_second"]
-            rows.append(row("input", f"{case} from {source}", result["padded_size"],
-                            result["batch_size"], "images/s", rate,
+            rows.append(row("input", f"{case} from {source}", size, batch, "images/s", rate,
                             step["ours"] if step else None,
                             f"train step ({suite}, {step['size'][0]}x{step['size'][1]}, "
                             f"batch {step['batch']})" if step else "",
                             rate / step["ours"] if step else None,
                             note=f"target >= {INPUT_TARGET:g}x the train step"))
-            print(format_rows(rows[-1:], header=False), flush=True)
+        rows.append(row("input", f"{case} decode alone", size, batch, "images/s",
+                        result["tfrecords_decode_images_per_second"],
+                        result["files_decode_images_per_second"], "decode from files",
+                        result["decode_speedup"],
+                        note=f"ours: from TFRecords ({result['tfrecords_mb']:.1f} MB, written "
+                             f"in {result['convert_seconds']:.1f} s; the files "
+                             f"{result['coco_files_mb']:.1f} MB)"))
+        print(format_rows(rows[-3:], header=False), flush=True)
     return rows
 
 
@@ -206,23 +271,30 @@ def ops_suite(args) -> list:
     import numpy as np
     import tensorflow as tf
 
-    from oanet_tf.benchmarking import roi_align
+    from harness import roi_align
     from oanet_tf.ops import nms
 
     rows = []
     rng = np.random.default_rng(args.seed)
     for size in args.sizes:
-        features, boxes, cotangent = roi_align.make_case(args.seed, size, 1, OPS_CHANNELS,
-                                                         OPS_PROPOSALS, tf.float32)
+        case = roi_align.make_case(args.seed, size, 1, OPS_CHANNELS, OPS_PROPOSALS,
+                                   tf.float32)
+        levels = "/".join(str(n) for n in roi_align.boxes_per_level(case[1]).values())
+        xla = roi_align.compiles_under_xla("crop_and_resize", case, OPS_ROI_RESOLUTION,
+                                           OPS_SAMPLING_RATIO)
         for mode in roi_align.MODES:
             functions = {method: roi_align.make_function(method, mode, OPS_ROI_RESOLUTION,
                                                          OPS_SAMPLING_RATIO)
                          for method in ("crop_and_resize", "gather")}
-            seconds = alternating(functions, (features, boxes, cotangent), args.warmup,
-                                  args.repeats)
+            difference, scale = roi_align.max_difference(
+                *(function(*case) for function in functions.values()))
+            seconds = alternating(functions, case, args.warmup, args.repeats)
             rows.append(_ops_row(f"RoIAlign {OPS_ROI_RESOLUTION}x{OPS_ROI_RESOLUTION} {mode}",
                                  size, seconds, "crop_and_resize", "gather",
-                                 "gather (XLA-compilable)"))
+                                 "gather (XLA-compilable)",
+                                 note=f"max |difference| {difference:.1e} of values up to "
+                                      f"{scale:.1f}; boxes P2-P5 {levels}; crop_and_resize "
+                                      f"under XLA {xla}"))
         scale = np.array(size * 2, np.float32)
         corners = np.sort(rng.uniform(0, 1, (1, OPS_PROPOSAL_CANDIDATES, 2, 2)), axis=2)
         candidates = tf.constant(corners.transpose(0, 1, 3, 2).reshape(1, -1, 4) * scale,

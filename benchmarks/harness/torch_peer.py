@@ -8,9 +8,9 @@ set to keep the input size (no resize), except for JPEG files (serve_files), whi
 with its default transform (short side 800, long side at most 1333) as it would serve them;
 its train step is its losses, backward and an SGD step on random targets. A case runs on a
 device ("cpu" or "cuda") and in a precision (float32, or bfloat16 under torch.autocast);
-on a GPU each call waits for the device. The peer runs
-`python -m oanet_tf.benchmarking.torch_peer`; the venv does not install oanet_tf, so the
-client puts the package's folder on the child's PYTHONPATH.
+on a GPU each call waits for the device. The peer runs `python -m harness.torch_peer`;
+the venv installs neither oanet_tf nor this harness, so the client puts both folders on the
+child's PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import subprocess
 import sys
 
 import oanet_tf
-from oanet_tf.benchmarking.inputs import (PIXEL_MAX, encoded_jpeg, random_images,
-                                          random_instances)
-from oanet_tf.benchmarking.timing import timed_calls
+from harness.inputs import PIXEL_MAX, encoded_jpeg, random_images, random_instances
+from harness.timing import timed_calls
 
 DEFAULT_TORCH_PYTHON = "/tmp/bench-venv/bin/python"
 VENV_HINT = ("create the benchmark venv with `python -m venv /tmp/bench-venv && "
@@ -38,16 +37,18 @@ TORCH_LEARNING_RATE = 0.0025  # irrelevant to the timing; small enough to stay f
 TORCH_MOMENTUM = 0.9
 TORCH_WEIGHT_DECAY = 1e-4
 PRECISIONS = ("float32", "bfloat16")  # the peer's: plain, or under torch.autocast
-# Where `import oanet_tf` finds the package: the folder that holds it.
+# Where `import oanet_tf` finds the package, and `import harness` this harness: the folders
+# that hold them.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(oanet_tf.__file__)))
+HARNESS_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def peer_env(omp_wait_policy: str = TORCH_OMP_WAIT_POLICY) -> dict:
-    """The environment of a child process in the benchmark venv: this oanet_tf importable,
-    OMP_WAIT_POLICY set ('' leaves it as it is)."""
+    """The environment of a child process in the benchmark venv: this oanet_tf and this harness
+    importable, OMP_WAIT_POLICY set ('' leaves it as it is)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH"))
-                                        if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, HARNESS_PARENT,
+                                                    env.get("PYTHONPATH")) if p)
     if omp_wait_policy:
         env["OMP_WAIT_POLICY"] = omp_wait_policy
     return env
@@ -97,66 +98,69 @@ class TorchWorker:
             # unless the long side would exceed max_size; both are the input's own sides.
             self.model.transform.min_size = (min(height, width),)
             self.model.transform.max_size = max(height, width)
-        if mode in ("infer", "backbone_fpn", "train"):
-            pixels = random_images(seed, batch, height, width) / PIXEL_MAX
-            images = [torch.from_numpy(p).permute(2, 0, 1).contiguous().to(device)
-                      for p in pixels]
+        self.model.train(mode == "train")
         if mode == "serve_files":
-            import torchvision
-
-            self.model.eval()
             encoded = []
             for path in files:
                 with open(path, "rb") as f:
-                    encoded.append(torch.frombuffer(bytearray(f.read()), dtype=torch.uint8))
-
-            def call():
-                with torch.inference_mode():
-                    decoded = [torchvision.io.decode_jpeg(data).float() / PIXEL_MAX
-                               for data in encoded]
-                    return self.model(decoded)
-        elif mode == "infer":
-            self.model.eval()
-
-            def call():
-                with torch.inference_mode():
-                    return self.model(images)
+                    encoded.append(f.read())
+            call = self._decoding_call(encoded)
         elif mode == "serve":
-            import torchvision
-
-            self.model.eval()
-            data = torch.frombuffer(bytearray(encoded_jpeg(seed, height, width)),
-                                    dtype=torch.uint8)
-
-            def call():
-                with torch.inference_mode():
-                    decoded = [torchvision.io.decode_jpeg(data).float() / PIXEL_MAX
-                               for _ in range(batch)]
-                    return self.model(decoded)
-        elif mode == "backbone_fpn":
-            self.model.eval()
-            normalized = self.model.transform(images)[0].tensors
-
-            def call():
-                with torch.inference_mode():
-                    return self.model.backbone(normalized)
+            call = self._decoding_call([encoded_jpeg(seed, height, width)] * batch)
+        elif mode in ("infer", "backbone_fpn", "train"):
+            pixels = random_images(seed, batch, height, width) / PIXEL_MAX
+            images = [torch.from_numpy(p).permute(2, 0, 1).contiguous().to(device)
+                      for p in pixels]
+            if mode == "train":
+                call = self._train_call(images, random_instances(
+                    seed, batch, height, width, instances, num_things), device)
+            elif mode == "infer":
+                call = self._inference_call(self.model, images)
+            else:
+                call = self._inference_call(self.model.backbone,
+                                            self.model.transform(images)[0].tensors)
         else:
-            self.model.train()
-            boxes, classes, masks = random_instances(seed, batch, height, width, instances,
-                                                     num_things)
-            targets = [{"boxes": torch.from_numpy(b[:, [1, 0, 3, 2]].copy()).to(device),
-                        "labels": torch.from_numpy(c.astype("int64")).to(device),
-                        "masks": torch.from_numpy(m).to(device)}
-                       for b, c, m in zip(boxes, classes, masks)]
-
-            def call():
-                losses = self.model(images, targets)
-                total = sum(losses.values())
-                self.optimizer.zero_grad()
-                total.backward()
-                self.optimizer.step()
-                return total.detach().item()
+            raise ValueError(f"unknown mode {mode!r}")
         self.call = self._on_device(call, device, precision)
+
+    def _inference_call(self, module, inputs):
+        """module(inputs) under inference_mode."""
+        torch = self.torch
+
+        def call():
+            with torch.inference_mode():
+                return module(inputs)
+        return call
+
+    def _decoding_call(self, encoded: list):
+        """Decode each JPEG (bytes) and run the model on the images, under inference_mode."""
+        import torchvision
+
+        torch = self.torch
+        data = [torch.frombuffer(bytearray(e), dtype=torch.uint8) for e in encoded]
+
+        def call():
+            with torch.inference_mode():
+                return self.model([torchvision.io.decode_jpeg(d).float() / PIXEL_MAX
+                                   for d in data])
+        return call
+
+    def _train_call(self, images, instances, device):
+        """One SGD step of the model's losses on `images` and random_instances' output."""
+        torch = self.torch
+        targets = [{"boxes": torch.from_numpy(b[:, [1, 0, 3, 2]].copy()).to(device),
+                    "labels": torch.from_numpy(c.astype("int64")).to(device),
+                    "masks": torch.from_numpy(m).to(device)}
+                   for b, c, m in zip(*instances)]
+
+        def call():
+            losses = self.model(images, targets)
+            total = sum(losses.values())
+            self.optimizer.zero_grad()
+            total.backward()
+            self.optimizer.step()
+            return total.detach().item()
+        return call
 
     def _on_device(self, call, device: str, precision: str):
         """call under autocast in `precision`, waiting for the device before it returns."""

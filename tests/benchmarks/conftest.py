@@ -1,10 +1,20 @@
-"""The tiny model as a config file and a categories file, as the benchmarks take them."""
+"""benchmarks/ on sys.path, as python puts it there for the entry scripts beside the harness
+package, so that `import harness` finds it; and the tiny model as a config file and a
+categories file, as the benchmarks take them."""
+
+import os
+import sys
 
 import pytest
 from tests.tiny_model import CATEGORIES, tiny_config
 
 from oanet_tf.config import save_config
 from oanet_tf.fileio import write_json
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
 
 
 @pytest.fixture(scope="package")
@@ -20,6 +30,6 @@ def tiny_files(tmp_path_factory):
 @pytest.fixture(scope="package")
 def tiny_bench(tiny_files):
     """OursBench of the tiny model (no default size)."""
-    from oanet_tf.benchmarking.model_bench import OursBench
+    from harness.model_bench import OursBench
 
     return OursBench(*tiny_files)

@@ -1,4 +1,4 @@
-"""scripts/ablations.py end to end on a tiny setting (Table 2's two configurations, one seed,
+"""benchmarks/ablations.py end to end on a tiny setting (Table 2's two configurations, one seed,
 two training steps): one shard trains its run and leaves the tables to the end, the whole
 plan then trains the rest; the table's shape and values, and that a further invocation reuses
 the finished runs instead of training them again."""
@@ -10,8 +10,8 @@ import sys
 import pytest
 from tests.tiny_model import tiny_config
 
-from oanet_tf.ablations import runner
-from oanet_tf.ablations.tables import BASELINE, TABLES, VARIANTS, orders_by_variant
+from harness import ablation_runner as runner
+from harness.ablation_tables import BASELINE, TABLES, VARIANTS, orders_by_variant
 from oanet_tf.config import DETECTION, RANKING, save_config
 from oanet_tf.errors import ConfigError
 from oanet_tf.fileio import read_json, write_json
@@ -51,7 +51,7 @@ def test_shard_is_k_of_n():
 
 def _script(config, out, *args):
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "scripts", "ablations.py"), "--tables", "2",
+        [sys.executable, os.path.join(REPO, "benchmarks", "ablations.py"), "--tables", "2",
          "--seeds", "1", "--config", config, "--out", out, *args,
          *[a for override in TINY_RUN for a in ("--set", override)]],
         capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oanet_tf.benchmarking import coco
-from oanet_tf.benchmarking.inputs import R50_CONFIG
+from harness import coco
+from harness.inputs import R50_CONFIG
 from oanet_tf.config import load_config
 
 # coco_r50 (short side 800, long side at most 1333): 480x640 -> scale min(800 / 480,

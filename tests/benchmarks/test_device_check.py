@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from oanet_tf.benchmarking import device_check
-from oanet_tf.benchmarking.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
+from harness import device_check
+from harness.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT_TIMEOUT_S = 300  # a hang, not a slow machine, should fail the test

@@ -4,8 +4,8 @@ traced once for batches of any size."""
 import numpy as np
 import pytest
 
-from oanet_tf.benchmarking.inputs import encoded_jpeg
-from oanet_tf.benchmarking.model_bench import SPATIAL_AXES, OursBench, any_size_spec
+from harness.inputs import encoded_jpeg
+from harness.model_bench import SPATIAL_AXES, OursBench, any_size_spec
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 
 IMAGE_SIZE, PADDED = (40, 56), (64, 96)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oanet_tf.benchmarking.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
+from harness.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient
 
 COCO_THINGS = 80
 
