@@ -119,13 +119,15 @@ def breakdown_suite(args, peer) -> list:
     rows = []
     for size in args.sizes:
         bench = OursBench(args.config, args.categories, size, args.overrides, args.jit)
-        timing = (args.seed, args.warmup, args.repeats)
-        inference = (breakdown.inference_breakdown(bench, peer, *timing)
+        inference = (breakdown.inference_breakdown(bench, peer, args.seed, args.warmup,
+                                                   args.repeats)
                      if "infer" in args.modes else {})
-        train = (breakdown.train_breakdown(bench, args.seed, INSTANCES, *timing[1:])
+        train = (breakdown.train_breakdown(bench, args.seed, INSTANCES, args.warmup,
+                                           args.repeats)
                  if "train" in args.modes else {})
-        rows += breakdown.breakdown_rows(size, inference, train)
-        print(format_rows(rows[-len(inference) - len(train):], header=False), flush=True)
+        measured = breakdown.breakdown_rows(size, inference, train)
+        print(format_rows(measured, header=False), flush=True)
+        rows += measured
         del bench
         keras.backend.clear_session()
     return rows
@@ -138,7 +140,7 @@ def memory_suite(args) -> list:
     torch_python = None if args.no_torch else args.torch_python
     cases = [("train step", memory.batches_of_size(size, batch))
              for size in args.sizes for batch in args.batches]
-    cases.append(("train steps, COCO sizes", memory.coco_batches(args.config)))
+    cases.append(("train steps (COCO sizes)", memory.coco_batches(args.config)))
     rows = []
     for name, batches in cases:
         rows.append(memory.memory_row(name, args.config, args.categories, INSTANCES, batches,
