@@ -40,11 +40,11 @@ def test_memory_row_measures_ours_in_a_fresh_process(tiny_files):
     """Two batches in one process: the row holds its peak (not below its resident set after
     building), the first batch's size and batch, every batch in the note; no peer columns
     without a torch python."""
-    batches = memory.batches_of_size((64, 64), 1) + memory.batches_of_size((32, 64), 2)
-    row = memory.memory_row("train step", *tiny_files, 2, batches)
+    batches = memory.batches_of_size((64, 96), 2) + memory.batches_of_size((96, 64), 2)
+    row = memory.memory_row("train step", *tiny_files, 3, batches)
     assert (row["suite"], row["case"], row["unit"]) == ("memory", "train step peak RSS", "MiB")
-    assert row["size"] == [64, 64] and row["batch"] == 1
-    assert row["note"].startswith("1x64x64, 2x32x64 (batch x padded size), 2 steps each")
+    assert row["size"] == [64, 96] and row["batch"] == 2
+    assert row["note"].startswith("2x64x96, 2x96x64 (batch x padded size), 2 steps each")
     built = float(re.search(r"after build: ours (\d+) MiB", row["note"]).group(1))
     assert row["ours"] >= built - 1 > 0
     assert row["peer"] is None and row["speedup"] is None and row["peer_name"] == ""
