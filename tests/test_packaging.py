@@ -36,8 +36,8 @@ def _requirements() -> set:
 
 @pytest.fixture(scope="module")
 def wheel_metadata(tmp_path_factory):
-    """(METADATA, entry_points.txt) of a wheel built from a copy of the sources (the build
-    leaves its build/ and egg-info there, not in the checkout)."""
+    """(METADATA, entry_points.txt, {name: size} of its files) of a wheel built from a copy
+    of the sources (the build leaves its build/ and egg-info there, not in the checkout)."""
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(ROOT, name), source)
@@ -54,11 +54,12 @@ def wheel_metadata(tmp_path_factory):
     with zipfile.ZipFile(out / wheel) as archive:
         read = lambda suffix: next(archive.read(n).decode() for n in archive.namelist()  # noqa
                                    if n.endswith(suffix))
-        return read(".dist-info/METADATA"), read(".dist-info/entry_points.txt")
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+        return read(".dist-info/METADATA"), read(".dist-info/entry_points.txt"), sizes
 
 
 def test_wheel_declares_requirements_and_extras(wheel_metadata):
-    metadata, entry_points = wheel_metadata
+    metadata, entry_points, _ = wheel_metadata
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE)
     runtime = {_normalized(r) for r in requires if "extra ==" not in r}
     assert runtime == _requirements()
@@ -67,3 +68,14 @@ def test_wheel_declares_requirements_and_extras(wheel_metadata):
     assert {"torch", "dev"} <= extras
     assert any(r.startswith("torch") and 'extra == "torch"' in r for r in requires)
     assert "oanet-tf = oanet_tf.__main__:main" in entry_points
+
+
+def test_wheel_ships_the_preset_data(wheel_metadata):
+    """Every file of oanet_tf/preset_data (the synthetic_demo weights included), whole."""
+    sizes = wheel_metadata[2]
+    data = os.path.join(ROOT, "oanet_tf", "preset_data")
+    shipped = {os.path.relpath(os.path.join(folder, name), ROOT).replace(os.sep, "/"):
+               os.path.getsize(os.path.join(folder, name))
+               for folder, _, files in os.walk(data) for name in files}
+    assert "oanet_tf/preset_data/synthetic_demo/checkpoints/last.weights.h5" in shipped
+    assert {name: sizes.get(name) for name in shipped} == shipped
