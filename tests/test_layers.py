@@ -16,7 +16,7 @@ LAYERS = (
     ("__init__", "ops", "config", "errors", "fileio", "cluster"),
     ("data", "modeling"),
     ("evaluation", "inference"),
-    ("training", "conversion", "export"),
+    ("training", "conversion", "export", "presets"),
     # benchmarking and ablations use the package as scripts do (they leave it, issue 26).
     ("cli", "__main__", "benchmarking", "ablations"),
 )

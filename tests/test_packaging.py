@@ -61,7 +61,7 @@ def _library_modules() -> set:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    """(METADATA, entry_points.txt, file names) of a wheel built from a copy of the whole
+    """(METADATA, entry_points.txt, {file name: size}) of a wheel built from a copy of the whole
     checkout, tooling included (the build leaves its build/ and egg-info there, not in the
     checkout)."""
     source = tmp_path_factory.mktemp("source") / "oanet_tf_repo"
@@ -78,7 +78,8 @@ def wheel(tmp_path_factory):
         names = archive.namelist()
         read = lambda suffix: next(archive.read(n).decode() for n in names  # noqa
                                    if n.endswith(suffix))
-        return read(".dist-info/METADATA"), read(".dist-info/entry_points.txt"), names
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+        return read(".dist-info/METADATA"), read(".dist-info/entry_points.txt"), sizes
 
 
 def test_wheel_declares_requirements_and_extras(wheel):
@@ -94,7 +95,8 @@ def test_wheel_declares_requirements_and_extras(wheel):
 
 
 def test_wheel_holds_the_library_and_no_tooling(wheel):
-    _, _, names = wheel
+    _, _, sizes = wheel
+    names = set(sizes)
     assert os.path.isdir(os.path.join(ROOT, "benchmarks", "harness"))  # there to leave out
     modules = {n for n in names if n.endswith(".py")}
     assert modules == _library_modules()
@@ -103,3 +105,14 @@ def test_wheel_holds_the_library_and_no_tooling(wheel):
     top_level = {n.split("/")[0] for n in names}
     assert not top_level & set(TOOLING_FOLDERS)
     assert [n for n in names if any(t in n.rsplit("/", 1)[-1] for t in TOOLING_NAMES)] == []
+
+
+def test_wheel_ships_the_preset_data(wheel):
+    """Every file of oanet_tf/preset_data (the synthetic_demo weights included), whole."""
+    sizes = wheel[2]
+    data = os.path.join(ROOT, "oanet_tf", "preset_data")
+    shipped = {os.path.relpath(os.path.join(folder, name), ROOT).replace(os.sep, "/"):
+               os.path.getsize(os.path.join(folder, name))
+               for folder, _, files in os.walk(data) for name in files}
+    assert "oanet_tf/preset_data/synthetic_demo/checkpoints/last.weights.h5" in shipped
+    assert {name: sizes.get(name) for name in shipped} == shipped
