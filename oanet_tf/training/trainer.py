@@ -19,6 +19,7 @@ from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split, resolve_split
+from oanet_tf.environment import record_start
 from oanet_tf.fileio import write_json
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.training import backup
@@ -103,6 +104,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     # leaves another model's files as they were.
     if chief:
         os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+        record_start(model_dir, "train")  # first: a malformed environment.json stops here
         save_config(config, os.path.join(model_dir, CONFIG_FILE))
         write_json(os.path.join(model_dir, CATEGORIES_FILE),
                    list(train_data.categories.categories))
