@@ -2,10 +2,12 @@
 file, the commit of a git checkout (and none, without running git, outside one), and the
 model dir's environment.json, one entry per start, kept whole when it is not ours."""
 
+import collections
 import json
 import os
 import platform
 import subprocess
+import types
 
 import pytest
 
@@ -101,3 +103,16 @@ def test_each_start_adds_an_entry_and_a_foreign_file_is_kept(tmp_path):
             record_start(str(tmp_path), "train")
         assert (tmp_path / ENVIRONMENT_FILE).read_text() == foreign
     assert os.listdir(tmp_path) == [ENVIRONMENT_FILE]  # no temporary file left
+
+
+def test_a_gpu_is_named_with_its_compute_capability():
+    """The GPU branch on a machine without one: a stand-in for tf.config."""
+    Device = collections.namedtuple("Device", "name device_type")
+    devices = [Device("/physical_device:CPU:0", "CPU"), Device("/physical_device:GPU:0", "GPU")]
+    details = {"device_name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
+    config = types.SimpleNamespace(
+        list_physical_devices=lambda: devices,
+        experimental=types.SimpleNamespace(get_device_details=lambda d: dict(details)))
+    assert environment._devices(types.SimpleNamespace(config=config)) == [
+        {"name": "/physical_device:CPU:0", "type": "CPU"},
+        {"name": "/physical_device:GPU:0", "type": "GPU", **details}]
