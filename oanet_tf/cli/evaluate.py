@@ -30,6 +30,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
+    from oanet_tf.environment import describe_environment
     from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
     from oanet_tf.evaluation.detection import DetectionQuality
     from oanet_tf.inference.split_scoring import evaluate_model, format_comparison
@@ -69,6 +70,7 @@ def run(args) -> int:
     print()
     print(format_comparison({o: results[o] for o in orders}))
     print(f"detections: {results['detection_quality']}")
+    results["environment"] = describe_environment()  # what computed these numbers
     metrics = os.path.join(out, "metrics.json")
     write_json(metrics, results, indent=1)
     print(f"predictions and {metrics} written to {out}")

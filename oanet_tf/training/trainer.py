@@ -21,6 +21,7 @@ from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split
 from oanet_tf.errors import OANetError
+from oanet_tf.environment import record_start
 from oanet_tf.fileio import write_json
 from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, load_weights_into,
                                               read_categories, weights_path)
@@ -118,6 +119,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
     # leaves another model's files as they were.
     if chief:
         os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+        record_start(model_dir, "train")  # first: a malformed environment.json stops here
         save_config(config, os.path.join(model_dir, CONFIG_FILE))
         write_json(os.path.join(model_dir, CATEGORIES_FILE),
                    list(train_data.categories.categories))

@@ -42,6 +42,7 @@ from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
 from oanet_tf.data.tfrecords import PNG_SIGNATURE
+from oanet_tf.environment import cpu_description
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.fileio import read_json, write_json
 from oanet_tf.inference.panoptic_merge import NO_CATEGORY
@@ -664,6 +665,8 @@ def test_evaluate_cli_reports_streamed_and_file_pq(tmp_path, config, synthetic_d
                 assert abs(ours[group][key] - official[group][key]) < 1e-9
         assert "accuracy" in metrics[order]["ownership"]
     assert set(metrics["detection_quality"]) >= {"recall", "mask_iou"}
+    assert metrics["environment"]["tensorflow"] == tf.__version__  # what computed them
+    assert metrics["environment"]["cpu"] == cpu_description()
     assert "heuristic (detection score)" in capsys.readouterr().out
 
     renumbered = [{**c, "id": c["id"] + 1000} for c in categories.categories]
