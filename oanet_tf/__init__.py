@@ -1,3 +1,25 @@
 """oanet_tf: OANet panoptic segmentation (Liu et al., CVPR 2019) in Keras 3 on TensorFlow."""
 
 __version__ = "0.1.0"
+
+# The public names of the package root -> their modules, imported on first use: `import
+# oanet_tf` and the command line's --help stay free of TensorFlow.
+_LAZY = {
+    "PanopticSegmenter": "oanet_tf.inference.segmenter",
+    "PanopticResult": "oanet_tf.inference.segmenter",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'oanet_tf' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

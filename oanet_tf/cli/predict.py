@@ -16,13 +16,12 @@ import argparse
 import os
 
 from oanet_tf.cli.common import add_precision_argument
-from oanet_tf.errors import OANetError, failed_assertion
+from oanet_tf.errors import OANetError, graph_error_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 PREDICTIONS_JSON = "panoptic_predictions.json"
 PANOPTIC_DIR, OVERLAY_DIR = "panoptic", "overlays"
 OVERLAY_SUFFIX = "_overlay.png"
-GRAPH_ERROR_HEADER = "Graph execution error:"  # TensorFlow's first line, without the reason
 
 
 def _positive(text: str) -> int:
@@ -84,17 +83,6 @@ def check_out_folder(out: str):
             and not os.path.isfile(os.path.join(out, PREDICTIONS_JSON))):
         raise OANetError(f"--out {out}: holds other files (no {PREDICTIONS_JSON}); predict "
                          f"replaces its output folder as a whole, so give a new folder")
-
-
-def graph_error_reason(message: str) -> str:
-    """The reason in a TensorFlow error's text: the failed check's message, else its first
-    line besides TensorFlow's header."""
-    checked = failed_assertion(message)
-    if checked is not None:
-        return checked
-    lines = [line.strip() for line in message.splitlines()
-             if line.strip() and line.strip() != GRAPH_ERROR_HEADER]
-    return lines[0] if lines else message
 
 
 def _load_predictor(args):
