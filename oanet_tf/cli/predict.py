@@ -89,7 +89,7 @@ def _load_predictor(args):
     """-> (callable bytes [B] -> outputs dict, CategoryMap)."""
     import tensorflow as tf
 
-    from oanet_tf.data.panoptic_format import CategoryMap
+    from oanet_tf.inference.segmenter import load_saved_model
 
     if args.saved_model:
         if args.precision != "float32":
@@ -97,13 +97,7 @@ def _load_predictor(args):
                              f"computes in the precision it was exported in (export --precision)")
         if not os.path.isdir(args.saved_model):
             raise OANetError(f"--saved-model {args.saved_model}: no such directory")
-        loaded = tf.saved_model.load(args.saved_model)
-        info = {k: v.numpy() for k, v in loaded.signatures["categories"]().items()}
-        categories = CategoryMap.from_categories([
-            {"id": int(i), "name": n.decode(), "isthing": int(t), "color": c.tolist()}
-            for i, n, t, c in zip(info["ids"], info["names"], info["isthing"], info["colors"])])
-        serve = loaded.signatures["serving_default"]
-        return (lambda images: serve(images=images)), categories
+        return load_saved_model(args.saved_model)
 
     from oanet_tf.inference.image_predictor import ImagePredictor
     from oanet_tf.inference.trained_model import load_trained_model

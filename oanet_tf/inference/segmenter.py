@@ -130,29 +130,15 @@ class PanopticSegmenter:
     def from_saved_model(cls, path, batch_size: int = DEFAULT_BATCH_SIZE):
         """A SavedModel written by `export` (e.g. saved_models/oanet/1), run through its
         serving signature: it merges in the order it was exported with."""
-        import tensorflow as tf
-
-        from oanet_tf.export.saved_model import CATEGORIES_SIGNATURE, IMAGES_SIGNATURE
-
-        path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise OANetError(f"{path}: no such SavedModel directory")
-        loaded = tf.saved_model.load(path)
-        info = {k: v.numpy() for k, v in loaded.signatures[CATEGORIES_SIGNATURE]().items()}
-        categories = CategoryMap.from_categories([
-            {"id": int(i), "name": n.decode(), "isthing": int(t), "color": c.tolist()}
-            for i, n, t, c in zip(info["ids"], info["names"], info["isthing"], info["colors"])])
-        serve = loaded.signatures[IMAGES_SIGNATURE]
+        serve, categories = load_saved_model(path)
 
         def predictor_of(order):
             if order is not None:
                 raise OANetError(f"merge_order {order!r}: a SavedModel merges in the order "
                                  f"it was exported with (eval.merge_order at export)")
-            return lambda images: serve(images=images)
+            return serve
 
-        segmenter = cls(predictor_of, categories, None, batch_size)
-        segmenter._loaded = loaded  # the functions live as long as the loaded object
-        return segmenter
+        return cls(predictor_of, categories, None, batch_size)
 
     @classmethod
     def from_preset(cls, name_or_path, **kwargs):
@@ -235,6 +221,30 @@ class PanopticSegmenter:
                           "category_name": names[category_id],
                           "isthing": int(self.categories.is_thing(category_id)), **segment})
         return named
+
+
+def load_saved_model(path) -> tuple:
+    """A SavedModel written by `export` -> (its serving function: string [B] encoded images
+    -> the post-processor's outputs, its CategoryMap), with TensorFlow's loader only."""
+    import tensorflow as tf
+
+    from oanet_tf.inference.image_predictor import CATEGORIES_SIGNATURE, IMAGES_SIGNATURE
+
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise OANetError(f"{path}: no such SavedModel directory")
+    loaded = tf.saved_model.load(path)
+    info = {k: v.numpy() for k, v in loaded.signatures[CATEGORIES_SIGNATURE]().items()}
+    categories = CategoryMap.from_categories([
+        {"id": int(i), "name": n.decode(), "isthing": int(t), "color": c.tolist()}
+        for i, n, t, c in zip(info["ids"], info["names"], info["isthing"], info["colors"])])
+    serve = loaded.signatures[IMAGES_SIGNATURE]
+
+    def serving(images):
+        return serve(images=images)
+
+    serving.loaded = loaded  # the signatures live as long as the loaded object
+    return serving, categories
 
 
 def encode(image) -> bytes:
