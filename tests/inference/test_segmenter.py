@@ -3,6 +3,7 @@ kind, lists of mixed sizes, each merge order, a SavedModel, and a fresh process 
 the package from outside the repository."""
 
 import contextlib
+import importlib.util
 import io
 import os
 import pathlib
@@ -151,6 +152,16 @@ def test_merge_order_as_the_postprocessor_merges(segmenter, images):
     assert orders["ranking"] != orders["detection"]
 
 
+def test_progress_bar_for_lists_only_unless_asked(segmenter, images, capsys):
+    segmenter(images[0])
+    segmenter(images[:2], batch_size=2)
+    assert "segment" not in capsys.readouterr().err
+    segmenter(images[:2], batch_size=1)
+    assert "2/2" in capsys.readouterr().err
+    segmenter(images[0], progress=True)
+    assert "1/1" in capsys.readouterr().err
+
+
 def test_coco_png_decodes_to_the_id_map(results):
     for result in results:
         decoded = rgb_to_id(np.asarray(Image.open(io.BytesIO(result.to_coco_png()))))
@@ -195,9 +206,7 @@ def test_from_saved_model_gives_the_same_segments(images, results, tmp_path):
 
 
 def test_from_preset_on_a_local_model_dir(images, results):
-    try:
-        from oanet_tf import presets  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("oanet_tf.presets") is None:
         pytest.skip("oanet_tf.presets is not in this tree yet (another branch writes it)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
