@@ -5,7 +5,8 @@ import numpy as np
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.inference.visualize import (LABEL_BOX_COLOR, LABEL_COLOR, LABEL_FONT_FRACTION,
                                           MIN_FONT_SIZE, MIN_LABEL_AREA, OUTLINE_COLOR,
-                                          label_font, overlay, place_labels, side_by_side)
+                                          OVERLAY_MIN_SIDE, label_font, overlay, place_labels,
+                                          side_by_side, write_overlays)
 
 PERSON_COLOR = (200, 0, 100)
 DEFAULT_COLOR = 128  # grey of a category without a colour
@@ -101,3 +102,24 @@ def test_side_by_side_concatenates_columns():
     expected = np.array([[[0, 1, 2], [100, 101, 102], [103, 104, 105]],
                          [[3, 4, 5], [106, 107, 108], [109, 110, 111]]], np.uint8)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_demo_overlays_are_enlarged_prediction_beside_truth(tmp_path):
+    """write_overlays (the demo's): a small image is drawn at OVERLAY_MIN_SIDE; predictions
+    equal to the ground truth give two equal panels."""
+    from PIL import Image
+
+    from oanet_tf.config import DataConfig
+    from oanet_tf.data.coco_panoptic import PanopticDataset
+    from oanet_tf.data.splits import resolve_split
+    from oanet_tf.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(str(tmp_path / "data"), 0, 1, 3, (32, 48))
+    config = DataConfig(synthetic_dir=str(tmp_path / "data"), synthetic_train=0,
+                        synthetic_val=1, synthetic_seed=3, synthetic_size=(32, 48))
+    val = PanopticDataset.from_split(resolve_split(config, "val"))
+    [path] = write_overlays(val, val.panoptic_json, val.panoptic_dir, str(tmp_path / "out"), 4)
+    picture = np.asarray(Image.open(path))
+    factor = -(-OVERLAY_MIN_SIDE // 32)
+    assert picture.shape == (32 * factor, 2 * 48 * factor, 3)
+    np.testing.assert_array_equal(picture[:, :48 * factor], picture[:, 48 * factor:])
