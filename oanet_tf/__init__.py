@@ -5,13 +5,26 @@
 # than its source still reports the code that runs.
 __version__ = "0.1.0"
 
-# Exported lazily, so that `import oanet_tf` imports neither TensorFlow nor Keras.
-_LAZY = {"list_presets": "oanet_tf.presets", "resolve_preset": "oanet_tf.presets"}
+# The public names of the package root -> their modules, imported on first use: `import
+# oanet_tf` and the command line's --help stay free of TensorFlow.
+_LAZY = {
+    "PanopticSegmenter": "oanet_tf.inference.segmenter",
+    "PanopticResult": "oanet_tf.inference.segmenter",
+    "list_presets": "oanet_tf.presets",
+    "resolve_preset": "oanet_tf.presets",
+}
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'oanet_tf' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'oanet_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -7,6 +7,7 @@ from __future__ import annotations
 # message there that names the item and the problem.
 ASSERTION_PREFIX = "assertion failed: ["
 ASSERTION_SUFFIX = "]"
+GRAPH_ERROR_HEADER = "Graph execution error:"  # TensorFlow's first line, without the reason
 
 
 class OANetError(Exception):
@@ -34,3 +35,14 @@ def failed_assertion(message: str) -> str | None:
         return None
     line = message[start + len(ASSERTION_PREFIX):].split("\n", 1)[0].rstrip()
     return line[:-len(ASSERTION_SUFFIX)] if line.endswith(ASSERTION_SUFFIX) else line
+
+
+def graph_error_reason(message: str) -> str:
+    """The reason in a TensorFlow error's text: the failed check's message, else its first
+    line besides TensorFlow's header."""
+    checked = failed_assertion(message)
+    if checked is not None:
+        return checked
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and line.strip() != GRAPH_ERROR_HEADER]
+    return lines[0] if lines else message
