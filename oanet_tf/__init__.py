@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 # The public names of the package root -> their modules, imported on first use: `import
 # oanet_tf` and the command line's --help stay free of TensorFlow.
 _LAZY = {
-    "PanopticSegmenter": "oanet_tf.inference.segmenter",
-    "PanopticResult": "oanet_tf.inference.segmenter",
+    "PanopticSegmenter": "oanet_tf.segmenter",
+    "PanopticResult": "oanet_tf.segmenter",
     "list_presets": "oanet_tf.presets",
     "resolve_preset": "oanet_tf.presets",
 }

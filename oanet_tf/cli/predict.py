@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from oanet_tf.cli.common import add_precision_argument
+from oanet_tf.cli.common import add_precision_argument, print_precision
 from oanet_tf.errors import OANetError, graph_error_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -89,10 +89,11 @@ def _load_predictor(args):
     """-> (callable bytes [B] -> outputs dict, CategoryMap)."""
     import tensorflow as tf
 
-    from oanet_tf.inference.segmenter import load_saved_model
+    from oanet_tf.inference.precision import AUTO
+    from oanet_tf.segmenter import load_saved_model
 
     if args.saved_model:
-        if args.precision != "float32":
+        if args.precision != AUTO:
             raise OANetError(f"--precision {args.precision} goes with --model-dir; a SavedModel "
                              f"computes in the precision it was exported in (export --precision)")
         if not os.path.isdir(args.saved_model):
@@ -103,6 +104,7 @@ def _load_predictor(args):
     from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(args.model_dir, args.weights, precision=args.precision)
+    print_precision(trained)
     config = trained.config
     predictor = ImagePredictor(trained.model, trained.categories, config.data, config.eval,
                                config.export.max_image_side)

@@ -81,13 +81,16 @@ class PanopticSegmenter:
         self.categories = categories
         self.merge_order = merge_order
         self.batch_size = batch_size
+        self.precision = None  # a PrecisionChoice where the segmenter built the model
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_model_dir(cls, path, weights: str = "best", precision: str = "float32",
+    def from_model_dir(cls, path, weights: str = "best", precision: str = "auto",
                        merge_order: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
         """A model dir written by `train` (or a `.keras` file). weights: "best" (the best
-        weights, else the last ones, with a warning), "last" or a weights file."""
+        weights, else the last ones, with a warning), "last" or a weights file. precision:
+        "auto" (bfloat16 where the hardware computes it natively, else float32; the choice is
+        kept as `segmenter.precision`), "float32" or "bfloat16"."""
         from oanet_tf.inference.trained_model import (BEST_WEIGHTS, load_trained_model)
 
         path = os.fspath(path)
@@ -99,8 +102,10 @@ class PanopticSegmenter:
                           f"training): using the last weights", stacklevel=2)
             weights = "last"
         trained = load_trained_model(path, weights, precision=precision)
-        return cls._of_model(trained.model, trained.categories, trained.config, merge_order,
-                             batch_size)
+        segmenter = cls._of_model(trained.model, trained.categories, trained.config,
+                                  merge_order, batch_size)
+        segmenter.precision = trained.precision
+        return segmenter
 
     @classmethod
     def from_keras_file(cls, path, categories: CategoryMap | None = None, config=None,
