@@ -1,0 +1,59 @@
+"""Issue 27, case 2: SIGTERM (a preemptible VM's shutdown, a scheduler's kill) or SIGINT
+during `train` used to end it at once (exit 143, or `error: interrupted`), losing every step
+since the last backup. Now the run finishes its step, writes a backup of it, names the step
+and exits with code 75; the same command resumes after that step; a second signal ends the
+run as before."""
+
+import os
+import re
+import signal
+
+import pytest
+
+from oanet_tf.__main__ import STOPPED
+from oanet_tf.training import backup
+from oanet_tf.training.stop_signals import StopRequest
+from tests.hostile.conftest import TrainProcess
+
+STEPS = 20  # the run's steps; backups only at its end
+SIGNAL_AFTER = 2  # steps seen done before the signal is sent
+
+
+def test_sigterm_stops_after_the_step_with_a_backup_and_the_rerun_resumes_there(
+        synthetic_data, tmp_path):
+    model_dir = tmp_path / "model"
+    run = TrainProcess(model_dir, synthetic_data, STEPS)
+    run.wait_until(lambda: run.steps_done() >= SIGNAL_AFTER, f"step {SIGNAL_AFTER}")
+    seen = run.steps_done()
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish() == STOPPED, run.output[-3000:]
+    stopped = re.search(r"stopped by SIGTERM after step (\d+): its backup is in (\S+);",
+                        run.output)
+    assert stopped, run.output[-3000:]
+    step = int(stopped.group(1))
+    # No step lost: the stop came at or after the last step shown done, before the end.
+    assert seen <= step < STEPS
+    assert stopped.group(2) == str(model_dir / "backup")
+    assert backup.read_state(str(model_dir / "backup"))["batches"] == step
+
+    rerun = TrainProcess(model_dir, synthetic_data, STEPS)
+    assert rerun.finish() == 0, rerun.output[-3000:]
+    assert (f"resuming from {model_dir / 'backup'} after step {step} (epoch 1, step {step} "
+            f"of {STEPS}; optimizer step {step})") in rerun.output
+    # The resumed epoch ran the remaining steps only.
+    assert re.search(rf"\b{STEPS - step}/{STEPS - step}\b", rerun.output), rerun.output[-3000:]
+    assert backup.read_state(str(model_dir / "backup"))["batches"] == STEPS
+
+
+def test_a_second_signal_acts_as_without_the_request():
+    """The first SIGINT is recorded; the handler in place before comes back for the next."""
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as request:
+        assert signal.getsignal(signal.SIGINT) != signal.default_int_handler
+        os.kill(os.getpid(), signal.SIGINT)
+        assert request.signal_name == "SIGINT"
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == before
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
