@@ -1,18 +1,14 @@
 """Issue 27, case 2: SIGTERM (a preemptible VM's shutdown, a scheduler's kill) or SIGINT
 during `train` used to end it at once (exit 143, or `error: interrupted`), losing every step
 since the last backup. Now the run finishes its step, writes a backup of it, names the step
-and exits with code 75; the same command resumes after that step; a second signal ends the
-run as before."""
+and exits with code 75; the same command resumes after that step (the second signal, which
+ends the run as before, is tested in tests/training/test_stop_signals.py)."""
 
-import os
 import re
 import signal
 
-import pytest
-
 from oanet_tf.__main__ import STOPPED
 from oanet_tf.training import backup
-from oanet_tf.training.stop_signals import StopRequest
 from tests.hostile.conftest import TrainProcess
 
 STEPS = 20  # the run's steps; backups only at its end
@@ -43,17 +39,3 @@ def test_sigterm_stops_after_the_step_with_a_backup_and_the_rerun_resumes_there(
     # The resumed epoch ran the remaining steps only.
     assert re.search(rf"\b{STEPS - step}/{STEPS - step}\b", rerun.output), rerun.output[-3000:]
     assert backup.read_state(str(model_dir / "backup"))["batches"] == STEPS
-
-
-def test_a_second_signal_acts_as_without_the_request():
-    """The first SIGINT is recorded; the handler in place before comes back for the next."""
-    before = signal.getsignal(signal.SIGTERM)
-    with StopRequest() as request:
-        assert signal.getsignal(signal.SIGINT) != signal.default_int_handler
-        os.kill(os.getpid(), signal.SIGINT)
-        assert request.signal_name == "SIGINT"
-        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
-        assert signal.getsignal(signal.SIGTERM) == before
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
