@@ -9,7 +9,8 @@ import signal
 
 from oanet_tf.__main__ import STOPPED
 from oanet_tf.training import backup
-from tests.hostile.conftest import TrainProcess
+from tests.hostile.conftest import TIMEOUT, TrainProcess
+from tests.training.test_backup import launch_workers, wait_for_batch
 
 STEPS = 20  # the run's steps; backups only at its end
 SIGNAL_AFTER = 2  # steps seen done before the signal is sent
@@ -39,3 +40,28 @@ def test_sigterm_stops_after_the_step_with_a_backup_and_the_rerun_resumes_there(
     # The resumed epoch ran the remaining steps only.
     assert re.search(rf"\b{STEPS - step}/{STEPS - step}\b", rerun.output), rerun.output[-3000:]
     assert backup.read_state(str(model_dir / "backup"))["batches"] == STEPS
+
+
+def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(synthetic_data,
+                                                                     tmp_path):
+    """Under MultiWorkerMirroredStrategy a worker stopping alone would leave its peer waiting
+    in the next step's all-reduce: the workers agree, and each backs up the same step."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    workers = launch_workers(model_dir, synthetic_data)
+    try:
+        wait_for_batch(model_dir / "steps-1.jsonl", SIGNAL_AFTER, workers)
+        workers[1].send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=TIMEOUT)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    causes = ("a signal to another worker", "SIGTERM")
+    steps = []
+    for index, output in enumerate(outputs):
+        stopped = re.search(rf"stopped by {causes[index]} after step (\d+)", output)
+        assert stopped, output[-3000:]
+        steps.append(int(stopped.group(1)))
+        state = backup.read_state(str(model_dir / "backup" / f"worker-{index}"))
+        assert state["batches"] == steps[-1]
+    assert steps[0] == steps[1] >= SIGNAL_AFTER
