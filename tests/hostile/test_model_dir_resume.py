@@ -7,11 +7,12 @@ were) where it cannot, and starts afresh over a model only when told to (overwri
 import os
 import shutil
 
+import h5py
 import pytest
 
 from oanet_tf.errors import OANetError
 from oanet_tf.training import backup
-from oanet_tf.training.checkpoints import recorded_step
+from oanet_tf.training.checkpoints import STEP_ATTRIBUTE, recorded_step
 from oanet_tf.training.model_dir import BEST_WEIGHTS, LAST_WEIGHTS
 from oanet_tf.training.trainer import train
 from tests.hostile.conftest import split_overrides, write_scene
@@ -66,10 +67,12 @@ def test_a_model_that_cannot_be_resumed_is_refused(trained_dir, tmp_path, damage
     last = model_dir / LAST_WEIGHTS
     if damage == "garbage":
         last.write_bytes(b"half a weights file")
-    elif damage == "missing":
+    elif damage == "missing":  # best (the epoch's val_loss is finite) is left
+        assert (model_dir / BEST_WEIGHTS).exists()
         last.unlink()
     else:  # as `convert` writes it, or oanet_tf before it recorded steps
-        shutil.copy(model_dir / BEST_WEIGHTS, last)
+        with h5py.File(last, "a") as f:
+            del f.attrs[STEP_ATTRIBUTE]
     before = _contents(model_dir)
     with pytest.raises(OANetError, match=f"holds a trained model .*{named}.*--overwrite"):
         train(tiny_config("train.epochs=2", *overrides), str(model_dir), verbose=0)
