@@ -100,6 +100,7 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
 
 
 def _train(config, model_dir, strategy, verbose, extra_callbacks, overwrite) -> TrainingRun:
+    """`train` once the model dir is this process's to write."""
     chief, worker = is_chief(strategy), worker_index(strategy)
     train_data = open_split(config.data, "train", config.data.skip_bad_images)
     val_data = PanopticDataset.from_split(resolve_split(config.data, "val"),
