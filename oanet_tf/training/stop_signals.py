@@ -93,8 +93,9 @@ def _any_worker(strategy: tf.distribute.Strategy):
 
     @tf.function
     def count(flag):
+        # tf.identity: a tensor of the replica's device (all_reduce sends to the value's).
         return strategy.run(lambda value: tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, value), args=(flag,))
+            tf.distribute.ReduceOp.SUM, tf.identity(value)), args=(flag,))
 
     def any_worker(flag: bool) -> bool:
         total = strategy.experimental_local_results(count(tf.constant(float(flag))))[0]
