@@ -105,8 +105,8 @@ class TrainProcess:
 
     def steps_done(self) -> int:
         """The highest step Keras' progress bar has shown (0 before the first)."""
-        return max([int(n) for n in re.findall(rf"\b(\d+)/{self.steps}\b", self.output)],
-                   default=0)
+        shown = re.findall(rf"(?<!\d)(\d+)/{self.steps}(?!\d)", self.output)
+        return max([int(n) for n in shown], default=0)
 
     def wait_until(self, condition, what: str):
         deadline = time.monotonic() + TIMEOUT

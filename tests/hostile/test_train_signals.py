@@ -38,7 +38,8 @@ def test_sigterm_stops_after_the_step_with_a_backup_and_the_rerun_resumes_there(
     assert (f"resuming from {model_dir / 'backup'} after step {step} (epoch 1, step {step} "
             f"of {STEPS}; optimizer step {step})") in rerun.output
     # The resumed epoch ran the remaining steps only.
-    assert re.search(rf"\b{STEPS - step}/{STEPS - step}\b", rerun.output), rerun.output[-3000:]
+    remaining = STEPS - step
+    assert re.search(rf"(?<!\d){remaining}/{remaining}(?!\d)", rerun.output), rerun.output[-3000:]
     assert backup.read_state(str(model_dir / "backup"))["batches"] == STEPS
 
 
