@@ -7,8 +7,10 @@ without loading it (tests/test_main.py checks).
 
 Every error ends here: a user error (bad input, a file that cannot be read or written) is one
 line on stderr and exit code 2, anything else one line and exit code 1; `--debug` adds the
-traceback. The exception is released before the interpreter shuts down: a tf.data iterator it
-still held would otherwise wait at exit for decodes that can no longer run (a hang).
+traceback. Ctrl-C is exit code 130; `train` stopped by SIGTERM or SIGINT after a step and its
+backup is one line naming the step and exit code 75 (sysexits' EX_TEMPFAIL: run it again).
+The exception is released before the interpreter shuts down: a tf.data iterator it still held
+would otherwise wait at exit for decodes that can no longer run (a hang).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import sys
 import traceback
 
 from oanet_tf import __version__
-from oanet_tf.errors import OANetError, failed_assertion
+from oanet_tf.errors import OANetError, TrainingStopped, failed_assertion
 
-USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 1, 130  # exit codes
+USER_ERROR, INTERNAL_ERROR, INTERRUPTED, STOPPED = 2, 1, 130, 75  # exit codes
 
 COMMANDS = {
     "demo": ("demo", "generate synthetic data, train, evaluate, export: the quick start"),
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
         if args.debug:
             traceback.print_exc()
         code, message = describe_error(err)
-        print(f"error: {message}", file=sys.stderr)
+        print(message if code == STOPPED else f"error: {message}", file=sys.stderr)
     gc.collect()  # what the exception's frames held (tf.data iterators) goes now, not at exit
     return code
 
@@ -89,6 +91,8 @@ def describe_error(err: BaseException) -> tuple[int, str]:
     """(exit code, one line) of an error that reached the command line."""
     if isinstance(err, KeyboardInterrupt):
         return INTERRUPTED, "interrupted"
+    if isinstance(err, TrainingStopped):
+        return STOPPED, _one_line(str(err))
     if isinstance(err, OANetError):
         return USER_ERROR, _one_line(str(err))
     if isinstance(err, OSError):  # unreadable input, read-only or full disk, a folder for a file

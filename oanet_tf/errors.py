@@ -27,6 +27,15 @@ class NonFiniteLossError(OANetError):
     (train.on_nonfinite_loss: stop); the message says which step and what is intact."""
 
 
+class TrainingStopped(Exception):
+    """Training stopped on SIGTERM or SIGINT after step `step`, whose backup was written: the
+    same command resumes there. Not an error of the user's; the CLI exits with its own code."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 def failed_assertion(message: str) -> str | None:
     """The message of the first failed `tf.debugging.Assert` in a TensorFlow error's text
     (an exception raised inside a graph loses its type; its words survive there), or None."""
