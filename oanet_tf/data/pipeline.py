@@ -36,8 +36,7 @@ from oanet_tf.config import AUTOTUNE_SETTING, DataConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.image_sizes import bucket_index, pad_images, padded_size, resized_size
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
-from oanet_tf.data.tfrecords import (EXAMPLE_SPEC, READ_BUFFER_BYTES, TFRecordSource,
-                                     parse_example, parse_image_size)
+from oanet_tf.data.tfrecords import EXAMPLE_SPEC, TFRecordSource, parse_example, parse_image_size
 from oanet_tf.errors import DatasetError, failed_assertion
 
 FLIP_PROBABILITY = 0.5
@@ -45,7 +44,7 @@ FLIP_PROBABILITY = 0.5
 # depends on `seed` and the epoch only, not on the process's global seed.
 SHUFFLE_GRAPH_SEED = 1
 # TFRecord shard files read at once in training, one record from each in turn: neighbouring
-# records come from different shards. Each open file buffers READ_BUFFER_BYTES.
+# records come from different shards. Each open file buffers tfrecords.READ_BUFFER_BYTES.
 TFRECORD_CYCLE_LENGTH = 8
 # Batches per grouping chunk. A chunk mixes groups in at most (groups - 1) of its batches: a
 # longer chunk mixes a smaller share, but holds more items (records, for a TFRecordSource)
@@ -161,9 +160,8 @@ def build_dataset(source: PanopticDataset | TFRecordSource, data_config: DataCon
     first_epoch = chunk_start // epoch_length if repeat and epoch_length else 0
     epochs = (tf.data.Dataset.counter(first_epoch) if repeat
               else tf.data.Dataset.range(first_epoch, first_epoch + 1))
-    records = isinstance(source, TFRecordSource)
-    ds = epochs.flat_map(_epoch_stream(members, records, training, data_config.shuffle_buffer,
-                                       seed))
+    read = source.reader() if isinstance(source, TFRecordSource) else None
+    ds = epochs.flat_map(_epoch_stream(members, read, training, data_config.shuffle_buffer, seed))
     # The position in the stream, counted before anything is skipped, grouped or decoded,
     # seeds each element's augmentation.
     ds = ds.enumerate(start=first_epoch * epoch_length)
@@ -195,24 +193,24 @@ def epoch_order(count: int, seed: int, epoch) -> tf.Tensor:
     return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
 
 
-def _epoch_stream(members, records: bool, shuffle: bool, record_buffer: int, seed: int):
+def _epoch_stream(members, read, shuffle: bool, record_buffer: int, seed: int):
     """epoch -> the items of that epoch. `members`: this pipeline's image indices int64 [n],
-    or with `records` its TFRecord shard files string [n]. Shuffled: the members in
-    `epoch_order`; shard files are then read TFRECORD_CYCLE_LENGTH at a time, one record
-    from each in turn, and mixed in a buffer of `record_buffer` records (if > 1) seeded by
-    (seed, epoch). Not shuffled: the members, and the records of each file, in order."""
+    or its TFRecord shard files string [n], whose records `read` (file -> records) gives.
+    Shuffled: the members in `epoch_order`; shard files are then read TFRECORD_CYCLE_LENGTH
+    at a time, one record from each in turn, and mixed in a buffer of `record_buffer` records
+    (if > 1) seeded by (seed, epoch). Not shuffled: the members, and the records of each
+    file, in order."""
     count = int(members.shape[0])
 
     def stream(epoch):
         if not shuffle:
             items = tf.data.Dataset.from_tensor_slices(members)
-            return items.flat_map(_read_records) if records else items
+            return items.flat_map(read) if read else items
         items = tf.data.Dataset.from_tensor_slices(
             tf.gather(members, epoch_order(count, seed, epoch)))
-        if not records:
+        if not read:
             return items
-        items = items.interleave(_read_records, cycle_length=TFRECORD_CYCLE_LENGTH,
-                                 block_length=1)
+        items = items.interleave(read, cycle_length=TFRECORD_CYCLE_LENGTH, block_length=1)
         if record_buffer <= 1:
             return items
         tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside this function's graph only
@@ -222,10 +220,6 @@ def _epoch_stream(members, records: bool, shuffle: bool, record_buffer: int, see
         return items.shuffle(record_buffer, seed=buffer_seed)
 
     return stream
-
-
-def _read_records(path) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
 
 
 # ---------------------------------------------------------------------------- grouping

@@ -277,6 +277,31 @@ def write_tfrecords(dataset: PanopticDataset, out_dir: str, num_shards: int,
 
 # ---------------------------------------------------------------------------- reader
 
+def read_shard(path, count) -> tf.data.Dataset:
+    """The records of the shard file `path` (string []), which holds `count` (int64 []).
+
+    A corrupt or truncated record, or a read error, ends the stream with a failed check that
+    names the shard: TensorFlow's own error ("corrupted record at 12") names no file. The
+    reader stops at a bad record (it moves on to its next file, and has no other), so the
+    records read fall short of `count`, which the end of the stream checks."""
+    records = tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES).ignore_errors()
+    marked = records.map(lambda record: (record, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant("", tf.string), True)))
+
+    def check(read, item):
+        record, end = item
+        complete = tf.debugging.Assert(tf.logical_not(end) | tf.equal(read, count), [
+            tf.strings.join([path, ": unreadable after record ", tf.strings.as_string(read),
+                             " of ", tf.strings.as_string(count), " (a corrupt or truncated "
+                             "record, or a read error): convert the split again"])],
+            name="check_shard")
+        with tf.control_dependencies([complete]):
+            return read + 1, (tf.identity(record), end)
+
+    return marked.scan(tf.constant(0, tf.int64), check).filter(
+        lambda record, end: tf.logical_not(end)).map(lambda record, end: record)
+
+
 class TFRecordSource:
     """A converted split: its shard files, image count and categories, read from
     `manifest.json` (the TFRecord counterpart of `PanopticDataset` in the input pipeline)."""
@@ -355,6 +380,17 @@ class TFRecordSource:
                                f"convert with --num-shards {num_pipelines} or more")
         return (self.files[pipeline_id::num_pipelines],
                 sum(self.counts[pipeline_id::num_pipelines]))
+
+    def reader(self):
+        """shard file string [] (one of `files`) -> its records (`read_shard`, with the count
+        the manifest lists for it)."""
+        files = tf.constant(self.files)
+        counts = tf.constant(self.counts, tf.int64)
+
+        def read(path):
+            return read_shard(path, tf.reduce_sum(tf.where(tf.equal(files, path), counts, 0)))
+
+        return read
 
     def verify(self):
         """Read every record (checksums included) and compare the counts with the manifest;
