@@ -85,7 +85,8 @@ POSITIVE_KEYS = (
     "data.short_side", "data.max_side", "data.max_instances", "train.batch_size",
     "train.epochs", "train.steps_per_epoch", "train.base_learning_rate",
     "train.reference_batch_size", "train.eval_every_epochs", "train.backup_every_steps",
-    "train.decay_factor", "export.max_image_side", "model.fpn_channels",
+    "train.decay_factor", "export.max_image_side", "export.max_request_pixels",
+    "model.fpn_channels",
     "model.rpn_conv_channels", "model.rpn_batch_size_per_image", "model.rpn_pre_nms_topk_train",
     "model.rpn_post_nms_topk_train", "model.rpn_pre_nms_topk_test",
     "model.rpn_post_nms_topk_test", "model.roi_batch_size_per_image",
@@ -305,6 +306,11 @@ class EvalConfig:
 class ExportConfig:
     export_dir: str = "saved_models/oanet"
     max_image_side: int = 8192
+    # Pixels of all the images of one request together, read from their headers before any
+    # is decoded: a request takes about 20 bytes per pixel while it is decoded and resized
+    # (16 JPEGs of 4000x3000, 192 Mpx, added 4 GB), so this bound (one image of the largest
+    # side, 64 Mpx) keeps a request near 1.4 GB.
+    max_request_pixels: int = 8192 * 8192
 
 
 @dataclass

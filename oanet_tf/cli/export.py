@@ -49,7 +49,8 @@ def run(args) -> int:
     from oanet_tf.export.saved_model import export_saved_model
 
     path = export_saved_model(trained.model, trained.categories, config.data, config.eval,
-                              export_dir, config.export.max_image_side)
+                              export_dir, config.export.max_image_side,
+                              config.export.max_request_pixels)
     print(f"exported {trained.weights} ({args.precision}) to {path}")
     print(describe_signatures(path))
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 --model_name=oanet "
