@@ -23,7 +23,7 @@ from oanet_tf.config import IMAGENET_RGB, STRIDE_IN_3X3, Config, save_config
 from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, write_json
+from oanet_tf.fileio import write_json
 
 NPZ, PTH_SUFFIXES = ".npz", (".pth", ".pt", ".bin")
 # Our delta order (dy, dx, dh, dw) read from torchvision's (dx, dy, dw, dh).
@@ -198,7 +198,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
     checkpoints/last.weights.h5, conversion.json) -> the weights' path."""
     from oanet_tf.modeling.builder import build_oanet
     from oanet_tf.training.model_dir import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
-                                             load_trained_model)
+                                             load_trained_model, save_weights)
 
     target = os.path.join(model_dir, LAST_WEIGHTS)
     if os.path.exists(target):
@@ -227,8 +227,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         "fresh": [n for n in NOT_IN_TORCHVISION if n not in copied],
         "thing_slots": slots, "unused_slots": unused})
     # The weights last, whole or not at all: their file marks a finished conversion.
-    with atomic_path(target) as temp:
-        model.save_weights(temp)
+    save_weights(model, target)
     return target
 
 

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, read_json, write_json
-from oanet_tf.training.model_dir import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
+from oanet_tf.fileio import read_json, write_json
+from oanet_tf.training.model_dir import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS, save_weights
 
 MONITOR = "val_loss"
 
@@ -78,13 +78,11 @@ class WeightsCheckpoints(keras.callbacks.Callback):
     def _save(self, val_loss):
         if not self.write:
             return
-        with atomic_path(self.last_path) as temp:
-            self.model.save_weights(temp, overwrite=True)
+        save_weights(self.model, self.last_path)
         if val_loss is None:
             return
         val_loss = float(np.mean(val_loss))
         if val_loss < self.best:  # never for NaN, as Keras' ModelCheckpoint
-            with atomic_path(self.best_path) as temp:
-                self.model.save_weights(temp, overwrite=True)
+            save_weights(self.model, self.best_path)
             write_json(self.record_path, {MONITOR: val_loss, "step": self.step})
             self.best = val_loss

@@ -1,15 +1,20 @@
-"""Read back what `train` wrote into a model dir: config, categories and weights."""
+"""Read back what `train` wrote into a model dir: config, categories and weights; and write
+its weights files."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
+import shutil
+
+import numpy as np
 
 from oanet_tf.config import Config, load_config
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import ConfigError, OANetError
-from oanet_tf.fileio import read_json
+from oanet_tf.fileio import atomic_path, read_json
 
 CONFIG_FILE = "config.yaml"
 CATEGORIES_FILE = "categories.json"
@@ -21,6 +26,10 @@ WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
 # float32 weights, but for those of modeling/precision.py; the heads' outputs are cast to
 # float32 before softmax, box decoding, NMS and the merge (README, "bfloat16 inference").
 INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# What a weights file takes beyond its numbers: HDF5 headers per variable (about 1.5 KB
+# measured) and for the file.
+H5_BYTES_PER_VARIABLE = 2048
+H5_FILE_BYTES = 8192
 
 
 @dataclasses.dataclass
@@ -118,3 +127,24 @@ def load_weights_into(model, path: str, model_description: str):
         reason = " ".join([line.strip() for line in str(err).splitlines() if line.strip()][:2])
         raise OANetError(f"{path} does not fit the model of the config "
                          f"({model_description}): {reason}") from None
+
+
+def save_weights(model, path: str):
+    """`model.save_weights` (its optimizer's state included) into `path` through a temporary
+    file beside it (`fileio.atomic_path`); an OS error (a full disk) names `path`.
+
+    The space the file needs is checked first: h5py raises on a write that fails, but leaves
+    HDF5 with a file it can neither write nor close, which crashes the interpreter at exit."""
+    variables = list(model.weights)
+    if getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    need = H5_FILE_BYTES + sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                               + H5_BYTES_PER_VARIABLE for v in variables)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the weights take about "
+                                    f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free)", path)
+    with atomic_path(path) as temp:
+        model.save_weights(temp, overwrite=True)
