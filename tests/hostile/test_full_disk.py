@@ -97,7 +97,7 @@ def test_training_on_a_full_disk_stops_with_one_line(small_disk, tmp_path):
     weights = {folder: _digests(model_dir / folder) for folder in ("checkpoints", "backup")}
     _fill(small_disk, 32 << 10)
     error = _one_error(_cli(*train, "--set", "train.epochs=2"))
-    assert error.startswith(f"error: {model_dir}{os.sep}") and error.endswith(NO_SPACE), error
+    assert error.startswith(f"error: {model_dir}{os.sep}") and NO_SPACE in error, error
     assert {folder: _digests(model_dir / folder) for folder in weights} == weights
     assert _temporaries(model_dir) == []
 
