@@ -1,18 +1,21 @@
 """Issue 27, item 5: a process that has printed its error ends. `train` of images resized to
-100000 pixels a side printed the failed allocation (ResourceExhaustedError), then waited
-forever at 0% CPU while Python shut down; now the process ends right after that line.
+100000 pixels a side printed the failed allocation (ResourceExhaustedError), then waited at
+0% CPU while Python shut down (for minutes, or until killed); now the process ends as soon
+as that line is out.
 
-The run is a subprocess under a timeout (a hang is what this catches) and a limit on its
-address space: the allocations must fail, not fill the machine."""
+The run is a subprocess under a limit on its address space (the allocations must fail, not
+fill the machine); the time from its error line to its end is what is checked."""
 
 import os
 import resource
 import subprocess
 import sys
+import threading
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "tests", "scripts", "failing_pipeline.py")
-EXIT_TIMEOUT_S = 480  # the run takes a minute or two; the hang lasted until killed
+RUN_TIMEOUT_S = 600  # until the error line: a minute or two, more on a busy machine
+EXIT_AFTER_ERROR_S = 30  # from the error line to the end of the process
 ADDRESS_SPACE = 12 << 30
 
 
@@ -21,10 +24,24 @@ def _limit_memory():
 
 
 def test_a_failed_allocation_in_the_input_pipeline_ends_the_process(tmp_path):
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, SCRIPT, "fail-training", str(tmp_path / "data"),
          str(tmp_path / "model")], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
-        capture_output=True, text=True, timeout=EXIT_TIMEOUT_S, preexec_fn=_limit_memory)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert done.returncode == 1 and len(errors) == 1, done.stderr[-3000:]
-    assert "ResourceExhaustedError" in errors[0] and "OOM when allocating" in errors[0]
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_limit_memory)
+    watchdog = threading.Timer(RUN_TIMEOUT_S, process.kill)
+    watchdog.start()
+    try:
+        error = next((line for line in process.stderr if line.startswith("error: ")), None)
+        assert error is not None, "the run ended or was killed before printing its error"
+        try:
+            code = process.wait(timeout=EXIT_AFTER_ERROR_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {EXIT_AFTER_ERROR_S} s after: {error}")
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    assert code == 1
+    assert "ResourceExhaustedError" in error and "OOM when allocating" in error
+    assert process.stderr.read().strip() == ""  # nothing after the one line
