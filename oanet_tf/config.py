@@ -523,6 +523,11 @@ class ExportConfig(Section):
     # The longest side of an image serving accepts (before resizing): at most MAX_IMAGE_SIDE.
     max_image_side: int = setting(8192, _rule(lambda v: 0 < v <= MAX_IMAGE_SIDE,
                                               f"must lie between 1 and {MAX_IMAGE_SIDE}"))
+    # Pixels of all the images of one request together, read from their headers before any
+    # is decoded: a request takes about 20 bytes per pixel while it is decoded and resized
+    # (16 JPEGs of 4000x3000, 192 Mpx, added 4 GB), so this bound (one image of the largest
+    # side, 64 Mpx) keeps a request near 1.4 GB.
+    max_request_pixels: int = setting(8192 * 8192, POSITIVE)
 
 
 @dataclass
