@@ -23,7 +23,7 @@ BEST_RECORD = "checkpoints/best.json"  # the val_loss of the best weights and th
 WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
 # Inference precision -> Keras dtype policy. bfloat16 computes the layers in bfloat16 from the
 # float32 weights, but for DECISION_LAYER_DTYPE's (config.py); the heads' outputs are cast to
-# float32 before softmax, box decoding, NMS and the merge (README, "bfloat16 inference").
+# float32 before softmax, box decoding, NMS and the merge (docs/precision.md).
 INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
