@@ -15,7 +15,7 @@ from oanet_tf.config import Config, load_config
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import ConfigError, OANetError
 from oanet_tf.fileio import read_json
-from oanet_tf.inference.precision import (AUTO, INFERENCE_POLICIES, PrecisionChoice,
+from oanet_tf.inference.precision import (FLOAT32, INFERENCE_POLICIES, PrecisionChoice,
                                           resolve_precision)
 
 CONFIG_FILE = "config.yaml"
@@ -65,7 +65,7 @@ def load_config_of(model_dir: str, config_path: str | None = None, overrides=())
 
 
 def load_trained_model(model_dir: str, weights: str = "last", config_path: str | None = None,
-                       overrides=(), precision: str = AUTO) -> TrainedModel:
+                       overrides=(), precision: str = FLOAT32) -> TrainedModel:
     """Build OANet from the model dir's config and categories, computing in `precision`
     (PRECISION_CHOICES; whatever precision it was trained in), and load its weights."""
     from oanet_tf.modeling.builder import build_oanet
