@@ -797,8 +797,8 @@ def resolve_config(name_or_path: str, relative_to: str = "") -> str:
     if name_or_path in shipped:
         return shipped[name_or_path]
     where = f" (relative to {relative_to})" if relative_to else ""
-    raise ConfigError(f"config {name_or_path!r}: no such file{where}, nor a shipped config; "
-                      f"the shipped configs: {', '.join(shipped) or 'none found'}")
+    raise ConfigError(f"config {name_or_path} not found: no such file{where}, nor the name "
+                      f"of a shipped config: {', '.join(shipped) or 'none found'}")
 
 
 def _merge_file(config: Config, path: str, chain: tuple = ()):
