@@ -1,4 +1,5 @@
-"""Typed configuration: YAML files in configs/ loaded into dataclasses.
+"""Typed configuration: YAML files (the shipped ones in configs/, by name) loaded into
+dataclasses.
 
 Config values live here and in configs/*.yaml only; commands turn them into constructor
 arguments in one place (`oanet_tf.modeling.builder`, `oanet_tf.data.pipeline`). Each
@@ -133,6 +134,15 @@ MAX_IMAGE_SIDE = math.isqrt(INT32_MAX // IMAGE_CHANNELS) // SIZE_DIVISIBILITY * 
 # YAML nesting a config needs: the document, a section, a subsection or list (model.rpn,
 # data.buckets), a list in it (a bucket's [height, width]) and a value.
 MAX_YAML_DEPTH = 5
+# The key naming the config a file inherits (a shipped name, or a path relative to the file),
+# and the most files one chain of bases may hold: the file, its base, that base's base, ...
+# Each file is read within the limits above; the merged result nests no deeper than any one.
+BASE_KEY = "_base_"
+MAX_BASE_CHAIN = 8
+# The configs shipped with the package: configs/ of the repository, which the wheel installs
+# as the package oanet_tf.configs (pyproject.toml maps it).
+SHIPPED_CONFIGS_PACKAGE = "configs"
+CONFIG_SUFFIX = ".yaml"
 
 
 def _numbers(key: str, value) -> list:
@@ -759,18 +769,72 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def shipped_configs_dir() -> str:
+    """The folder of the shipped configs: oanet_tf/configs where the wheel installed it, or
+    configs/ beside the package in a checkout (and an editable install of it)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, SHIPPED_CONFIGS_PACKAGE)
+    return installed if os.path.isdir(installed) else os.path.join(
+        os.path.dirname(package), SHIPPED_CONFIGS_PACKAGE)
+
+
+def shipped_configs() -> dict:
+    """{name: path} of every shipped config (`synthetic`, `coco_r50`, ...)."""
+    folder = shipped_configs_dir()
+    names = sorted(f for f in os.listdir(folder) if f.endswith(CONFIG_SUFFIX)) \
+        if os.path.isdir(folder) else []
+    return {name[:-len(CONFIG_SUFFIX)]: os.path.join(folder, name) for name in names}
+
+
+def resolve_config(name_or_path: str, relative_to: str = "") -> str:
+    """A config file's path from a path (relative to `relative_to`, where given) or the name
+    of a shipped config; an existing file wins over a name. ConfigError listing the shipped
+    names when it is neither."""
+    path = os.path.join(relative_to, name_or_path)
+    if os.path.isfile(path):
+        return path
+    shipped = shipped_configs()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    where = f" (relative to {relative_to})" if relative_to else ""
+    raise ConfigError(f"config {name_or_path} not found: no such file{where}, nor the name "
+                      f"of a shipped config: {', '.join(shipped) or 'none found'}")
+
+
+def _merge_file(config: Config, path: str, chain: tuple = ()):
+    """Merge the config file at `path` into `config`: its `_base_` first (chains of at most
+    MAX_BASE_CHAIN files, no cycles), then its own keys over it; ConfigError naming the file."""
+    chain = chain + (path,)
+    if os.path.realpath(path) in {os.path.realpath(p) for p in chain[:-1]}:
+        raise ConfigError(f"{BASE_KEY} cycle: {' -> '.join(chain)}")
+    if len(chain) > MAX_BASE_CHAIN:
+        raise ConfigError(f"{BASE_KEY} chain longer than {MAX_BASE_CHAIN} files: "
+                          f"{' -> '.join(chain)}")
+    with open(path, encoding="utf-8") as f:
+        data = read_yaml(f, path) or {}
+    if isinstance(data, dict) and BASE_KEY in data:
+        data = dict(data)
+        base = data.pop(BASE_KEY)
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: {BASE_KEY}: expected a shipped config's name or a path, "
+                              f"got {base!r}")
+        try:
+            base_path = resolve_config(base, os.path.dirname(path))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {BASE_KEY}: {err}") from None
+        _merge_file(config, base_path, chain)
+    try:
+        _merge_into(config, translate_flat_model_keys(data, path), "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
-    """Load a YAML config (or the defaults), then apply `section.key=value` overrides."""
+    """Load a YAML config (a path or a shipped config's name; or the defaults), its `_base_`
+    chain first, then apply `section.key=value` overrides."""
     config = Config()
     if path:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            data = translate_flat_model_keys(read_yaml(f, path) or {}, path)
-        try:
-            _merge_into(config, data, "")
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+        _merge_file(config, resolve_config(path))
     for text in overrides or []:
         keys, value = parse_override(text)
         nested: Any = value

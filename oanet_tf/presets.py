@@ -1,7 +1,7 @@
 """Named models to start from (presets): name -> a local model dir, fetched and checked.
 
-A preset is a config and categories shipped with the package (`preset_data/NAME/`) and a
-weights file: shipped beside them (`synthetic_demo`, offline), or downloaded once with
+A preset is a config and categories shipped with the package (`preset_data/NAME/`; a converted
+preset names a shipped config of configs/ instead) and a weights file: shipped beside them (`synthetic_demo`, offline), or downloaded once with
 `keras.utils.get_file` into the Keras cache (~/.keras/oanet_tf, or `cache_dir`) and converted
 there into a model dir (`maskrcnn_r50_torchvision_coco`). Every weights file is checked
 against its sha256 (or the prefix of it that its publisher names the file with) before use.
@@ -19,7 +19,7 @@ import os
 import urllib.parse
 import urllib.request
 
-from oanet_tf.config import load_config
+from oanet_tf.config import load_config, resolve_config
 from oanet_tf.errors import OANetError
 from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
                                               read_categories)
@@ -39,7 +39,9 @@ class Preset:
     """weights: a path under PRESET_DATA (shipped) or a URL; sha256: its full hash, or the
     first hex digits of it the publisher names the file with (at least MIN_HASH_PREFIX);
     metrics: what was measured of it, with where; weights_format: OANET_WEIGHTS (a model
-    dir's weights file) or TORCHVISION_WEIGHTS (converted on first use)."""
+    dir's weights file) or TORCHVISION_WEIGHTS (converted on first use); shipped_config: the
+    shipped config (by name) a converted preset is built with, in place of a config.yaml of
+    its own."""
 
     name: str
     description: str
@@ -47,6 +49,7 @@ class Preset:
     sha256: str
     metrics: dict
     weights_format: str = OANET_WEIGHTS
+    shipped_config: str = ""
 
     @property
     def data_dir(self) -> str:
@@ -55,6 +58,8 @@ class Preset:
 
     @property
     def config(self) -> str:
+        if self.shipped_config:
+            return resolve_config(self.shipped_config)
         return os.path.join(self.data_dir, CONFIG_FILE)
 
     @property
@@ -85,7 +90,7 @@ PRESETS = {preset.name: preset for preset in (
         metrics={"box_mAP": 37.9, "mask_mAP": 34.6,
                  "measured_on": "COCO val2017, torchvision's published numbers for these "
                                 "weights (its own model)"},
-        weights_format=TORCHVISION_WEIGHTS),
+        weights_format=TORCHVISION_WEIGHTS, shipped_config="coco_r50_torchvision"),
 )}
 
 

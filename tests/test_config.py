@@ -1,12 +1,17 @@
 """Config loading: YAML files, --set overrides, and clear errors."""
 
+import os
 import re
+import textwrap
 
 import pytest
 
-from oanet_tf.config import (FLAT_MODEL_KEYS, Config, ModelConfig, load_config, save_config,
-                             translate_flat_model_keys, validate_for_training)
+from oanet_tf.config import (FLAT_MODEL_KEYS, Config, ModelConfig, load_config, resolve_config,
+                             save_config, shipped_configs, translate_flat_model_keys,
+                             validate_for_training)
 from oanet_tf.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", ["synthetic", "coco_r50", "coco_r101"])
@@ -200,3 +205,127 @@ def test_the_translation_of_the_flat_layout_by_hand():
 def test_every_flat_key_names_a_field_of_today(flat_key):
     section_name, name = FLAT_MODEL_KEYS[flat_key].split(".")
     assert hasattr(getattr(ModelConfig(), section_name), name)
+
+
+SHIPPED = ["coco_r101", "coco_r50", "coco_r50_torchvision", "synthetic"]
+
+
+def test_shipped_configs_are_the_yaml_files_of_configs():
+    assert list(shipped_configs()) == SHIPPED
+    for name, path in shipped_configs().items():
+        assert os.path.samefile(path, os.path.join(ROOT, "configs", f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_config_loads_by_name_from_any_folder(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the name alone finds it
+    assert load_config(name) == load_config(os.path.join(ROOT, "configs", f"{name}.yaml"))
+
+
+def test_an_unknown_name_lists_the_shipped_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(
+            "config coco_r18 not found: no such file, nor the name of a shipped config: "
+            + ", ".join(SHIPPED))):
+        load_config("coco_r18")
+
+
+def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic").write_text("train:\n  batch_size: 3\n")
+    assert load_config("synthetic").train.batch_size == 3
+    assert load_config("synthetic").model.backbone.name == "resnet50"  # not the shipped one
+    assert resolve_config("synthetic") == "synthetic"
+
+
+def _write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_base_is_loaded_first_and_the_file_merges_over_it_section_by_section(tmp_path):
+    _write(tmp_path / "base.yaml", """
+        model:
+          rpn:
+            nms_threshold: 0.6
+            anchor_sizes: [8, 16, 32, 64, 128]
+        train:
+          batch_size: 4
+          epochs: 3
+    """)
+    (tmp_path / "sub").mkdir()
+    child = _write(tmp_path / "sub" / "child.yaml", """
+        _base_: ../base.yaml
+        model:
+          rpn:
+            anchor_sizes: [4, 8]
+        train:
+          epochs: 5
+    """)
+    config = load_config(child)
+    # by hand: the child's keys, else the base's, else the defaults
+    expected = Config()
+    expected.model.rpn.nms_threshold = 0.6
+    expected.model.rpn.anchor_sizes = (4, 8)  # a list replaces, never merges
+    expected.train.batch_size = 4
+    expected.train.epochs = 5
+    assert config == expected
+    # overrides apply over the whole chain
+    assert load_config(child, ["train.batch_size=2"]).train.batch_size == 2
+
+
+def test_a_chain_of_bases_and_a_shipped_base_by_name(tmp_path):
+    _write(tmp_path / "a.yaml", "_base_: synthetic\ntrain:\n  epochs: 2\n")
+    _write(tmp_path / "b.yaml", "_base_: a.yaml\ntrain:\n  batch_size: 2\n")
+    config = load_config(str(tmp_path / "b.yaml"))
+    expected = load_config("synthetic", ["train.epochs=2", "train.batch_size=2"])
+    assert config == expected
+
+
+def test_a_cycle_of_bases_is_refused_naming_the_files(tmp_path):
+    a = _write(tmp_path / "a.yaml", "_base_: b.yaml\n")
+    b = _write(tmp_path / "b.yaml", "_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match=re.escape(f"_base_ cycle: {a} -> {b} -> {a}")):
+        load_config(a)
+    itself = _write(tmp_path / "self.yaml", "_base_: self.yaml\n")
+    with pytest.raises(ConfigError, match="_base_ cycle"):
+        load_config(itself)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("_base_: missing.yaml\n", "_base_: config missing.yaml not found: no such file (relative"),
+    ("_base_: [a.yaml]\n", "_base_: expected a shipped config's name or a path, got ['a.yaml']"),
+    ("_base_: ''\n", "_base_: expected a shipped config's name or a path"),
+])
+def test_a_bad_base_is_refused_naming_the_file(tmp_path, text, fragment):
+    path = _write(tmp_path / "child.yaml", text)
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
+        load_config(path)
+    assert str(err.value).startswith(path)
+
+
+def test_an_error_in_a_base_names_the_base_file(tmp_path):
+    base = _write(tmp_path / "base.yaml", "train:\n  batchsize: 3\n")
+    child = _write(tmp_path / "child.yaml", "_base_: base.yaml\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{base}: unknown config key(s): "
+                                                    f"train.batchsize")):
+        load_config(child)
+
+
+def test_r101_is_r50_but_for_its_backbone_and_export_folder():
+    r50, r101 = load_config("coco_r50").to_dict(), load_config("coco_r101").to_dict()
+    assert r101["model"]["backbone"]["name"] == "resnet101"
+    assert r101["export"]["export_dir"] == "saved_models/oanet_coco_r101"
+    r101["model"]["backbone"]["name"] = r50["model"]["backbone"]["name"]
+    r101["export"]["export_dir"] = r50["export"]["export_dir"]
+    assert r101 == r50
+    with open(os.path.join(ROOT, "configs", "coco_r101.yaml"), encoding="utf-8") as f:
+        assert "_base_: coco_r50\n" in f.read()
+
+
+def test_a_saved_config_is_resolved_and_loads_without_its_bases(tmp_path):
+    config = load_config("coco_r101")
+    path = tmp_path / "config.yaml"
+    save_config(config, str(path))
+    assert "_base_" not in path.read_text()
+    assert load_config(str(path)) == config

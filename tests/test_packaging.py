@@ -1,7 +1,8 @@
 """The built wheel declares the runtime dependencies (those of requirements.txt), the torch
 and dev extras and the `oanet-tf` command, and holds the library and nothing else: every
-module of oanet_tf/, none of the benchmark and research tooling beside it in the repository
-(benchmarks/: the harness, the torchvision peer, the ablation runner; scripts/; tests/).
+module of oanet_tf/ and the shipped configs (configs/, as oanet_tf/configs), none of the
+benchmark and research tooling beside it in the repository (benchmarks/: the harness, the
+torchvision peer, the ablation runner; scripts/; tests/).
 
 A full install of the wheel into a fresh venv downloads TensorFlow (~600 MB): too slow for CI
 and impossible offline, so the wheel's metadata and file list are checked instead.
@@ -50,13 +51,15 @@ def _not_sources(folder, names) -> list:
 
 
 def _library_modules() -> set:
-    """The wheel paths of every .py file under oanet_tf/ in the checkout."""
+    """The wheel paths of every .py file under oanet_tf/ in the checkout, and of configs/
+    (installed as the package oanet_tf.configs)."""
     found = set()
     for folder, dirs, files in os.walk(os.path.join(ROOT, "oanet_tf")):
         dirs[:] = [d for d in dirs if d not in CACHES]
         found |= {os.path.relpath(os.path.join(folder, f), ROOT).replace(os.sep, "/")
                   for f in files if f.endswith(".py")}
-    return found
+    return found | {f"oanet_tf/configs/{f}" for f in os.listdir(os.path.join(ROOT, "configs"))
+                    if f.endswith(".py")}
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +121,15 @@ def test_wheel_ships_the_preset_data(wheel):
                for folder, _, files in os.walk(data) for name in files}
     assert "oanet_tf/preset_data/synthetic_demo/checkpoints/last.weights.h5" in shipped
     assert {name: sizes.get(name) for name in shipped} == shipped
+
+
+def test_wheel_ships_the_configs_once_under_the_package(wheel):
+    """configs/*.yaml, whole, as oanet_tf/configs/ (`--config NAME` reads them there), and no
+    top-level configs/ that would clash with other distributions."""
+    sizes = wheel[2]
+    folder = os.path.join(ROOT, "configs")
+    shipped = {f"oanet_tf/configs/{name}": os.path.getsize(os.path.join(folder, name))
+               for name in os.listdir(folder) if name.endswith(".yaml")}
+    assert {"oanet_tf/configs/synthetic.yaml", "oanet_tf/configs/coco_r101.yaml"} <= set(shipped)
+    assert {name: sizes.get(name) for name in shipped} == shipped
+    assert not any(name.startswith("configs/") for name in sizes)

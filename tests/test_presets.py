@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import oanet_tf
 from oanet_tf import presets
+from oanet_tf import config as config_module
 from oanet_tf.config import load_config
 from oanet_tf.conversion.torchvision import check_config
 from oanet_tf.data.synthetic import make_synthetic_dataset
@@ -129,8 +130,11 @@ def test_the_torchvision_preset_is_torchvision_file_and_a_config_the_converter_t
                               f"maskrcnn_resnet50_fpn_coco-{preset.sha256}.pth")
     assert len(preset.sha256) == presets.MIN_HASH_PREFIX
     assert "UNTRAINED" in preset.description and "stuff branch and the SRM" in preset.description
+    # the shipped config itself, not a copy of it
+    assert preset.config == os.path.join(config_module.shipped_configs_dir(),
+                                         "coco_r50_torchvision.yaml")
+    assert not os.path.exists(os.path.join(preset.data_dir, "config.yaml"))
     config = load_config(preset.config)
-    assert config == load_config(os.path.join(ROOT, "configs", "coco_r50_torchvision.yaml"))
     categories = read_categories(preset.categories)
     assert (categories.num_things, categories.num_stuff) == (80, 53)
     check_config(config, categories)  # what the converter checks before it reads weights

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from oanet_tf.config import Config, load_config
+from oanet_tf.config import Config, load_config, shipped_configs
 
 
-def add_config_arguments(parser, default_config: str = "configs/synthetic.yaml"):
-    parser.add_argument("--config", default=default_config,
-                        help=f"YAML config file (default: {default_config})")
+def add_config_arguments(parser, default_config: str = "synthetic"):
+    parser.add_argument("--config", default=default_config, metavar="NAME_OR_PATH",
+                        help=f"a shipped config by name ({', '.join(shipped_configs())}) or a "
+                             f"YAML file (default: {default_config})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set train.batch_size=8 "

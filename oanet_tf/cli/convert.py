@@ -11,7 +11,7 @@ from oanet_tf.dir_lock import exclusive_writer
 from oanet_tf.errors import OANetError
 
 SOURCES = ("torchvision",)
-DEFAULT_CONFIG = "configs/coco_r50_torchvision.yaml"
+DEFAULT_CONFIG = "coco_r50_torchvision"
 
 
 def add_arguments(parser):

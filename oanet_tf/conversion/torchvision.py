@@ -116,7 +116,7 @@ def check_config(config: Config, categories: CategoryMap):
              for key, value in wanted.items() if _plain(_value_at(m, key)) != _plain(value)]
     if wrong:
         raise OANetError(f"the config does not build torchvision's Mask R-CNN: "
-                         f"{'; '.join(wrong)} (start from configs/coco_r50_torchvision.yaml)")
+                         f"{'; '.join(wrong)} (start from --config coco_r50_torchvision)")
 
 
 def _value_at(model_config, key: str):

@@ -57,10 +57,11 @@ def weights_path(model_dir: str, weights: str = "last") -> str:
 def load_config_of(model_dir: str, config_path: str | None = None, overrides=()) -> Config:
     if not os.path.isdir(model_dir):
         raise OANetError(f"--model-dir {model_dir}: no such directory")
-    config_path = config_path or os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise ConfigError(f"{config_path} not found: --model-dir must be a directory written "
-                          f"by `python -m oanet_tf train`, or pass --config")
+    if not config_path:  # a given --config may name a shipped config: load_config resolves it
+        config_path = os.path.join(model_dir, CONFIG_FILE)
+        if not os.path.isfile(config_path):
+            raise ConfigError(f"{config_path} not found: --model-dir must be a directory "
+                              f"written by `python -m oanet_tf train`, or pass --config")
     return load_config(config_path, list(overrides))
 
 

@@ -22,9 +22,9 @@ import threading
 import keras
 import tensorflow as tf
 
+from oanet_tf.cluster import worker_index
 from oanet_tf.errors import TrainingStopped
 from oanet_tf.training.backup import TrainingBackup
-from oanet_tf.training.strategy import worker_index
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -1,14 +1,15 @@
 """Issue 27, case 4: configs whose values a machine cannot hold are refused when they load,
 naming the file or key, before anything is written: YAML that expands (aliases) or nests
 without end, image sides above what serving accepts, and batches and counts whose tensors
-go beyond TensorFlow's int32 element count."""
+go beyond TensorFlow's int32 element count, and chains of `_base_` files without end."""
 
 import re
 
 import pytest
 
 from oanet_tf.__main__ import main
-from oanet_tf.config import INT32_MAX, MAX_IMAGE_SIDE, MAX_YAML_DEPTH, load_config
+from oanet_tf.config import (INT32_MAX, MAX_BASE_CHAIN, MAX_IMAGE_SIDE, MAX_YAML_DEPTH,
+                             load_config)
 from oanet_tf.errors import ConfigError
 from tests.tiny_model import SYNTHETIC_CONFIG
 
@@ -126,3 +127,32 @@ def test_counts_whose_tensors_overflow_int32_are_refused(override, key):
 def test_numbers_beyond_what_tensorflow_holds_are_refused(override, key, kind):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: .* beyond {kind}'s range"):
         load_config(SYNTHETIC_CONFIG, [override])
+
+
+def _chain(tmp_path, files: int) -> str:
+    """The last of `files` configs each inheriting the one before (`_base_`)."""
+    (tmp_path / "c0.yaml").write_text("train:\n  epochs: 1\n")
+    for i in range(1, files):
+        (tmp_path / f"c{i}.yaml").write_text(f"_base_: c{i - 1}.yaml\ntrain:\n  epochs: {i + 1}\n")
+    return str(tmp_path / f"c{files - 1}.yaml")
+
+
+def test_a_chain_of_bases_is_bounded_naming_its_files(tmp_path):
+    assert load_config(_chain(tmp_path, MAX_BASE_CHAIN)).train.epochs == MAX_BASE_CHAIN
+    longest = _chain(tmp_path, MAX_BASE_CHAIN + 1)
+    with pytest.raises(ConfigError, match=f"_base_ chain longer than {MAX_BASE_CHAIN} files: "
+                                          f"{re.escape(longest)} -> ") as info:
+        load_config(longest)
+    assert "c0.yaml" in str(info.value)
+
+
+def test_each_base_file_is_read_within_the_yaml_limits(tmp_path):
+    base = tmp_path / "laughs.yaml"
+    base.write_text(billion_laughs(9))
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: laughs.yaml\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{base}: line 2: an alias (*l0)")):
+        load_config(str(child))
+    base.write_text("train:\n  decay_steps: " + "[" * 50 + "]" * 50 + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{base}: line 2: nested deeper than")):
+        load_config(str(child))
