@@ -25,7 +25,7 @@ from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import read_json
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = str(REPO / "tests" / "fixtures" / "trained_small")
 NUM_IMAGES = 4
 IMAGES_SEED = 7  # not the fixture's training data (seed 0)
