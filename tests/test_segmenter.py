@@ -229,9 +229,11 @@ def test_from_a_keras_file(segmenter, images, results, tmp_path):
     assert_same_segments(loaded(images[0]), results[0].panoptic, results[0].segments_info)
 
 
-def test_three_lines_in_a_fresh_process_outside_the_repo(images, tmp_path):
+@pytest.mark.parametrize("constructor", ["from_model_dir(sys.argv[1])",
+                                         "from_preset('synthetic_demo')"])
+def test_three_lines_in_a_fresh_process_outside_the_repo(images, tmp_path, constructor):
     code = ("import sys, oanet_tf; assert 'tensorflow' not in sys.modules; "
-            "seg = oanet_tf.PanopticSegmenter.from_model_dir(sys.argv[1]); "
+            f"seg = oanet_tf.PanopticSegmenter.{constructor}; "
             "r = seg(sys.argv[2]); assert r.segments_info; "
             "assert oanet_tf.__file__.startswith(sys.argv[3]), oanet_tf.__file__; print('ok')")
     env = dict(os.environ, PYTHONPATH=str(REPO))
