@@ -21,9 +21,9 @@ from oanet_tf.cli.predict import PANOPTIC_DIR, PREDICTIONS_JSON
 from oanet_tf.config import MERGE_ORDERS
 from oanet_tf.data.coco_panoptic import read_image
 from oanet_tf.data.panoptic_format import read_id_png, rgb_to_id
-from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import read_json
+from tests.tiny_model import synthetic_val_images
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = str(REPO / "tests" / "fixtures" / "trained_small")
@@ -38,10 +38,8 @@ MIN_SAME_CATEGORY_PIXELS = 0.95
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    make_synthetic_dataset(root, 0, NUM_IMAGES, IMAGES_SEED)
-    folder = os.path.join(root, "val", "images")
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+    return synthetic_val_images(str(tmp_path_factory.mktemp("synthetic")), NUM_IMAGES,
+                                IMAGES_SEED)
 
 
 @pytest.fixture(scope="module")

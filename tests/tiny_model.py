@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from oanet_tf.config import load_config
 from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.synthetic import make_synthetic_dataset
 
 CATEGORIES = CategoryMap.from_categories([
     {"id": 1, "name": "person", "isthing": 1}, {"id": 2, "name": "tie", "isthing": 1},
@@ -66,3 +67,10 @@ def tiny_batch(batch=2):
             "gt_classes": tf.constant(classes), "gt_masks": tf.constant(masks),
             "gt_count": tf.constant([2] * batch), "semantic": tf.constant(semantic),
             "owner": tf.constant(owner), "image_size": tf.constant([SIZE] * batch)}
+
+
+def synthetic_val_images(root: str, count: int, seed: int) -> list:
+    """Paths of `count` synthetic val JPEGs of seed `seed`, written under `root`."""
+    make_synthetic_dataset(root, 0, count, seed)
+    folder = os.path.join(root, "val", "images")
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]

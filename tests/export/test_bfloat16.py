@@ -19,13 +19,13 @@ from tests.export.serving import serving_results, start_serving
 
 from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import DECISION_LAYER_DTYPE
-from oanet_tf.data.synthetic import make_synthetic_dataset
 from oanet_tf.errors import OANetError
 from oanet_tf.evaluation.agreement import prediction_agreement
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.inference.image_predictor import ImagePredictor
 from oanet_tf.inference.postprocessor import image_segments
 from oanet_tf.inference.trained_model import load_trained_model
+from tests.tiny_model import synthetic_val_images
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trained_small")
 NUM_IMAGES = 16
@@ -48,10 +48,8 @@ BOX_FLOAT32_LAYERS = ("class_logits", "box_deltas")
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    make_synthetic_dataset(root, 0, NUM_IMAGES, IMAGES_SEED)
-    folder = os.path.join(root, "val", "images")
-    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+    return synthetic_val_images(str(tmp_path_factory.mktemp("synthetic")), NUM_IMAGES,
+                                IMAGES_SEED)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from oanet_tf.inference.split_scoring import evaluate_model
 from oanet_tf.modeling.oanet import LOSS_NAMES
 from oanet_tf.training.step_summaries import STEPS_SUBDIR
 from oanet_tf.training.trainer import train
+from tests.tiny_model import TINY_MODEL
 from tests.training.test_callbacks import read_events
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
@@ -88,13 +89,7 @@ def _coco_sample_config(sample: str):
     return load_config(os.path.join(CONFIGS, "coco_r50.yaml"), [
         f"data.train={json.dumps(split)}", f"data.val={json.dumps(split)}",
         "data.short_side=128", "data.max_side=192", "model.backbone.name=small_resnet",
-        "model.backbone.small_resnet_widths=[8, 8, 16, 16]", "model.fpn.channels=16",
-        "model.rpn.conv_channels=16", "model.roi_heads.box_head_fc_dim=32",
-        "model.roi_heads.mask_head_conv_dim=8",
-        "model.stuff_branch.channels=8", "model.rpn.pre_nms_topk_train=64",
-        "model.rpn.post_nms_topk_train=32", "model.rpn.pre_nms_topk_test=64",
-        "model.rpn.post_nms_topk_test=32", "model.roi_heads.batch_size_per_image=16",
-        "model.roi_heads.detections_per_image=8", "train.batch_size=2",
+        *TINY_MODEL, "train.batch_size=2",
         "model.backbone.weights=none", f"train.steps_per_epoch={COCO_STEPS}",
         f"train.log_every_steps={LOG_EVERY}",
         "train.jit_compile=false"])
