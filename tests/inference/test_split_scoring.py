@@ -17,6 +17,7 @@ from oanet_tf.data.panoptic_format import read_id_png
 from oanet_tf.data.pipeline import ORIGINAL_KEYS, batches, build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.data.synthetic import make_synthetic_dataset
+from oanet_tf.evaluation.coco_ap import STAT_NAMES, CocoAP
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import evaluate_files
@@ -50,7 +51,7 @@ def setup(synthetic_dir):
 @pytest.fixture(scope="module")
 def evaluated(setup, tmp_path_factory):
     """One evaluate_model run with file reads counted: (results, reads by path, written
-    files by order, scored images, detection quality)."""
+    files by order, scored images, detection quality, COCO AP)."""
     config, model, val = setup
     out = str(tmp_path_factory.mktemp("eval"))
     reads = collections.Counter()
@@ -68,13 +69,15 @@ def evaluated(setup, tmp_path_factory):
                for order in ORDERS}
     scored = []
     quality = DetectionQuality(model.test_score_threshold)
+    coco_ap = CocoAP([c for c in val.categories.categories if c["isthing"]])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(coco_panoptic, "read_image", counted(coco_panoptic.read_image))
         patch.setattr(coco_panoptic, "read_id_png", counted(coco_panoptic.read_id_png))
         results = evaluate_model(model, val, config.data, config.eval, BATCH_SIZE,
                                  orders=ORDERS, writers=writers, progress=False,
-                                 on_image=scored.append, detection_quality=quality)
-    return results, reads, writers, scored, quality
+                                 on_image=scored.append, detection_quality=quality,
+                                 coco_ap=coco_ap)
+    return results, reads, writers, scored, quality, coco_ap.result()
 
 
 def test_each_image_and_png_is_read_once(setup, evaluated):
@@ -153,6 +156,50 @@ def test_detection_quality_equals_the_detection_pass(setup, evaluated):
                             detections["classes"][i], detections["scores"][i],
                             detections["instance_masks"][i] >= MASK_THRESHOLD)
     assert evaluated[4].result() == expected.result()
+
+
+def test_coco_ap_equals_pycocotools_on_the_files(setup, evaluated):
+    """The AP of evaluate_model equals pycocotools' COCOeval run here on the split's
+    instances JSON (read by pycocotools) and on model.detect's detections of the training
+    pipeline's evaluation batches, scaled to each file's size in this test."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    config, model, val = setup
+    assert val.uses_instances_json
+    truth = COCO(val.instances_json)
+    thing_ids = np.asarray(val.categories.thing_ids)
+    detect = tf.function(model.detect, reduce_retracing=True)
+    results = []
+    for batch in batches(build_dataset(val, config.data, training=False,
+                                       batch_size=BATCH_SIZE, repeat=False)):
+        detections = detect(batch["images"], batch["image_size"])
+        for i in range(int(batch["image_id"].shape[0])):
+            (h, w), (rh, rw) = batch["original_size"][i].numpy(), batch["image_size"][i].numpy()
+            for k in np.flatnonzero(detections["classes"][i].numpy() > 0):
+                y1, x1, y2, x2 = detections["boxes"][i, k].numpy()
+                x1, x2, y1, y2 = x1 * w / rw, x2 * w / rw, y1 * h / rh, y2 * h / rh
+                probability = detections["instance_masks"][i, k, :rh, :rw, None]
+                mask = tf.image.resize(probability, [h, w])[..., 0].numpy() >= MASK_THRESHOLD
+                results.append({
+                    "image_id": int(batch["image_id"][i]), "score": float(
+                        detections["scores"][i, k]), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "category_id": int(thing_ids[detections["classes"][i, k] - 1]),
+                    "segmentation": mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))})
+    assert results, "no detection: the test shows nothing"
+    ours = evaluated[5]
+    for iou_type in ("bbox", "segm"):
+        typed = [{k: v for k, v in r.items() if k != ("segmentation" if iou_type == "bbox"
+                                                      else "bbox")} for r in results]
+        evaluator = COCOeval(truth, truth.loadRes(typed), iou_type)
+        evaluator.params.imgIds = [record.image_id for record in val.records]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        print(iou_type, dict(zip(STAT_NAMES, evaluator.stats[:6])))
+        np.testing.assert_allclose([ours[iou_type][n] for n in STAT_NAMES],
+                                   evaluator.stats[:6], atol=1e-12, err_msg=iou_type)
 
 
 def _mixed_sizes_split(root: str) -> PanopticDataset:
