@@ -1,13 +1,16 @@
 """Command line: `python -m oanet_tf COMMAND --help`.
 
 Each command lives in `oanet_tf.cli.<name>` with `add_arguments(parser)` and `run(args)`;
-modules are imported only when their command runs, so light commands (pq, make-synthetic)
-start without loading TensorFlow.
+modules are imported only when their command runs, and import TensorFlow only inside `run`:
+`--help` of every command, `--version` and the light commands (pq, make-synthetic) start
+without loading it (tests/test_main.py checks).
 
 Every error ends here: a user error (bad input, a file that cannot be read or written) is one
 line on stderr and exit code 2, anything else one line and exit code 1; `--debug` adds the
-traceback. The exception is released before the interpreter shuts down: a tf.data iterator it
-still held would otherwise wait at exit for decodes that can no longer run (a hang).
+traceback. Ctrl-C is exit code 130; `train` stopped by SIGTERM or SIGINT after a step and its
+backup is one line naming the step and exit code 75 (sysexits' EX_TEMPFAIL: run it again).
+The exception is released before the interpreter shuts down: a tf.data iterator it still held
+would otherwise wait at exit for decodes that can no longer run (a hang).
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
 
-from oanet_tf.errors import OANetError, failed_assertion
+from oanet_tf import __version__
+from oanet_tf.errors import OANetError, TrainingStopped, failed_assertion
 
-USER_ERROR, INTERNAL_ERROR, INTERRUPTED = 2, 1, 130  # exit codes
+USER_ERROR, INTERNAL_ERROR, INTERRUPTED, STOPPED = 2, 1, 130, 75  # exit codes
 
 COMMANDS = {
     "demo": ("demo", "generate synthetic data, train, evaluate, export: the quick start"),
@@ -45,21 +50,28 @@ def _available():
     return found
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines
-    commands = _available()
+def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The parser of the command line and {command: its module} for `chosen` alone: only the
+    chosen command's module (and its imports) is loaded and given its arguments, so `--help`,
+    `--version` and every `COMMAND --help` start without TensorFlow."""
     parser = argparse.ArgumentParser(prog="python -m oanet_tf", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"oanet_tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
-    argv = list(sys.argv[1:] if argv is None else argv)
-    chosen = argv[0] if argv else None
-    for name, (module, help_text) in commands.items():
+    for name, (module, help_text) in _available().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true",
                        help="print the traceback of an error, not just its one-line message")
-        if name == chosen:  # only the chosen command's module (and its imports) is loaded
+        if name == chosen:
             modules[name] = importlib.import_module(f"oanet_tf.cli.{module}")
             modules[name].add_arguments(p)
+    return parser, modules
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
@@ -70,7 +82,7 @@ def main(argv=None) -> int:
         if args.debug:
             traceback.print_exc()
         code, message = describe_error(err)
-        print(f"error: {message}", file=sys.stderr)
+        print(message if code == STOPPED else f"error: {message}", file=sys.stderr)
     gc.collect()  # what the exception's frames held (tf.data iterators) goes now, not at exit
     return code
 
@@ -79,6 +91,8 @@ def describe_error(err: BaseException) -> tuple[int, str]:
     """(exit code, one line) of an error that reached the command line."""
     if isinstance(err, KeyboardInterrupt):
         return INTERRUPTED, "interrupted"
+    if isinstance(err, TrainingStopped):
+        return STOPPED, _one_line(str(err))
     if isinstance(err, OANetError):
         return USER_ERROR, _one_line(str(err))
     if isinstance(err, OSError):  # unreadable input, read-only or full disk, a folder for a file

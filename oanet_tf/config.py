@@ -239,7 +239,7 @@ class SplitConfig(Section):
     # COCO *instances* JSON (polygons or RLE) with overlapping masks: the paper's setting.
     # Empty: instance masks are derived from the panoptic PNG (Table 3, "pano-instance GT").
     instances_json: str = ""
-    # Sharded TFRecords written by scripts/convert_to_tfrecords.py (read instead of the
+    # Sharded TFRecords written by `python -m oanet_tf convert-tfrecords` (read instead of the
     # files above when set; sharded by file across workers).
     tfrecord_dir: str = ""
     # Let the JSON's file names lead out of image_dir / panoptic_dir (absolute paths, '..',

@@ -7,6 +7,7 @@ from __future__ import annotations
 # message there that names the item and the problem.
 ASSERTION_PREFIX = "assertion failed: ["
 ASSERTION_SUFFIX = "]"
+GRAPH_ERROR_HEADER = "Graph execution error:"  # TensorFlow's first line, without the reason
 
 
 class OANetError(Exception):
@@ -26,6 +27,15 @@ class NonFiniteLossError(OANetError):
     (train.on_nonfinite_loss: stop); the message says which step and what is intact."""
 
 
+class TrainingStopped(Exception):
+    """Training stopped on SIGTERM or SIGINT after step `step`, whose backup was written: the
+    same command resumes there. Not an error of the user's; the CLI exits with its own code."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 def failed_assertion(message: str) -> str | None:
     """The message of the first failed `tf.debugging.Assert` in a TensorFlow error's text
     (an exception raised inside a graph loses its type; its words survive there), or None."""
@@ -34,3 +44,14 @@ def failed_assertion(message: str) -> str | None:
         return None
     line = message[start + len(ASSERTION_PREFIX):].split("\n", 1)[0].rstrip()
     return line[:-len(ASSERTION_SUFFIX)] if line.endswith(ASSERTION_SUFFIX) else line
+
+
+def graph_error_reason(message: str) -> str:
+    """The reason in a TensorFlow error's text: the failed check's message, else its first
+    line besides TensorFlow's header."""
+    checked = failed_assertion(message)
+    if checked is not None:
+        return checked
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and line.strip() != GRAPH_ERROR_HEADER]
+    return lines[0] if lines else message

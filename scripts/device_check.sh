@@ -2,7 +2,7 @@
 # The GPU check, one prepared run (about 8 minutes with the installs): our R50 train step at
 # 1024x1024, batch 8, mixed_bfloat16, with and without XLA; inference latency at batch 1 and
 # 8; peak GPU memory; torchvision's Mask R-CNN on the same GPU for the same rows. Writes
-# runs/device_check.json and runs/device_check.md (see oanet_tf/benchmarking/device_check.py).
+# runs/device_check.json and runs/device_check.md (see benchmarks/harness/device_check.py).
 #
 #   bash scripts/device_check.sh [--no-install] [--dry-run] [device_check options]
 #
@@ -34,5 +34,5 @@ torch_python=()
 if "$python" -c "import torchvision" 2>/dev/null; then
   torch_python=(--torch-python "$(command -v "$python")")
 fi
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m oanet_tf.benchmarking.device_check \
+PYTHONPATH="$PWD/benchmarks:$PWD${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m harness.device_check \
   "${torch_python[@]}" "${args[@]}"

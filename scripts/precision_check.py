@@ -19,11 +19,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oanet_tf.ablations.runner import PERCENT, PQ_COLUMNS
 from oanet_tf.config import DETECTION, RANKING
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.evaluation.agreement import prediction_agreement
+from oanet_tf.evaluation.pq import GROUPS
 from oanet_tf.fileio import atomic_open
 from oanet_tf.inference.split_scoring import ORDER_LABELS, evaluate_model
 from oanet_tf.inference.trained_model import load_config_of, load_trained_model
@@ -31,6 +31,7 @@ from oanet_tf.inference.trained_model import load_config_of, load_trained_model
 ORDERS = (RANKING, DETECTION)
 NOISE_AMPLITUDE = 0.5  # grey levels, on the 0..255 pixels the model reads
 MATCH_IOUS = (0.5, 0.9)
+PERCENT = 100.0  # the table's numbers are percentages
 
 
 class PerturbedInput:
@@ -57,7 +58,7 @@ def score(model, config, val) -> tuple:
                              on_image=lambda s: predictions.update({s.image_id: s.predictions}))
     seconds = time.perf_counter() - start
     numbers = {order: [results[order]["pq"][group]["pq"] * PERCENT
-                       for _, group in PQ_COLUMNS]
+                       for group, _ in GROUPS]
                + [results[order]["ownership"]["accuracy"] * PERCENT] for order in ORDERS}
     return numbers, predictions, seconds
 

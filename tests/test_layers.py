@@ -13,12 +13,11 @@ PACKAGE = "oanet_tf"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 # Bottom up: what each part of the package is (its top-level module or folder under oanet_tf/).
 LAYERS = (
-    ("__init__", "ops", "config", "errors", "fileio", "cluster"),
+    ("__init__", "ops", "config", "errors", "fileio", "cluster", "environment"),
     ("data", "modeling"),
     ("evaluation", "inference"),
-    ("training", "conversion", "export"),
-    # benchmarking and ablations use the package as scripts do (they leave it, issue 26).
-    ("cli", "__main__", "benchmarking", "ablations"),
+    ("training", "conversion", "export", "presets", "segmenter"),
+    ("cli", "__main__"),
 )
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

@@ -26,15 +26,20 @@ DISTRIBUTED_STEPS = 3
 XLA = ("train.jit_compile=true", f"data.buckets=[[{SIZE[0]}, {SIZE[1]}]]")
 
 
+# The synthetic config's model at its smallest: what tiny_config (and a `train` subprocess's
+# --set options) start from.
+TINY_MODEL = [
+    "model.backbone.small_resnet_widths=[8, 8, 16, 16]", "model.fpn.channels=16",
+    "model.rpn.conv_channels=16", "model.roi_heads.box_head_fc_dim=32",
+    "model.roi_heads.mask_head_conv_dim=8",
+    "model.stuff_branch.channels=8", "model.rpn.pre_nms_topk_train=64",
+    "model.rpn.post_nms_topk_train=32", "model.rpn.pre_nms_topk_test=64",
+    "model.rpn.post_nms_topk_test=32", "model.roi_heads.batch_size_per_image=16",
+    "model.roi_heads.detections_per_image=8"]
+
+
 def tiny_config(*overrides):
-    return load_config(SYNTHETIC_CONFIG, [
-        "model.backbone.small_resnet_widths=[8, 8, 16, 16]", "model.fpn.channels=16",
-        "model.rpn.conv_channels=16", "model.roi_heads.box_head_fc_dim=32",
-        "model.roi_heads.mask_head_conv_dim=8",
-        "model.stuff_branch.channels=8", "model.rpn.pre_nms_topk_train=64",
-        "model.rpn.post_nms_topk_train=32", "model.rpn.pre_nms_topk_test=64",
-        "model.rpn.post_nms_topk_test=32", "model.roi_heads.batch_size_per_image=16",
-        "model.roi_heads.detections_per_image=8", *overrides])
+    return load_config(SYNTHETIC_CONFIG, [*TINY_MODEL, *overrides])
 
 
 def tiny_batch(batch=2):

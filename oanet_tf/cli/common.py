@@ -20,9 +20,16 @@ def config_from_args(args) -> Config:
 
 def add_precision_argument(parser):
     """--precision of the commands that run a trained model dir (export, evaluate, predict)."""
-    from oanet_tf.inference.trained_model import INFERENCE_POLICIES
+    from oanet_tf.inference.precision import AUTO, PRECISION_CHOICES
 
-    parser.add_argument("--precision", choices=tuple(INFERENCE_POLICIES), default="float32",
-                        help="compute precision of the model's layers (default: float32; "
-                             "bfloat16 is fast on CPUs with AMX and on recent GPUs); "
-                             "post-processing and outputs stay float32")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO,
+                        help="compute precision of the model's layers (default: auto, "
+                             "bfloat16 where the CPU has avx512_bf16 or amx_bf16 or every GPU "
+                             "computes it natively, float32 elsewhere); post-processing and "
+                             "outputs stay float32")
+
+
+def print_precision(trained):
+    """One line: the precision a loaded model computes in, and why."""
+    choice = trained.precision
+    print(f"precision: {choice.precision} ({choice.requested}: {choice.reason})", flush=True)

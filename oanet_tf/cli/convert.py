@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from oanet_tf.cli.common import add_config_arguments, config_from_args
+from oanet_tf.dir_lock import exclusive_writer
 from oanet_tf.errors import OANetError
 
 SOURCES = ("torchvision",)
@@ -20,7 +21,9 @@ def add_arguments(parser):
                              ".pth (needs torch: pip install 'oanet_tf[torch]') or an .npz of "
                              "the same arrays")
     add_config_arguments(parser, DEFAULT_CONFIG)
-    parser.add_argument("--model-dir", required=True, help="the model dir to write (new)")
+    parser.add_argument("--model-dir", required=True,
+                        help="the model dir to write (new; locked while converting, as train "
+                             "locks it)")
     parser.add_argument("--categories", default=None,
                         help="COCO panoptic JSON (or a model dir's categories.json) whose "
                              "categories the model has (default: the config's "
@@ -48,7 +51,8 @@ def run(args) -> int:
             data["categories"] if isinstance(data, dict) else data)
     except (ValueError, TypeError, KeyError) as err:
         raise OANetError(f"--categories {path}: no COCO categories ({err})") from None
-    weights = convert(args.checkpoint, config, categories, args.model_dir, args.stuff_from)
+    with exclusive_writer(args.model_dir, "convert"):
+        weights = convert(args.checkpoint, config, categories, args.model_dir, args.stuff_from)
     print(f"converted {args.checkpoint} into {weights} ({categories.num_things} things, "
           f"{categories.num_stuff} stuff; stuff branch and SRM "
           f"{'from ' + args.stuff_from if args.stuff_from else 'freshly initialised'})")

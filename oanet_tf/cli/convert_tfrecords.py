@@ -8,7 +8,6 @@ train from the records.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -99,14 +98,3 @@ def run(args) -> int:
           f"{summary['out']}")
     return 0
 
-
-def main(argv=None) -> int:
-    """The command on its own (scripts/convert_to_tfrecords.py): usage errors exit via
-    argparse, a bad input returns FAILED."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    problem = usage_problem(args)
-    if problem:
-        parser.error(problem)
-    return run(args)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from oanet_tf.cli.common import add_precision_argument
+from oanet_tf.cli.common import add_precision_argument, print_precision
 from oanet_tf.config import MERGE_ORDERS
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
@@ -30,6 +30,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from oanet_tf.data.coco_panoptic import PanopticDataset
     from oanet_tf.data.splits import resolve_split
+    from oanet_tf.environment import describe_environment
     from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
     from oanet_tf.evaluation.coco_ap import CocoAP
     from oanet_tf.evaluation.detection import DetectionQuality
@@ -39,6 +40,7 @@ def run(args) -> int:
 
     trained = load_trained_model(args.model_dir, args.weights, args.config, args.overrides,
                                  args.precision)
+    print_precision(trained)
     config = trained.config
     split = resolve_split(config.data, args.split)
     dataset = PanopticDataset.from_split(split, skip_bad_images=config.data.skip_bad_images)
@@ -73,6 +75,8 @@ def run(args) -> int:
     print(format_comparison({o: results[o] for o in orders}))
     print(f"detections: {results['detection_quality']}")
     print(_format_ap(results["coco_ap"]))
+    results["environment"] = describe_environment()  # what computed these numbers
+    results["precision"] = trained.precision.as_dict()
     metrics = os.path.join(out, "metrics.json")
     write_json(metrics, results, indent=1)
     print(f"predictions and {metrics} written to {out}")

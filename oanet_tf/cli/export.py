@@ -50,7 +50,8 @@ def run(args) -> int:
 
     path = export_saved_model(trained.model, trained.categories, config.data, config.eval,
                               export_dir, config.export.max_image_side)
-    print(f"exported {trained.weights} ({args.precision}) to {path}")
+    print(f"exported {trained.weights} ({trained.precision.precision}: "
+          f"{trained.precision.reason}) to {path}")
     print(describe_signatures(path))
     print(f"serve it with: tensorflow_model_server --rest_api_port=8501 --model_name=oanet "
           f"--model_base_path={os.path.dirname(path)}")

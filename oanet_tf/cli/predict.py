@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from oanet_tf.cli.common import add_precision_argument
-from oanet_tf.errors import OANetError, failed_assertion
+from oanet_tf.cli.common import add_precision_argument, print_precision
+from oanet_tf.errors import OANetError, graph_error_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 PREDICTIONS_JSON = "panoptic_predictions.json"
 PANOPTIC_DIR, OVERLAY_DIR = "panoptic", "overlays"
 OVERLAY_SUFFIX = "_overlay.png"
-GRAPH_ERROR_HEADER = "Graph execution error:"  # TensorFlow's first line, without the reason
 
 
 def _positive(text: str) -> int:
@@ -86,41 +85,26 @@ def check_out_folder(out: str):
                          f"replaces its output folder as a whole, so give a new folder")
 
 
-def graph_error_reason(message: str) -> str:
-    """The reason in a TensorFlow error's text: the failed check's message, else its first
-    line besides TensorFlow's header."""
-    checked = failed_assertion(message)
-    if checked is not None:
-        return checked
-    lines = [line.strip() for line in message.splitlines()
-             if line.strip() and line.strip() != GRAPH_ERROR_HEADER]
-    return lines[0] if lines else message
-
-
 def _load_predictor(args):
     """-> (callable bytes [B] -> outputs dict, CategoryMap)."""
     import tensorflow as tf
 
-    from oanet_tf.data.panoptic_format import CategoryMap
+    from oanet_tf.inference.precision import AUTO
+    from oanet_tf.segmenter import load_saved_model
 
     if args.saved_model:
-        if args.precision != "float32":
+        if args.precision != AUTO:
             raise OANetError(f"--precision {args.precision} goes with --model-dir; a SavedModel "
                              f"computes in the precision it was exported in (export --precision)")
         if not os.path.isdir(args.saved_model):
             raise OANetError(f"--saved-model {args.saved_model}: no such directory")
-        loaded = tf.saved_model.load(args.saved_model)
-        info = {k: v.numpy() for k, v in loaded.signatures["categories"]().items()}
-        categories = CategoryMap.from_categories([
-            {"id": int(i), "name": n.decode(), "isthing": int(t), "color": c.tolist()}
-            for i, n, t, c in zip(info["ids"], info["names"], info["isthing"], info["colors"])])
-        serve = loaded.signatures["serving_default"]
-        return (lambda images: serve(images=images)), categories
+        return load_saved_model(args.saved_model)
 
     from oanet_tf.inference.image_predictor import ImagePredictor
     from oanet_tf.inference.trained_model import load_trained_model
 
     trained = load_trained_model(args.model_dir, args.weights, precision=args.precision)
+    print_precision(trained)
     config = trained.config
     predictor = ImagePredictor(trained.model, trained.categories, config.data, config.eval,
                                config.export.max_image_side)

@@ -22,6 +22,7 @@ import numpy as np
 from oanet_tf.config import IMAGENET_RGB, STRIDE_IN_3X3, Config, save_config
 from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.environment import record_start
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import atomic_path, write_json
 from oanet_tf.modeling.backbone.torchvision_layout import RESNET_BLOCKS
@@ -206,7 +207,7 @@ def _set(layer, values, source: str):
 def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir: str,
             stuff_from: str | None = None) -> str:
     """Convert `checkpoint` into a new model dir (config.yaml, categories.json,
-    checkpoints/last.weights.h5, conversion.json) -> the weights' path."""
+    conversion.json, environment.json, checkpoints/last.weights.h5) -> the weights' path."""
     from oanet_tf.modeling.builder import build_oanet
     from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
                                                   load_trained_model)
@@ -237,6 +238,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         "from_stuff_model": stuff_from or None, "copied": copied,
         "fresh": [n for n in NOT_IN_TORCHVISION if n not in copied],
         "thing_slots": slots, "unused_slots": unused})
+    record_start(model_dir, "convert")
     # The weights last, whole or not at all: their file marks a finished conversion.
     with atomic_path(target) as temp:
         model.save_weights(temp)

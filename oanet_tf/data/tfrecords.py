@@ -351,7 +351,7 @@ class TFRecordSource:
         try:
             manifest = read_json(path, "TFRecord manifest")
         except FileNotFoundError as err:
-            raise DatasetError(f"{err} (written last by scripts/convert_to_tfrecords.py: "
+            raise DatasetError(f"{err} (written last by `python -m oanet_tf convert-tfrecords`: "
                                f"is the conversion complete?)") from None
         except ValueError as err:
             raise DatasetError(str(err)) from None

@@ -32,13 +32,10 @@ from keras.export import ExportArchive
 from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.fileio import staged_directory, write_json
-from oanet_tf.inference.image_predictor import ImagePredictor
+from oanet_tf.inference.image_predictor import (CATEGORIES_SIGNATURE, IMAGES_SIGNATURE,
+                                                INPUT_NAME, PNG_SIGNATURE, TENSOR_SIGNATURE,
+                                                ImagePredictor)
 
-IMAGES_SIGNATURE = "serving_default"
-TENSOR_SIGNATURE = "serving_tensor"
-PNG_SIGNATURE = "serving_png"
-CATEGORIES_SIGNATURE = "categories"
-INPUT_NAME = "images"
 CATEGORIES_ASSET = "categories.json"
 ASSETS_DIR = "assets"
 # Colors of categories that have none in the dataset: a fixed spread over the RGB cube.

@@ -35,6 +35,13 @@ from oanet_tf.data.tfrecords import JPEG_DCT_METHOD
 from oanet_tf.inference.postprocessor import empty_outputs
 from oanet_tf.inference.predictor import PanopticPredictor
 
+# The SavedModel's signatures (`oanet_tf.export`), named here for the readers of an export too.
+IMAGES_SIGNATURE = "serving_default"
+TENSOR_SIGNATURE = "serving_tensor"
+PNG_SIGNATURE = "serving_png"
+CATEGORIES_SIGNATURE = "categories"
+INPUT_NAME = "images"
+
 class ImagePredictor:
     """Encoded images or pixel arrays -> the post-processor's outputs of the eval config's
     merge order (traced once by `ExportArchive`, or wrapped in a tf.function)."""

@@ -14,6 +14,8 @@ from oanet_tf.config import Config, load_config
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import ConfigError, OANetError
 from oanet_tf.fileio import read_json
+from oanet_tf.inference.precision import (AUTO, INFERENCE_POLICIES, PrecisionChoice,
+                                          resolve_precision)
 
 CONFIG_FILE = "config.yaml"
 CATEGORIES_FILE = "categories.json"
@@ -21,10 +23,6 @@ LAST_WEIGHTS = "checkpoints/last.weights.h5"
 BEST_WEIGHTS = "checkpoints/best.weights.h5"
 BEST_RECORD = "checkpoints/best.json"  # the val_loss of the best weights and their step
 WEIGHTS_ALIASES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS}
-# Inference precision -> Keras dtype policy. bfloat16 computes the layers in bfloat16 from the
-# float32 weights, but for DECISION_LAYER_DTYPE's (config.py); the heads' outputs are cast to
-# float32 before softmax, box decoding, NMS and the merge (README, "bfloat16 inference").
-INFERENCE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 @dataclasses.dataclass
@@ -33,6 +31,7 @@ class TrainedModel:
     categories: CategoryMap
     model: object  # OANet
     weights: str
+    precision: PrecisionChoice | None = None  # what it computes in, and why
 
 
 def read_categories(path: str) -> CategoryMap:
@@ -65,23 +64,21 @@ def load_config_of(model_dir: str, config_path: str | None = None, overrides=())
 
 
 def load_trained_model(model_dir: str, weights: str = "last", config_path: str | None = None,
-                       overrides=(), precision: str = "float32") -> TrainedModel:
+                       overrides=(), precision: str = AUTO) -> TrainedModel:
     """Build OANet from the model dir's config and categories, computing in `precision`
-    (INFERENCE_POLICIES; whatever precision it was trained in), and load its weights."""
+    (PRECISION_CHOICES; whatever precision it was trained in), and load its weights."""
     from oanet_tf.modeling.builder import build_oanet
 
-    if precision not in INFERENCE_POLICIES:
-        raise OANetError(f"precision {precision!r}: must be one of "
-                         f"{', '.join(INFERENCE_POLICIES)}")
+    choice = resolve_precision(precision)
     config = load_config_of(model_dir, config_path, overrides)
     categories = read_categories(os.path.join(model_dir, CATEGORIES_FILE))
     path = weights_path(model_dir, weights)
     # The trained weights replace the backbone's start: nothing to read or download for it.
-    with global_dtype_policy(INFERENCE_POLICIES[precision]):
+    with global_dtype_policy(INFERENCE_POLICIES[choice.precision]):
         model = build_oanet(config.model, config.train, categories, load_backbone_weights=False)
     load_weights_into(model, path, f"backbone {config.model.backbone.name}, "
                                    f"{categories.num_things} things, {categories.num_stuff} stuff")
-    return TrainedModel(config, categories, model, path)
+    return TrainedModel(config, categories, model, path, choice)
 
 
 @contextlib.contextmanager

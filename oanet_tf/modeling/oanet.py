@@ -160,6 +160,11 @@ class OANet(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        # The components' classes register with Keras when their modules are imported; the
+        # builder imports every one, so that a `.keras` file loads after `import
+        # oanet_tf.modeling.oanet` alone.
+        from oanet_tf.modeling import builder  # noqa: F401
+
         config = dict(config)
         config.pop("image_size", None)  # saved before the input took any size
         for name in COMPONENTS:

@@ -4,7 +4,7 @@ batched_nms: per image, class-agnostic or per group (`groups`: boxes of differen
 never suppress each other, e.g. proposals of different FPN levels). `xla=True` runs
 tf.image.non_max_suppression_padded (a tiled pure-TF algorithm that compiles with XLA); the
 default runs the greedy C++ kernel of tf.image.non_max_suppression once per image (1.2-1.3x faster at 4000 -> 1000 boxes,
-scripts/benchmark.py --suites ops). multiclass_nms: per class, on
+benchmarks/benchmark.py --suites ops). multiclass_nms: per class, on
 tf.image.combined_non_max_suppression (C++ kernel, no XLA kernel): the one op of
 `oanet_tf.ops` that does not compile with jit_compile=True (it serves inference only). One
 class-agnostic pass over class-shifted boxes was measured at 0.74-0.87x its speed, so it

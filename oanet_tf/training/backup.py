@@ -41,7 +41,8 @@ def read_state(backup_dir: str) -> dict | None:
     try:
         state = read_json(path, "backup state")
     except ValueError as err:
-        raise OANetError(f"{err}; move {backup_dir} away to start afresh") from None
+        raise OANetError(f"{err}; move {backup_dir} away, or train --overwrite to start "
+                         f"afresh") from None
     seconds = state.get("seconds", 0) if isinstance(state, dict) else None
     if (not isinstance(state, dict) or not {"batches", "weights"} <= set(state)
             or isinstance(state["batches"], bool) or not isinstance(state["batches"], int)
@@ -51,7 +52,7 @@ def read_state(backup_dir: str) -> dict | None:
             or not seconds >= 0):
         raise OANetError(f"{path}: not a backup state (expected a count of batches, the "
                          f"name of a weights file beside it and the seconds trained); move "
-                         f"{backup_dir} away to start afresh")
+                         f"{backup_dir} away, or train --overwrite to start afresh")
     return {**state, "seconds": float(seconds)}
 
 
@@ -64,14 +65,21 @@ def restore(model: keras.Model, backup_dir: str) -> int:
     if state is None:
         return 0
     path = os.path.join(backup_dir, state["weights"])
+    load_training_state(model, path, f"backup {path}",
+                        f"move {backup_dir} away, or train --overwrite to start afresh")
+    return int(state["batches"])
+
+
+def load_training_state(model: keras.Model, path: str, what: str, remedy: str):
+    """Load weights and optimizer state from the file `path` into `model`; one that does not
+    load -> OANetError naming `what`, Keras' reason and the `remedy`."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(path)
     except (OSError, ValueError) as err:
-        raise OANetError(f"backup {path} cannot be loaded ({str(err).splitlines()[0]}); "
-                         f"move {backup_dir} away to start afresh") from None
-    return int(state["batches"])
+        raise OANetError(f"{what} cannot be loaded ({str(err).splitlines()[0]}); "
+                         f"{remedy}") from None
 
 
 def seconds_trained(backup_dir: str) -> float:

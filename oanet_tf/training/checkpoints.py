@@ -5,9 +5,10 @@
 Eq. 1 over the val split, as `fit` measures it at epoch ends; at a step checkpoint this
 callback runs the same validation pass itself, keeping the epoch's training means intact).
 The best val_loss and its step are kept in `checkpoints/best.json`, so that a resumed run
-compares with it. Every file is written to a temporary name and renamed. Under
-MultiWorkerMirroredStrategy every worker runs the callback (the validation pass
-all-reduces); the chief alone writes.
+compares with it; `last` records its own step inside the file (an HDF5 attribute, written
+before the file is renamed into place), so that a run whose backup is gone resumes from it.
+Every file is written to a temporary name and renamed. Under MultiWorkerMirroredStrategy
+every worker runs the callback (the validation pass all-reduces); the chief alone writes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 
+import h5py
 import keras
 import numpy as np
 
@@ -23,6 +25,24 @@ from oanet_tf.fileio import atomic_path, read_json, write_json
 from oanet_tf.inference.trained_model import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
 
 MONITOR = "val_loss"
+STEP_ATTRIBUTE = "oanet_tf.step"  # the steps trained, on the root of `last`'s HDF5 file
+
+
+def record_step(path: str, step: int):
+    """Mark the weights file `path` as written after `step` steps."""
+    with h5py.File(path, "a") as f:
+        f.attrs[STEP_ATTRIBUTE] = int(step)
+
+
+def recorded_step(path: str) -> int | None:
+    """The step `record_step` marked `path` with; None for a file without one (written by
+    `convert`, or before steps were recorded). An unreadable file -> OANetError naming it."""
+    try:
+        with h5py.File(path, "r") as f:
+            step = f.attrs.get(STEP_ATTRIBUTE)
+    except OSError as err:
+        raise OANetError(f"{path} cannot be read as a weights file ({err})") from None
+    return None if step is None else int(step)
 
 
 class WeightsCheckpoints(keras.callbacks.Callback):
@@ -80,6 +100,7 @@ class WeightsCheckpoints(keras.callbacks.Callback):
             return
         with atomic_path(self.last_path) as temp:
             self.model.save_weights(temp, overwrite=True)
+            record_step(temp, self.step)
         if val_loss is None:
             return
         val_loss = float(np.mean(val_loss))

@@ -1,20 +1,27 @@
 """tf.distribute strategies by name: auto, one_device, mirrored, multi_worker. Where a
-process stands in a cluster is `oanet_tf.cluster`'s."""
+process stands in a cluster is `oanet_tf.cluster`'s.
+
+TensorFlow is imported when a strategy is made: `train --help` reads STRATEGIES without it.
+"""
 
 from __future__ import annotations
 
 import os
+import typing
 import warnings
 
-import tensorflow as tf
-
 from oanet_tf.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """auto: MirroredStrategy over all GPUs when there are several, else one device."""
+    import tensorflow as tf
+
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy {name!r}: one of {', '.join(STRATEGIES)}")
     if name == "multi_worker":

@@ -8,6 +8,7 @@ worker keeps its own backup.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -20,6 +21,8 @@ from oanet_tf.config import Config, save_config, validate_for_training
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.splits import open_split
+from oanet_tf.dir_lock import exclusive_writer
+from oanet_tf.environment import record_start
 from oanet_tf.errors import OANetError
 from oanet_tf.fileio import write_json
 from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, load_weights_into,
@@ -30,8 +33,10 @@ from oanet_tf.training.backup import backup_dir_for
 from oanet_tf.training.callbacks import PanopticEvalCallback
 from oanet_tf.training.checkpoints import WeightsCheckpoints
 from oanet_tf.training.nonfinite import NonFiniteLossGuard
+from oanet_tf.training.resume import StartPoint, discard_run, restore_run
 from oanet_tf.training.schedule import build_optimizer
 from oanet_tf.training.step_summaries import StepSummaries
+from oanet_tf.training.stop_signals import StopAtSignal, StopRequest
 from oanet_tf.training.strategy import make_strategy
 
 
@@ -97,42 +102,76 @@ def check_categories_fit(model_dir: str, categories: CategoryMap):
 
 
 def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="auto",
-          extra_callbacks=()) -> TrainingRun:
-    """Train for `config.train.epochs` epochs; resumes from the last backup in `model_dir`
-    at the step where it was written (see `oanet_tf.training.backup`)."""
+          extra_callbacks=(), overwrite: bool = False) -> TrainingRun:
+    """Train for `config.train.epochs` epochs. A model dir holding an earlier run resumes it
+    from its backup, else from `checkpoints/last`, or is refused (`oanet_tf.training.resume`);
+    `overwrite` deletes that run and starts afresh instead. The chief holds the model dir's
+    lock while it runs (`oanet_tf.dir_lock`); SIGTERM or SIGINT stops the run after the
+    current step and its backup (`oanet_tf.training.stop_signals`: TrainingStopped)."""
     validate_for_training(config)
     # The strategy first: MultiWorkerMirroredStrategy must exist before any TF op runs.
     strategy = make_strategy(strategy_name)
     configure_numerics(config)
+    with exclusive_writer(model_dir, "train") if is_chief(strategy) else contextlib.nullcontext():
+        return _train(config, model_dir, strategy, verbose, extra_callbacks, overwrite)
+
+
+def _train(config, model_dir, strategy, verbose, extra_callbacks, overwrite) -> TrainingRun:
+    """`train` once the model dir is this process's to write."""
     chief, worker = is_chief(strategy), worker_index(strategy)
     train_data = open_split(config.data, "train", config.data.skip_bad_images)
     val_data = open_split(config.data, "val", config.data.skip_bad_images)
-    check_categories_fit(model_dir, train_data.categories)
+    if not overwrite:
+        check_categories_fit(model_dir, train_data.categories)
     model = build_compiled_model(config, train_data.categories, strategy)
     backup_dir = backup_dir_for(model_dir, worker)
-    with strategy.scope():
-        done = backup.restore(model, backup_dir)
-        if not done and config.model.init_from:
-            _initialize_from(model, config.model.init_from, train_data.categories)
+    start = _start(config, model, model_dir, backup_dir, strategy, overwrite, chief,
+                   train_data.categories)
     # Only now that the model dir is known to hold this run (or nothing): a rejected run
     # leaves another model's files as they were.
     if chief:
         os.makedirs(os.path.join(model_dir, "checkpoints"), exist_ok=True)
+        record_start(model_dir, "train")  # first: a malformed environment.json stops here
         save_config(config, os.path.join(model_dir, CONFIG_FILE))
         write_json(os.path.join(model_dir, CATEGORIES_FILE),
                    list(train_data.categories.categories))
-    steps = config.train.steps_per_epoch
-    if done:
-        print(f"resuming from {backup_dir} after step {done} (epoch {done // steps + 1}, "
+    steps, done = config.train.steps_per_epoch, start.steps
+    if start.source:
+        print(f"resuming from {start.source} after step {done} (epoch {done // steps + 1}, "
               f"step {done % steps} of {steps}; optimizer step "
               f"{int(model.optimizer.iterations.numpy())})")
 
     val_ds, val_steps = _validation_input(val_data, config, strategy, worker)
-    callbacks = _callbacks(config, model_dir, val_data, (val_ds, val_steps), chief, backup_dir,
-                           done, backup.seconds_trained(backup_dir))
-    callbacks += list(extra_callbacks)
+    with StopRequest() as request:
+        callbacks = _callbacks(config, model_dir, val_data, (val_ds, val_steps), chief,
+                               backup_dir, start, (request, strategy))
+        histories = _fit(model, config, strategy, train_data, val_ds, val_steps, done,
+                         callbacks + list(extra_callbacks), verbose)
+    train_data.report_bad_images()
+    evaluation = next((c.final_results for c in callbacks
+                       if isinstance(c, PanopticEvalCallback)), None)
+    clock = next(c for c in callbacks if isinstance(c, backup.TrainingBackup))
+    return TrainingRun(model, _merged(histories), model_dir, clock.seconds(), evaluation)
+
+
+def _start(config, model, model_dir, backup_dir, strategy, overwrite, chief,
+           categories) -> StartPoint:
+    """Restore the earlier run (unless `overwrite`, which deletes it), else start from
+    model.init_from when set."""
+    with strategy.scope():
+        start = StartPoint() if overwrite else restore_run(model, model_dir, backup_dir)
+        if start.source is None and config.model.init_from:
+            _initialize_from(model, config.model.init_from, categories)
+    if overwrite:
+        discard_run(model_dir, backup_dir, chief)
+    return start
+
+
+def _fit(model, config, strategy, train_data, val_ds, val_steps, done, callbacks, verbose):
+    """The fit calls of `_epoch_plan` -> their histories. A run killed mid-epoch first
+    finishes that epoch, then runs whole ones."""
+    steps = config.train.steps_per_epoch
     histories = []
-    # A run killed mid-epoch first finishes that epoch, then runs whole ones.
     for first_epoch, last_epoch, epoch_steps in _epoch_plan(done, steps, config.train.epochs):
         start = first_epoch * steps + (steps - epoch_steps)
         train_ds = strategy.distribute_datasets_from_function(
@@ -140,16 +179,11 @@ def train(config: Config, model_dir: str, strategy_name: str = "auto", verbose="
                 train_data, config.data, training=True, batch_size=config.train.batch_size,
                 seed=config.train.seed, input_context=context,
                 start_batch=start * _batches_per_step(context)))
-        history = model.fit(train_ds, initial_epoch=first_epoch, epochs=last_epoch,
-                            steps_per_epoch=epoch_steps, validation_data=val_ds,
-                            validation_steps=val_steps, callbacks=callbacks, verbose=verbose,
-                            shuffle=False)
-        histories.append(history)
-    train_data.report_bad_images()
-    evaluation = next((c.final_results for c in callbacks
-                       if isinstance(c, PanopticEvalCallback)), None)
-    clock = next(c for c in callbacks if isinstance(c, backup.TrainingBackup))
-    return TrainingRun(model, _merged(histories), model_dir, clock.seconds(), evaluation)
+        histories.append(model.fit(train_ds, initial_epoch=first_epoch, epochs=last_epoch,
+                                   steps_per_epoch=epoch_steps, validation_data=val_ds,
+                                   validation_steps=val_steps, callbacks=callbacks,
+                                   verbose=verbose, shuffle=False))
+    return histories
 
 
 def _batches_per_step(context: tf.distribute.InputContext) -> int:
@@ -171,16 +205,16 @@ def _epoch_plan(done: int, steps: int, epochs: int):
     return plan
 
 
-def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done,
-               seconds_done):
+def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, start, stopping):
     """The non-finite loss guard first (a stopped run writes nothing after a bad step); on the
     chief step scalars (before the others, whose time they do not count), evaluation
     (before the checkpoints and TensorBoard, so that they see val_pq) and TensorBoard;
     checkpoints on every worker (their validation pass all-reduces; the chief writes), then
-    backups. Every step counter starts at `done`, the steps restored, and the backups' clock
-    at `seconds_done`."""
+    backups, then the stop on a signal (`stopping`: its StopRequest and the strategy), which
+    writes a backup first. Every step counter starts at `start.steps`, the steps restored,
+    and the backups' clock at `start.seconds`."""
     log_dir = os.path.join(model_dir, "logs")
-    train = config.train
+    train, done = config.train, start.steps
     callbacks = [NonFiniteLossGuard(train.on_nonfinite_loss, done, backup_dir)]
     if chief and train.log_every_steps:
         callbacks.append(StepSummaries(log_dir, train.log_every_steps, train.batch_size, done))
@@ -190,9 +224,9 @@ def _callbacks(config, model_dir, val_data, validation, chief, backup_dir, done,
                                         done, write=chief))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir, update_freq="epoch"))
-    callbacks.append(backup.TrainingBackup(backup_dir, train.backup_every_steps, done,
-                                           seconds_done))
-    return callbacks
+    backups = backup.TrainingBackup(backup_dir, train.backup_every_steps, done, start.seconds)
+    request, strategy = stopping
+    return callbacks + [backups, StopAtSignal(request, backups, strategy)]
 
 
 def _validation_input(val_data, config, strategy, worker):

@@ -11,6 +11,7 @@ import pytest
 
 from oanet_tf.conversion import torchvision as conversion
 from oanet_tf.conversion import torchvision_state
+from oanet_tf.environment import ENVIRONMENT_FILE, cpu_description
 from oanet_tf.errors import OANetError
 
 
@@ -108,10 +109,14 @@ def test_convert_command_writes_a_model_dir(tmp_path, coco_sample_dir, capsys):
     assert (model_dir / "checkpoints" / "last.weights.h5").is_file()
     record = json.loads((model_dir / "conversion.json").read_text())
     assert record["fresh"] == ["stuff_branch", "srm"] and len(record["unused_slots"]) == 10
+    starts = json.loads((model_dir / ENVIRONMENT_FILE).read_text())["starts"]
+    assert [start["command"] for start in starts] == ["convert"]
+    assert starts[0]["numpy"] == np.__version__ and starts[0]["cpu"] == cpu_description()
     from oanet_tf.__main__ import main
 
     assert main(command[3:]) == 2
     assert "convert into a new --model-dir" in capsys.readouterr().err
+    assert len(json.loads((model_dir / ENVIRONMENT_FILE).read_text())["starts"]) == 1
 
     from oanet_tf.inference.trained_model import load_trained_model
 

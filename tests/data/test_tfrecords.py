@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from oanet_tf.__main__ import USER_ERROR
+from oanet_tf.__main__ import main as oanet_tf_main
 from oanet_tf.cli import convert_tfrecords
 from oanet_tf.config import DataConfig, SplitConfig
 from oanet_tf.data import pipeline
@@ -416,6 +418,9 @@ def test_resume_across_pipelines_and_in_evaluation(mixed_images, monkeypatch):
 
 # ------------------------------------------------------------------------------ CLI
 
+CONVERT = ["convert-tfrecords"]  # the command, as `python -m oanet_tf` takes it
+
+
 def test_converter_cli_with_a_config(tmp_path, capsys):
     split = _three_image_split(str(tmp_path / "coco"))
     config = tmp_path / "config.yaml"
@@ -423,8 +428,8 @@ def test_converter_cli_with_a_config(tmp_path, capsys):
         "image_dir": split.image_dir, "panoptic_json": split.panoptic_json,
         "panoptic_dir": split.panoptic_dir}}}))  # JSON is YAML
     out = str(tmp_path / "records")
-    assert convert_tfrecords.main(["--config", str(config), "--split", "val", "--out", out,
-                                      "--num-shards", "1", "--no-progress"]) == 0
+    assert oanet_tf_main(CONVERT + ["--config", str(config), "--split", "val", "--out", out,
+                                    "--num-shards", "1", "--no-progress"]) == 0
     assert "1 images (2 skipped) in 1 shards" in capsys.readouterr().out
     records = TFRecordSource.from_dir(out)
     assert records.split == "val" and len(records) == 1
@@ -436,9 +441,11 @@ def test_converter_cli_with_paths_and_errors(tmp_path, capsys):
     paths = ["--image-dir", split.image_dir, "--panoptic-json", split.panoptic_json,
              "--panoptic-dir", split.panoptic_dir, "--out", str(tmp_path / "records"),
              "--no-progress"]
-    assert convert_tfrecords.main(paths + ["--num-shards", "1"]) == 1  # stops: bad image
+    stopped = convert_tfrecords.FAILED  # a bad input stops the conversion
+    assert oanet_tf_main(CONVERT + paths + ["--num-shards", "1"]) == stopped  # bad image
     assert "000002.png" in capsys.readouterr().err  # its PNG is missing
-    assert convert_tfrecords.main(paths + ["--num-shards", "5", "--skip-bad-images"]) == 1
+    assert oanet_tf_main(CONVERT + paths + ["--num-shards", "5", "--skip-bad-images"]) == stopped
     assert "num_shards must lie in 1..2" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        convert_tfrecords.main(paths + ["--num-shards", "1", "--config", "x.yaml"])
+    both = oanet_tf_main(CONVERT + paths + ["--num-shards", "1", "--config", "x.yaml"])
+    assert both == USER_ERROR
+    assert "either --config or explicit paths" in capsys.readouterr().err

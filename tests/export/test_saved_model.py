@@ -42,6 +42,7 @@ from oanet_tf.data.panoptic_format import CategoryMap, rgb_to_id
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
 from oanet_tf.data.tfrecords import PNG_SIGNATURE
+from oanet_tf.environment import cpu_description
 from oanet_tf.export import saved_model as export_lib
 from oanet_tf.export.rest_json import columnar_body, row_body
 from oanet_tf.fileio import read_json, write_json
@@ -729,6 +730,8 @@ def test_evaluate_cli_reports_streamed_and_file_pq(tmp_path, config, synthetic_d
     for iou_type in ("bbox", "segm"):
         assert set(metrics["coco_ap"][iou_type]) >= {"AP", "AP50", "AP75"}
         assert all(0.0 <= metrics["coco_ap"][iou_type][k] <= 1.0 for k in ("AP", "AP50", "AP75"))
+    assert metrics["environment"]["tensorflow"] == tf.__version__  # what computed them
+    assert metrics["environment"]["cpu"] == cpu_description()
     assert "heuristic (detection score)" in capsys.readouterr().out
 
     renumbered = [{**c, "id": c["id"] + 1000} for c in categories.categories]

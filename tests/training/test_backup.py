@@ -270,5 +270,6 @@ def test_bad_backups_are_reported(tmp_path):
             backup.read_state(str(tmp_path))
     state.write_text(json.dumps({"batches": 3, "weights": "step-000000003.weights.h5"}))
     (tmp_path / "step-000000003.weights.h5").write_bytes(b"not HDF5")
-    with pytest.raises(OANetError, match="cannot be loaded.*move .* away to start afresh"):
+    with pytest.raises(OANetError,
+                       match="cannot be loaded.*move .* away, or train --overwrite to start"):
         backup.restore(_tiny_fit_model(), str(tmp_path))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from oanet_tf.errors import OANetError
-from oanet_tf.training.checkpoints import WeightsCheckpoints
+from oanet_tf.training.checkpoints import WeightsCheckpoints, recorded_step
 from oanet_tf.inference.trained_model import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
 from tests.training.scripted_model import (TOTAL_FACTOR, VAL_TARGET, scripted_data,
                                            scripted_model)
@@ -43,7 +43,9 @@ def test_last_and_best_every_n_steps_and_at_epoch_ends(tmp_path):
     # Steps 2, 4, 6, 8 by the callback's own pass; 5 and 10 (epoch ends) by fit's validation.
     val_loss = {step: (step - VAL_TARGET) ** 2 for step in (2, 4, 5, 6, 8, 10)}
     assert saved == sorted(val_loss.items())
-    assert steps_in(os.path.join(model_dir, LAST_WEIGHTS)) == EPOCHS * STEPS
+    last = os.path.join(model_dir, LAST_WEIGHTS)
+    assert steps_in(last) == EPOCHS * STEPS
+    assert recorded_step(last) == EPOCHS * STEPS  # the file names its step (resume)
     best_step = min(val_loss, key=val_loss.get)
     assert steps_in(os.path.join(model_dir, BEST_WEIGHTS)) == best_step
     with open(os.path.join(model_dir, BEST_RECORD)) as f:
@@ -60,7 +62,7 @@ def test_last_and_best_every_n_steps_and_at_epoch_ends(tmp_path):
     assert resumed.best == val_loss[best_step]
     fit(model, resumed, epochs=1)
     assert steps_in(os.path.join(model_dir, BEST_WEIGHTS)) == best_step
-    assert steps_in(os.path.join(model_dir, LAST_WEIGHTS)) == (EPOCHS + 1) * STEPS
+    assert steps_in(last) == recorded_step(last) == (EPOCHS + 1) * STEPS
 
 
 def test_only_the_writer_writes(tmp_path):
