@@ -9,8 +9,11 @@ Every error ends here: a user error (bad input, a file that cannot be read or wr
 line on stderr and exit code 2, anything else one line and exit code 1; `--debug` adds the
 traceback. Ctrl-C is exit code 130; `train` stopped by SIGTERM or SIGINT after a step and its
 backup is one line naming the step and exit code 75 (sysexits' EX_TEMPFAIL: run it again).
-The exception is released before the interpreter shuts down: a tf.data iterator it still held
-would otherwise wait at exit for decodes that can no longer run (a hang).
+Run as a program (`program`: `python -m oanet_tf`, the `oanet-tf` script), the process then
+ends at once, without the interpreter's shutdown: releasing what the error left behind (a
+tf.data iterator, TensorFlow's worker threads after a failed allocation) can wait forever for
+work that will never finish. Everything this package writes is complete or rolled back by then
+(`oanet_tf.fileio`); only stdout, stderr and logging are left to flush.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import gc
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 import traceback
@@ -69,22 +73,45 @@ def build_parser(chosen: str | None = None) -> tuple[argparse.ArgumentParser, di
 
 
 def main(argv=None) -> int:
+    """Run a command in this process and return its exit code; after an error, what the
+    exception held is released first (`program` ends the process instead)."""
+    code, error = _run(argv)
+    if error is not None:
+        del error
+        gc.collect()  # what the exception's frames held (tf.data iterators) goes now
+    return code
+
+
+def program() -> int:
+    """The program's entry point: `main` on sys.argv, except that after an error the process
+    ends as soon as its message is out (see the module's docstring)."""
+    code, error = _run(None)
+    if error is not None:  # held until the end: releasing it is what may hang
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(argv) -> tuple[int, BaseException | None]:
+    """(exit code, the error or None) of the command line `argv` (None: sys.argv); the error
+    has been printed."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return USER_ERROR
+        return USER_ERROR, None
     try:
-        return int(modules[args.command].run(args) or 0)
+        return int(modules[args.command].run(args) or 0), None
     except (Exception, KeyboardInterrupt) as err:  # each leaves as one line and an exit code
         if args.debug:
             traceback.print_exc()
         code, message = describe_error(err)
         print(message if code == STOPPED else f"error: {message}", file=sys.stderr)
-    gc.collect()  # what the exception's frames held (tf.data iterators) goes now, not at exit
-    return code
+        return code, err
 
 
 def describe_error(err: BaseException) -> tuple[int, str]:
@@ -113,4 +140,4 @@ def _one_line(text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

@@ -87,7 +87,7 @@ NONFINITE_ACTIONS = ("skip", "stop")
 # deltas, the box head's class logits and deltas) under any mixed-precision policy. In bfloat16
 # they moved the demo model's ownership accuracy by 1.2 points from float32, beyond what +-0.5
 # grey-level input noise moves it; in float32 (little compute) every PQ and ownership number of
-# that model stayed within 0.3 (README, "bfloat16 inference"). The other output layers changed
+# that model stayed within 0.3 (docs/precision.md). The other output layers changed
 # nothing measurable.
 DECISION_LAYER_DTYPE = "float32"
 # Keys of earlier versions -> what replaced them: a config naming one (such as the config.yaml
@@ -505,11 +505,11 @@ class EvalConfig(Section):
     min_stuff_area: int = setting(4900, NON_NEGATIVE)
     # per_class: a stuff class with fewer free pixels than min_stuff_area in an image is left
     # void; per_region: each connected region (8-connected) of a stuff class is, instead
-    # (the paper's rule; +1.3 PQ_St on the synthetic val set, README).
+    # (the paper's rule; +1.3 PQ_St on the synthetic val set, docs/results.md).
     stuff_area_rule: str = setting(PER_REGION, one_of(STUFF_AREA_RULES))
     # all_detections: the SRM ranks every detection; mergeable: only those with score >=
     # instance_score_threshold enter the SRM's input (the others cannot be merged anyway;
-    # +3.3 PQ_Th, +4.1 points of ownership accuracy on the synthetic val set, README).
+    # +3.3 PQ_Th, +4.1 points of ownership accuracy on the synthetic val set, docs/results.md).
     srm_input: str = setting(SRM_MERGEABLE, one_of(SRM_INPUTS))
     max_images: int = setting(0, NON_NEGATIVE)  # 0 = all
     # Images per batch of PQ evaluation (during training, `evaluate`, the demo), on one
@@ -523,6 +523,11 @@ class ExportConfig(Section):
     # The longest side of an image serving accepts (before resizing): at most MAX_IMAGE_SIDE.
     max_image_side: int = setting(8192, _rule(lambda v: 0 < v <= MAX_IMAGE_SIDE,
                                               f"must lie between 1 and {MAX_IMAGE_SIDE}"))
+    # Pixels of all the images of one request together, read from their headers before any
+    # is decoded: a request takes about 20 bytes per pixel while it is decoded and resized
+    # (16 JPEGs of 4000x3000, 192 Mpx, added 4 GB), so this bound (one image of the largest
+    # side, 64 Mpx) keeps a request near 1.4 GB.
+    max_request_pixels: int = setting(8192 * 8192, POSITIVE)
 
 
 @dataclass

@@ -13,7 +13,7 @@ PACKAGE = "oanet_tf"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 # Bottom up: what each part of the package is (its top-level module or folder under oanet_tf/).
 LAYERS = (
-    ("__init__", "ops", "config", "errors", "fileio", "cluster", "environment"),
+    ("__init__", "ops", "config", "errors", "fileio", "cluster", "environment", "dir_lock"),
     ("data", "modeling"),
     ("evaluation", "inference"),
     ("training", "conversion", "export", "presets", "segmenter"),

@@ -93,7 +93,7 @@ def test_wheel_declares_requirements_and_extras(wheel):
     assert {"torch", "dev"} <= extras
     assert any(r.startswith("torch") and 'extra == "torch"' in r for r in requires)
     assert any(r.startswith("panopticapi-lite") and 'extra == "dev"' in r for r in requires)
-    assert "oanet-tf = oanet_tf.__main__:main" in entry_points
+    assert "oanet-tf = oanet_tf.__main__:program" in entry_points
 
 
 def test_wheel_holds_the_library_and_no_tooling(wheel):

@@ -58,7 +58,8 @@ def run(args) -> int:
     print("[3/4] exporting the SavedModel")
     export_dir = export_saved_model(model, val.categories, config.data, config.eval,
                                     os.path.join(config.export.export_dir, SERVING_VERSION),
-                                    config.export.max_image_side)
+                                    config.export.max_image_side,
+                                    config.export.max_request_pixels)
 
     print("[4/4] drawing overlays")
     overlay_dir = os.path.join(args.model_dir, "overlays")

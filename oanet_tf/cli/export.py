@@ -49,7 +49,8 @@ def run(args) -> int:
     from oanet_tf.export.saved_model import export_saved_model
 
     path = export_saved_model(trained.model, trained.categories, config.data, config.eval,
-                              export_dir, config.export.max_image_side)
+                              export_dir, config.export.max_image_side,
+                              config.export.max_request_pixels)
     print(f"exported {trained.weights} ({trained.precision.precision}: "
           f"{trained.precision.reason}) to {path}")
     print(describe_signatures(path))

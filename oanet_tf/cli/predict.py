@@ -75,6 +75,26 @@ def check_unique_names(files) -> list:
     return list(source_of)
 
 
+def check_name_lengths(files, png_names, overlays: bool, out: str):
+    """Each output name (PNG, overlay) fits the file system's name limit under `out`; an
+    input whose name would not is refused before anything runs."""
+    from oanet_tf.fileio import name_max
+
+    limit = name_max(out)
+    for path, png_name in zip(files, png_names):
+        names = [png_name] + ([overlay_name(png_name)] if overlays else [])
+        for name in names:
+            if len(os.fsencode(name)) > limit:
+                raise OANetError(f"{path}: its output {name} would take "
+                                 f"{len(os.fsencode(name))} bytes, over the {limit} a file "
+                                 f"name may take in {out}: rename the input"
+                                 f"{' or pass --no-overlays' if name != png_name else ''}")
+
+
+def overlay_name(png_name: str) -> str:
+    return os.path.splitext(png_name)[0] + OVERLAY_SUFFIX
+
+
 def check_out_folder(out: str):
     """`--out` is replaced as a whole: it must be new, empty or a previous output of predict."""
     if os.path.lexists(out) and not os.path.isdir(out):
@@ -107,7 +127,7 @@ def _load_predictor(args):
     print_precision(trained)
     config = trained.config
     predictor = ImagePredictor(trained.model, trained.categories, config.data, config.eval,
-                               config.export.max_image_side)
+                               config.export.max_image_side, config.export.max_request_pixels)
     return tf.function(predictor.from_encoded), trained.categories
 
 
@@ -124,6 +144,7 @@ def run(args) -> int:
 
     files = list_images(args.inputs)
     png_names = check_unique_names(files)
+    check_name_lengths(files, png_names, not args.no_overlays, args.out)
     check_out_folder(args.out)
     predict, categories = _load_predictor(args)
     with staged_directory(args.out) as staging:
@@ -146,7 +167,7 @@ def run(args) -> int:
                            png_name=png_names[start + i])
                 if not args.no_overlays:
                     picture = overlay(read_image(path), panoptic, segments, categories)
-                    name = os.path.splitext(png_names[start + i])[0] + OVERLAY_SUFFIX
+                    name = overlay_name(png_names[start + i])
                     with atomic_open(os.path.join(staging, OVERLAY_DIR, name), "wb") as f:
                         Image.fromarray(picture).save(f, format="PNG")
         writer.close()

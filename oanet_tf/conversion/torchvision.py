@@ -24,7 +24,7 @@ from oanet_tf.conversion import torchvision_state as names
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.environment import record_start
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, write_json
+from oanet_tf.fileio import write_json
 from oanet_tf.modeling.backbone.torchvision_layout import RESNET_BLOCKS
 
 NPZ, PTH_SUFFIXES = ".npz", (".pth", ".pt", ".bin")
@@ -211,6 +211,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
     from oanet_tf.modeling.builder import build_oanet
     from oanet_tf.inference.trained_model import (CATEGORIES_FILE, CONFIG_FILE, LAST_WEIGHTS,
                                                   load_trained_model)
+    from oanet_tf.training.weights_file import save_weights
 
     target = os.path.join(model_dir, LAST_WEIGHTS)
     if os.path.exists(target):
@@ -240,8 +241,7 @@ def convert(checkpoint: str, config: Config, categories: CategoryMap, model_dir:
         "thing_slots": slots, "unused_slots": unused})
     record_start(model_dir, "convert")
     # The weights last, whole or not at all: their file marks a finished conversion.
-    with atomic_path(target) as temp:
-        model.save_weights(temp)
+    save_weights(model, target)
     return target
 
 

@@ -311,8 +311,29 @@ def _image_entry(record: ImageRecord) -> dict:
 
 # ---------------------------------------------------------------------------- reader
 
-def _read_records(path) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
+def read_shard(path, count) -> tf.data.Dataset:
+    """The records of the shard file `path` (string []), which holds `count` (int64 []).
+
+    A corrupt or truncated record, or a read error, ends the stream with a failed check that
+    names the shard: TensorFlow's own error ("corrupted record at 12") names no file. The
+    reader stops at a bad record (it moves on to its next file, and has no other), so the
+    records read fall short of `count`, which the end of the stream checks."""
+    records = tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES).ignore_errors()
+    marked = records.map(lambda record: (record, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant("", tf.string), True)))
+
+    def check(read, item):
+        record, end = item
+        complete = tf.debugging.Assert(tf.logical_not(end) | tf.equal(read, count), [
+            tf.strings.join([path, ": unreadable after record ", tf.strings.as_string(read),
+                             " of ", tf.strings.as_string(count), " (a corrupt or truncated "
+                             "record, or a read error): convert the split again"])],
+            name="check_shard")
+        with tf.control_dependencies([complete]):
+            return read + 1, (tf.identity(record), end)
+
+    return marked.scan(tf.constant(0, tf.int64), check).filter(
+        lambda record, end: tf.logical_not(end)).map(lambda record, end: record)
 
 
 class TFRecordSource:
@@ -396,15 +417,26 @@ class TFRecordSource:
         return (tf.constant(self.files[pipeline_id::num_pipelines]),
                 sum(self.counts[pipeline_id::num_pipelines]))
 
+    def reader(self):
+        """shard file string [] (one of `files`) -> its records (`read_shard`, with the count
+        the manifest lists for it)."""
+        files = tf.constant(self.files)
+        counts = tf.constant(self.counts, tf.int64)
+
+        def read(path):
+            return read_shard(path, tf.reduce_sum(tf.where(tf.equal(files, path), counts, 0)))
+
+        return read
+
     def epoch_items(self, files: tf.data.Dataset, shuffle_key,
                     shuffle_buffer: int) -> tf.data.Dataset:
         """The records of `files`. Not shuffled: file after file, each in order. Shuffled:
         TFRECORD_CYCLE_LENGTH files at a time, one record from each in turn, mixed in a
         buffer of `shuffle_buffer` records (if > 1) seeded by `shuffle_key`."""
+        read = self.reader()
         if shuffle_key is None:
-            return files.flat_map(_read_records)
-        records = files.interleave(_read_records, cycle_length=TFRECORD_CYCLE_LENGTH,
-                                   block_length=1)
+            return files.flat_map(read)
+        records = files.interleave(read, cycle_length=TFRECORD_CYCLE_LENGTH, block_length=1)
         if shuffle_buffer <= 1:
             return records
         tf.random.set_seed(SHUFFLE_GRAPH_SEED)  # inside the calling function's graph only

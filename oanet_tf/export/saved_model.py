@@ -24,6 +24,7 @@ know it.
 
 from __future__ import annotations
 
+import errno
 import os
 
 import tensorflow as tf
@@ -41,11 +42,17 @@ ASSETS_DIR = "assets"
 # Colors of categories that have none in the dataset: a fixed spread over the RGB cube.
 COLOR_MULTIPLIERS = (73, 151, 211)
 COLOR_LEVELS = 256
+# TensorFlow's errors of a file write -> the OS error each stands for (ENOSPC is reported as
+# RESOURCE_EXHAUSTED); any other is an I/O error.
+WRITE_ERRNOS = ((tf.errors.ResourceExhaustedError, errno.ENOSPC),
+                (tf.errors.PermissionDeniedError, errno.EACCES),
+                (tf.errors.NotFoundError, errno.ENOENT))
 
 
 def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
                        eval_config: EvalConfig, export_dir: str,
-                       max_image_side: int = ExportConfig.max_image_side) -> str:
+                       max_image_side: int = ExportConfig.max_image_side,
+                       max_request_pixels: int = ExportConfig.max_request_pixels) -> str:
     """Write the SavedModel of `model` to `export_dir` and return its absolute path.
 
     The model is written to a staging folder beside `export_dir` and swapped into place when
@@ -53,7 +60,8 @@ def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
     one, in one step on Linux, and what a killed export left there is deleted. The folder is
     readable by other users (0755 under the usual umask), as a TF Serving process needs.
     """
-    predictor = ImagePredictor(model, categories, data_config, eval_config, max_image_side)
+    predictor = ImagePredictor(model, categories, data_config, eval_config, max_image_side,
+                               max_request_pixels)
     archive = ExportArchive()
     archive.track(model)
     archive.add_endpoint(IMAGES_SIGNATURE, predictor.from_encoded,
@@ -67,10 +75,20 @@ def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
 
     export_dir = os.path.abspath(export_dir)
     with staged_directory(export_dir) as staging:
-        archive.write_out(staging, verbose=False)
+        try:
+            archive.write_out(staging, verbose=False)
+        except tf.errors.OpError as err:  # a full disk, a folder that cannot be written
+            raise _write_error(err, export_dir) from None
         write_json(os.path.join(staging, ASSETS_DIR, CATEGORIES_ASSET),
                    [dict(c, color=_color(c)) for c in categories.categories], indent=2)
     return export_dir
+
+
+def _write_error(err: tf.errors.OpError, export_dir: str) -> OSError:
+    """The OSError naming `export_dir` of TensorFlow's error writing the SavedModel there."""
+    code = next((code for kind, code in WRITE_ERRNOS if isinstance(err, kind)), errno.EIO)
+    reason = err.message.strip().splitlines()[0] if err.message.strip() else type(err).__name__
+    return OSError(code, f"cannot write the SavedModel ({reason})", export_dir)
 
 
 def _color(category: dict) -> list:

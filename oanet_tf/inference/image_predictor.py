@@ -15,9 +15,9 @@ EXIF orientation is not applied (TensorFlow has no op for it): send upright pixe
 training pipeline sees them after applying it.
 
 Bad input fails the call with INVALID_ARGUMENT naming the item: undecodable bytes, an image
-side above `max_image_side`, an empty image. Sizes are read from the headers
-(`oanet_tf.data.image_headers`) before anything is decoded; bytes of another format are
-refused undecoded.
+side above `max_image_side`, an empty image; a request whose images hold more than
+`max_request_pixels` together fails it too. Sizes are read from the headers
+(`oanet_tf.data.image_headers`) before anything is decoded; bytes of another format are refused undecoded.
 An empty batch returns empty outputs (B = 0, panoptic [0, 0, 0]).
 
 `png_outputs` turns the outputs into a REST client's: each panoptic map as COCO panoptic PNG
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from oanet_tf.config import DataConfig, EvalConfig
+from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data import image_headers, image_sizes
 from oanet_tf.data.panoptic_format import ID_BASE, CategoryMap
 from oanet_tf.data.tfrecords import JPEG_DCT_METHOD
@@ -47,10 +47,11 @@ class ImagePredictor:
     merge order (traced once by `ExportArchive`, or wrapped in a tf.function)."""
 
     def __init__(self, model, categories: CategoryMap, data_config: DataConfig,
-                 eval_config: EvalConfig, max_image_side: int):
+                 eval_config: EvalConfig, max_image_side: int,
+                 max_request_pixels: int = ExportConfig.max_request_pixels):
         self.predictor = PanopticPredictor(model, categories, eval_config)
         self.merge_order = eval_config.merge_order
-        self.inputs = ImageInputs(data_config, max_image_side)
+        self.inputs = ImageInputs(data_config, max_image_side, max_request_pixels)
         self.num_segments = model.detections_per_image + model.num_stuff
 
     def from_encoded(self, images):
@@ -105,9 +106,11 @@ class ImageInputs:
     original_size int32 [B, 2]), after the checks of bad input. B >= 1: `ImagePredictor`
     answers an empty batch without them."""
 
-    def __init__(self, data_config: DataConfig, max_image_side: int):
+    def __init__(self, data_config: DataConfig, max_image_side: int,
+                 max_request_pixels: int = ExportConfig.max_request_pixels):
         self.data_config = data_config
         self.max_image_side = int(max_image_side)
+        self.max_request_pixels = int(max_request_pixels)
 
     def from_encoded(self, images):
         """string [B] encoded images of any sizes: each resized on its own, the batch padded
@@ -123,8 +126,9 @@ class ImageInputs:
         nothing = tf.data.Dataset.from_tensors((
             tf.zeros([0], tf.int32), tf.zeros([0, 0, 0, 3], tf.float32),
             tf.zeros([0, 2], tf.int32), tf.zeros([0, 2], tf.int32)))
-        loaded, pixels, image_size, original_size = \
-            dataset.concatenate(nothing).take(1).get_single_element()
+        with tf.control_dependencies([self._check_request(self._header_pixels(images))]):
+            loaded, pixels, image_size, original_size = \
+                dataset.concatenate(nothing).take(1).get_single_element()
         decoded = tf.reduce_any(indices[:, tf.newaxis] == loaded[tf.newaxis, :], axis=1)
         first_bad = tf.argmin(tf.cast(decoded, tf.int32), output_type=tf.int32)
         undecodable = tf.debugging.Assert(tf.reduce_all(decoded), [tf.strings.format(
@@ -141,7 +145,9 @@ class ImageInputs:
         count = tf.shape(images)[0]
         original = tf.shape(images)[1:3]
         original_size = tf.tile(original[tf.newaxis], [count, 1])
-        with tf.control_dependencies([self._check_sizes(original_size)]):
+        pixels = tf.cast(count, tf.int64) * tf.reduce_prod(tf.cast(original, tf.int64))
+        with tf.control_dependencies([self._check_sizes(original_size),
+                                      self._check_request(pixels)]):
             new_h, new_w = image_sizes.resized_size(original[0], original[1], self.data_config)
             resized = tf.image.resize(images, [new_h, new_w], method="bilinear")
         image_size = tf.tile(tf.stack([new_h, new_w])[tf.newaxis], [count, 1])
@@ -176,6 +182,26 @@ class ImageInputs:
                                                 self.data_config)
         resized = tf.image.resize(image, [new_h, new_w], method="bilinear")
         return index, resized, tf.stack([new_h, new_w]), original_size
+
+    def _header_pixels(self, images):
+        """int64 []: the pixels the headers of string [B] `images` announce, summed over the
+        images that would be decoded (bytes without a readable header, or with a side above
+        max_image_side, count 0: they are reported by item, undecoded)."""
+        def pixels(data):
+            size = image_headers.header_size(data)
+            decoded = tf.reduce_all((size >= 1) & (size <= self.max_image_side))
+            return tf.where(decoded, size[0] * size[1], tf.constant(0, tf.int64))
+
+        return tf.data.Dataset.from_tensor_slices(images).map(pixels).ignore_errors().reduce(
+            tf.constant(0, tf.int64), lambda total, count: total + count)
+
+    def _check_request(self, pixels):
+        """Assert the `pixels` (int64 []) of one request's images together are at most
+        max_request_pixels: the bound on what one request may take in memory."""
+        return tf.debugging.Assert(pixels <= self.max_request_pixels, [tf.strings.format(
+            "the request holds {} pixels (height x width, summed over its images); at most {} "
+            "are allowed (export.max_request_pixels): send fewer or smaller images per request",
+            (pixels, self.max_request_pixels))], name="check_request_size")
 
     def _check_sizes(self, original_size):
         """Assert every image side lies in [1, max_image_side]; the message names the item."""

@@ -14,7 +14,7 @@ from oanet_tf.errors import OANetError
 FLOAT32, BFLOAT16, AUTO = "float32", "bfloat16", "auto"
 # Inference precision -> Keras dtype policy. bfloat16 computes the layers in bfloat16 from the
 # float32 weights, but for DECISION_LAYER_DTYPE's (config.py); the heads' outputs are cast to
-# float32 before softmax, box decoding, NMS and the merge (docs, "bfloat16 inference").
+# float32 before softmax, box decoding, NMS and the merge (docs/precision.md).
 INFERENCE_POLICIES = {FLOAT32: "float32", BFLOAT16: "mixed_bfloat16"}
 PRECISION_CHOICES = (AUTO, *INFERENCE_POLICIES)
 # CPU flags (/proc/cpuinfo) of a native bfloat16 dot product: AVX512_BF16 (AMD Zen 4 and

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import os
 
+
 from oanet_tf.config import Config, load_config
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.errors import ConfigError, OANetError

@@ -19,7 +19,8 @@ import time
 import keras
 
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, read_json, remove_leftovers, write_json
+from oanet_tf.fileio import read_json, remove_leftovers, write_json
+from oanet_tf.training.weights_file import save_weights
 
 STATE_FILE = "state.json"
 WEIGHTS_PATTERN = "step-{:09d}.weights.h5"
@@ -121,8 +122,7 @@ class TrainingBackup(keras.callbacks.Callback):
         if self._saved_at == self.batches_done:  # an epoch end right after a step backup
             return
         name = WEIGHTS_PATTERN.format(self.batches_done)
-        with atomic_path(os.path.join(self.backup_dir, name)) as temp:
-            self.model.save_weights(temp, overwrite=True)
+        save_weights(self.model, os.path.join(self.backup_dir, name))
         write_json(os.path.join(self.backup_dir, STATE_FILE),
                    {"batches": self.batches_done, "weights": name, "seconds": self.seconds()})
         self._saved_at = self.batches_done

@@ -21,8 +21,9 @@ import keras
 import numpy as np
 
 from oanet_tf.errors import OANetError
-from oanet_tf.fileio import atomic_path, read_json, write_json
+from oanet_tf.fileio import read_json, write_json
 from oanet_tf.inference.trained_model import BEST_RECORD, BEST_WEIGHTS, LAST_WEIGHTS
+from oanet_tf.training.weights_file import save_weights
 
 MONITOR = "val_loss"
 STEP_ATTRIBUTE = "oanet_tf.step"  # the steps trained, on the root of `last`'s HDF5 file
@@ -98,14 +99,12 @@ class WeightsCheckpoints(keras.callbacks.Callback):
     def _save(self, val_loss):
         if not self.write:
             return
-        with atomic_path(self.last_path) as temp:
-            self.model.save_weights(temp, overwrite=True)
-            record_step(temp, self.step)
+        save_weights(self.model, self.last_path,
+                     finish=lambda temp: record_step(temp, self.step))
         if val_loss is None:
             return
         val_loss = float(np.mean(val_loss))
         if val_loss < self.best:  # never for NaN, as Keras' ModelCheckpoint
-            with atomic_path(self.best_path) as temp:
-                self.model.save_weights(temp, overwrite=True)
+            save_weights(self.model, self.best_path)
             write_json(self.record_path, {MONITOR: val_loss, "step": self.step})
             self.best = val_loss

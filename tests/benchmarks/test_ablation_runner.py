@@ -64,7 +64,7 @@ def _script(config, out, *args):
 def test_script_writes_table_and_reuses_finished_runs(tmp_path):
     config = str(tmp_path / "tiny.yaml")
     tiny = tiny_config(f"data.synthetic_dir={tmp_path / 'synthetic'}", *TINY_RUN)
-    make_synthetic_dataset(**synthetic_arguments(tiny.data))  # as the README says: first
+    make_synthetic_dataset(**synthetic_arguments(tiny.data))  # as docs/results.md says: first
     save_config(tiny_config(f"data.synthetic_dir={tmp_path / 'synthetic'}"), config)
     out = str(tmp_path / "ablations")
     plan = [run.name for run in runner.plan([2], 1)]

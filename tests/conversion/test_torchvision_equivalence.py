@@ -77,7 +77,7 @@ def test_converted_model_gives_torchvisions_detections(fixture, sample_images, c
 
 
 # One switch of configs/coco_r50_torchvision.yaml flipped back to its default: the check above
-# must notice (the others are shown flipped in the README's table, by the same functions).
+# must notice (the others are shown flipped in docs/torchvision.md's table, by the same functions).
 FLIPPED = "model.roi_heads.roi_align_aligned=true"
 
 

@@ -31,8 +31,8 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "trained_sma
 NUM_IMAGES = 16
 IMAGES_SEED = 7  # not the fixture's training data (seed 0)
 SUBPROCESS_SECONDS = 300
-# Measured by scripts/precision_check.py on the demo model (50 val images, README "bfloat16
-# inference"): bfloat16 gave float32's category to 99.83% of the pixels (worst image 97.5%)
+# Measured by scripts/precision_check.py on the demo model (50 val images,
+# docs/precision.md): bfloat16 gave float32's category to 99.83% of the pixels (worst image 97.5%)
 # and found 99.7% of float32's segments again at IoU >= 0.5; float32 on +-0.5 grey-level
 # input noise: 99.86-99.98%, worst image 97.6%, 99.5-100%. The bounds sit below the worst
 # image and the share bfloat16 reached there.

@@ -227,8 +227,10 @@ def exported(tmp_path_factory, model_dir):
         f.write("an older export")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
+        # float32: the reference is the float32 evaluation path (auto picks bfloat16 on a
+        # CPU with avx512_bf16; tests/export/test_bfloat16.py serves that).
         status = cli_main(["export", "--model-dir", model_dir[1], "--export-dir", base,
-                           "--version", VERSION])
+                           "--version", VERSION, "--precision", "float32"])
     assert status == 0
     return base, os.path.join(base, VERSION), printed.getvalue()
 
@@ -681,7 +683,7 @@ def test_predict_cli_same_from_saved_model_and_model_dir(tmp_path, model_dir, ex
     files = sorted(str(p) for p in folder.iterdir())
     results = {}
     for source, flag in (("saved", ["--saved-model", exported[1]]),
-                         ("dir", ["--model-dir", model_dir[1]])):
+                         ("dir", ["--model-dir", model_dir[1], "--precision", "float32"])):
         out = tmp_path / source
         assert cli_main(["predict", *files, *flag, "--out", str(out)]) == 0
         results[source] = read_json(str(out / "panoptic_predictions.json"))

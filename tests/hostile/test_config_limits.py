@@ -90,7 +90,7 @@ def test_the_batch_bound_follows_the_padded_side():
 
 
 def test_at_coco_sizes_the_pooled_rois_and_pasted_masks_bound_the_batches_first():
-    """README's numbers: 512 RoIs of 7x7x256 an image allow 334 training images; 100 pasted
+    """docs/configuration.md's numbers: 512 RoIs of 7x7x256 an image allow 334 training images; 100 pasted
     1344x1344 masks an image allow 11 evaluation images."""
     assert INT32_MAX // (512 * 7 * 7 * 256) == 334 and INT32_MAX // (100 * 1344 ** 2) == 11
     config = load_config("configs/coco_r50.yaml", ["train.batch_size=334", "eval.batch_size=11"])
