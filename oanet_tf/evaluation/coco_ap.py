@@ -58,14 +58,14 @@ class CocoAP:
         self.engine = engine
         self.images, self.ground_truth, self.detections = [], [], []
 
-    def add_image(self, image_id: int, gt_masks, gt_category_ids, gt_iscrowd, boxes, scores,
-                  category_ids, masks):
-        """One image: ground truth bool [n, h, w], [n], [n] (crowd 1); detections [k, 4]
-        (x, y, w, h), [k], [k] dataset ids, bool [k, h, w], all at the original size."""
-        gt_masks = np.asarray(gt_masks, bool)
-        height, width = gt_masks.shape[1:] if gt_masks.ndim == 3 else np.shape(masks)[1:]
+    def add_image(self, image_id: int, size, gt_masks, gt_category_ids, gt_iscrowd, boxes,
+                  scores, category_ids, masks):
+        """One image of `size` (h, w): ground truth bool [n, h, w], [n], [n] (crowd 1);
+        detections [k, 4] (x, y, w, h), [k], [k] dataset ids, bool [k, h, w]."""
+        height, width = size
         self.images.append({"id": int(image_id), "height": int(height), "width": int(width)})
-        for mask, category, crowd in zip(gt_masks, gt_category_ids, gt_iscrowd):
+        for mask, category, crowd in zip(np.asarray(gt_masks, bool), gt_category_ids,
+                                         gt_iscrowd):
             self.ground_truth.append({
                 "id": len(self.ground_truth) + 1, "image_id": int(image_id),
                 "category_id": int(category), "iscrowd": int(crowd), "bbox": box_of_mask(mask),

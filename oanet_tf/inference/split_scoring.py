@@ -170,7 +170,7 @@ def _add_instances(coco_ap: CocoAP, dataset: PanopticDataset, batch: dict, detec
             np.asarray([s["category_id"] for s in crowd], int)])
         boxes, scores, classes, masks = _detections_at_original_size(
             detections, i, truth["image_size"][i], (height, width))
-        coco_ap.add_image(truth["image_id"][i], gt_masks, gt_categories,
+        coco_ap.add_image(truth["image_id"][i], (height, width), gt_masks, gt_categories,
                           [0] * instances + [1] * len(crowd), boxes, scores,
                           thing_ids[classes - 1], masks)
 

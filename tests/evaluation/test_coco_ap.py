@@ -71,7 +71,7 @@ def _ours(engine: str, detections=DETECTIONS) -> dict:
     ap = coco_ap.CocoAP(CATEGORIES, engine)
     for image_id, rows in TRUTH.items():
         dets = detections[image_id]
-        ap.add_image(image_id, [_box_mask(*r[0]) for r in rows], [r[1] for r in rows],
+        ap.add_image(image_id, SHAPE, [_box_mask(*r[0]) for r in rows], [r[1] for r in rows],
                      [r[2] for r in rows], [d[0] for d in dets], [d[1] for d in dets],
                      [d[2] for d in dets], [_box_mask(*d[3]) for d in dets])
     return ap.result()
@@ -102,6 +102,9 @@ def test_perfect_detections_give_ap_one(engine):
 def test_no_detections_give_zero_and_helpers():
     ours = _ours(coco_ap.PYCOCOTOOLS, {7: [], 9: []})
     assert ours["bbox"]["AP"] == ours["segm"]["AP50"] == 0.0
+    empty = coco_ap.CocoAP(CATEGORIES, coco_ap.PYCOCOTOOLS)
+    empty.add_image(1, SHAPE, [], [], [], [], [], [], [])  # an image of stuff only
+    assert empty.result()["segm"]["AP"] == coco_ap.NO_GROUND_TRUTH
     assert coco_ap.box_of_mask(_box_mask(3, 4, 5, 6)) == [3.0, 4.0, 5.0, 6.0]
     with pytest.raises(ValueError, match="engine"):
         coco_ap.CocoAP(CATEGORIES, "numpy")
