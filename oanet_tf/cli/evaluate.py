@@ -1,6 +1,6 @@
 """`python -m oanet_tf evaluate`: predict a COCO-format split with a trained model dir and
-report PQ (streamed during prediction, and from the written files), ownership accuracy and
-detection quality."""
+report PQ (streamed during prediction, and from the written files), ownership accuracy,
+detection quality and the instance branch's COCO box and mask AP."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def run(args) -> int:
     from oanet_tf.data.splits import resolve_split
     from oanet_tf.environment import describe_environment
     from oanet_tf.evaluation.pq import evaluate_files, format_pq_table
+    from oanet_tf.evaluation.coco_ap import CocoAP
     from oanet_tf.evaluation.detection import DetectionQuality
     from oanet_tf.inference.split_scoring import evaluate_model, format_comparison
     from oanet_tf.inference.writer import PanopticWriter
@@ -53,9 +54,10 @@ def run(args) -> int:
                                      os.path.join(out, f"panoptic_{order}"), dataset.categories)
                for order in orders}
     detection_quality = DetectionQuality(trained.model.test_score_threshold)
+    coco_ap = CocoAP([c for c in dataset.categories.categories if c["isthing"]])
     results = evaluate_model(trained.model, dataset, config.data, config.eval,
                              config.eval.batch_size, orders=orders, writers=writers,
-                             detection_quality=detection_quality)
+                             detection_quality=detection_quality, coco_ap=coco_ap)
     for order in orders:
         print(f"\nmerge order {order}: PQ from oanet_tf")
         print(format_pq_table(results[order]["pq"]))
@@ -68,12 +70,23 @@ def run(args) -> int:
             results[order]["pq_files"] = {k: from_files[k] for k in ("All", "Things", "Stuff",
                                                                      "engine")}
     results["detection_quality"] = detection_quality.result()
+    results["coco_ap"] = coco_ap.result()
     print()
     print(format_comparison({o: results[o] for o in orders}))
     print(f"detections: {results['detection_quality']}")
+    print(_format_ap(results["coco_ap"]))
     results["environment"] = describe_environment()  # what computed these numbers
     results["precision"] = trained.precision.as_dict()
     metrics = os.path.join(out, "metrics.json")
     write_json(metrics, results, indent=1)
     print(f"predictions and {metrics} written to {out}")
     return 0
+
+
+def _format_ap(result: dict) -> str:
+    """The COCO AP lines of the instance branch, in percent."""
+    lines = [f"instance branch COCO AP ({result['engine']}):"]
+    for iou_type, label in (("bbox", "box "), ("segm", "mask")):
+        lines.append(f"  {label} " + " ".join(f"{name} {100 * value:5.1f}"
+                                              for name, value in result[iou_type].items()))
+    return "\n".join(lines)

@@ -4,6 +4,9 @@ Signatures (all self-contained: loading needs TensorFlow only, not oanet_tf):
   serving_default(images: string [B])        encoded JPEG or PNG (GIF, BMP too) of any size;
                                              grayscale and RGBA are converted to RGB.
   serving_tensor(images: uint8 [B, H, W, 3]) RGB pixels, one size for the whole batch.
+  serving_png(images: string [B])            as serving_default, but each panoptic map comes
+                                             as COCO panoptic PNG bytes (`panoptic_png_bytes`)
+                                             instead of the dense `panoptic` output.
   categories()                               ids, names, isthing, colors of the categories.
 
 The image signatures are `oanet_tf.inference.image_predictor.ImagePredictor`'s functions
@@ -12,6 +15,11 @@ a `data.buckets` size, checks of bad input, `OANet.detect` and the eval config's
 post-processing); their outputs are those of `oanet_tf.inference.postprocessor`: each panoptic
 map at its original size with its segment table (ids, dataset category ids, is_thing, scores,
 areas, boxes).
+
+The PNG form is a signature of its own, not an output added to serving_default: TF Serving's
+REST API returns every output of a signature (only gRPC can filter them), so an added output
+would make each REST answer larger, not smaller; serving_default stays as existing clients
+know it.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data.panoptic_format import CategoryMap
 from oanet_tf.fileio import staged_directory, write_json
 from oanet_tf.inference.image_predictor import (CATEGORIES_SIGNATURE, IMAGES_SIGNATURE,
-                                                INPUT_NAME, TENSOR_SIGNATURE, ImagePredictor)
+                                                INPUT_NAME, PNG_SIGNATURE, TENSOR_SIGNATURE,
+                                                ImagePredictor)
 
 CATEGORIES_ASSET = "categories.json"
 ASSETS_DIR = "assets"
@@ -56,6 +65,8 @@ def export_saved_model(model, categories: CategoryMap, data_config: DataConfig,
     archive = ExportArchive()
     archive.track(model)
     archive.add_endpoint(IMAGES_SIGNATURE, predictor.from_encoded,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+    archive.add_endpoint(PNG_SIGNATURE, predictor.from_encoded_as_png,
                          input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     archive.add_endpoint(TENSOR_SIGNATURE, predictor.from_pixels, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])

@@ -19,6 +19,9 @@ side above `max_image_side`, an empty image; a request whose images hold more th
 `max_request_pixels` together fails it too. Sizes are read from the headers
 (`oanet_tf.data.image_headers`) before anything is decoded; bytes of another format are refused undecoded.
 An empty batch returns empty outputs (B = 0, panoptic [0, 0, 0]).
+
+`png_outputs` turns the outputs into a REST client's: each panoptic map as COCO panoptic PNG
+bytes at its image's own size, instead of one JSON number per pixel.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import tensorflow as tf
 
 from oanet_tf.config import DataConfig, EvalConfig, ExportConfig
 from oanet_tf.data import image_headers, image_sizes
-from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.panoptic_format import ID_BASE, CategoryMap
 from oanet_tf.data.tfrecords import JPEG_DCT_METHOD
 from oanet_tf.inference.postprocessor import empty_outputs
 from oanet_tf.inference.predictor import PanopticPredictor
@@ -35,6 +38,7 @@ from oanet_tf.inference.predictor import PanopticPredictor
 # The SavedModel's signatures (`oanet_tf.export`), named here for the readers of an export too.
 IMAGES_SIGNATURE = "serving_default"
 TENSOR_SIGNATURE = "serving_tensor"
+PNG_SIGNATURE = "serving_png"
 CATEGORIES_SIGNATURE = "categories"
 INPUT_NAME = "images"
 
@@ -56,6 +60,10 @@ class ImagePredictor:
         return tf.cond(tf.shape(images)[0] > 0,
                        lambda: self._predict(*self.inputs.from_encoded(images)), self._empty)
 
+    def from_encoded_as_png(self, images):
+        """string [B] encoded images, as `from_encoded` -> `png_outputs` of its outputs."""
+        return png_outputs(self.from_encoded(images))
+
     def from_pixels(self, images):
         """uint8 [B, H, W, 3] RGB pixels, one size for the batch -> the outputs."""
         return tf.cond(tf.shape(images)[0] > 0,
@@ -67,6 +75,29 @@ class ImagePredictor:
 
     def _empty(self) -> dict:
         return empty_outputs(self.num_segments)
+
+
+# The output holding the PNG bytes: TF Serving's REST API writes a string output whose name
+# ends in "_bytes" as {"b64": ...}, other strings as JSON text (where PNG bytes do not fit).
+PANOPTIC_PNG = "panoptic_png_bytes"
+DENSE_PANOPTIC = "panoptic"
+
+
+def png_outputs(outputs: dict) -> dict:
+    """The post-processor's outputs -> the same without the dense `panoptic` map, with
+    PANOPTIC_PNG: string [B], each map cropped to its image's own size (height, width) and
+    encoded as a COCO panoptic PNG (id = R + 256 G + 256^2 B, 0 void)."""
+
+    def encode(args):
+        segments, height, width = args
+        ids = segments[:height, :width]
+        rgb = tf.stack([ids % ID_BASE, ids // ID_BASE % ID_BASE, ids // ID_BASE ** 2], axis=-1)
+        return tf.io.encode_png(tf.cast(rgb, tf.uint8))
+
+    pngs = tf.map_fn(encode, (outputs[DENSE_PANOPTIC], outputs["height"], outputs["width"]),
+                     fn_output_signature=tf.TensorSpec([], tf.string))
+    table = {k: v for k, v in outputs.items() if k != DENSE_PANOPTIC}
+    return {PANOPTIC_PNG: pngs, **table}
 
 
 class ImageInputs:

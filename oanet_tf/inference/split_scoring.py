@@ -1,6 +1,7 @@
 """Score a model on a COCO-format split: predict it and measure PQ and overlap ownership
-accuracy per merge order (the metrics themselves are `oanet_tf.evaluation`'s; the `evaluate`
-command, `oanet_tf.cli.evaluate`, runs this on a model dir).
+accuracy per merge order, and optionally the instance branch's detection quality and COCO
+box / mask AP (the metrics themselves are `oanet_tf.evaluation`'s; the `evaluate` command,
+`oanet_tf.cli.evaluate`, runs this on a model dir).
 
 One detection pass per batch feeds every requested merge order, so the heuristic baseline
 (detection order) and OANet (ranking order) are compared on exactly the same detections.
@@ -11,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 import tqdm
 
 from oanet_tf.config import MERGE_ORDERS, DataConfig, EvalConfig
 from oanet_tf.data.coco_panoptic import PanopticDataset
 from oanet_tf.data.pipeline import ORIGINAL_KEYS, batches, build_dataset
+from oanet_tf.evaluation.coco_ap import CocoAP
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import PQAccumulator
@@ -44,13 +47,14 @@ class ScoredImage:
 def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
                    eval_config: EvalConfig, batch_size: int, orders=None, writers=None,
                    progress: bool = True, on_image=None,
-                   detection_quality: DetectionQuality | None = None) -> dict:
+                   detection_quality: DetectionQuality | None = None,
+                   coco_ap: CocoAP | None = None) -> dict:
     """-> {order: {"pq": PQAccumulator.result(), "ownership": OwnershipAccumulator.result()}}.
 
     Each image and its PNG are decoded once, by the input pipeline, which also carries the
     ground truth at the original size. `writers` optionally maps an order to a PanopticWriter
     receiving its predictions; `on_image` is called with each ScoredImage;
-    `detection_quality` is updated with each image's detections.
+    `detection_quality` and `coco_ap` are updated with each image's detections.
     """
     orders = tuple(orders or (eval_config.merge_order,))
     scores = _SplitScores(dataset, orders, writers or {})
@@ -65,6 +69,8 @@ def evaluate_model(model, dataset: PanopticDataset, data_config: DataConfig,
             detections = scores.add_batch(predictor, batch, count, on_image)
             if detection_quality is not None:
                 _score_detections(detection_quality, batch, detections, count)
+            if coco_ap is not None:
+                _add_instances(coco_ap, dataset, batch, detections, count)
             done += count
             bar.update(count)
             if done >= limit:
@@ -140,6 +146,48 @@ def _score_detections(quality: DetectionQuality, batch: dict, detections: dict, 
         quality.update(gt["gt_boxes"][i], gt["gt_classes"][i], gt["gt_masks"][i] > 0,
                        out["boxes"][i], out["classes"][i], out["scores"][i],
                        out["instance_masks"][i] >= MASK_THRESHOLD)
+
+
+def _add_instances(coco_ap: CocoAP, dataset: PanopticDataset, batch: dict, detections: dict,
+                   count: int):
+    """Add the first `count` images of a batch to `coco_ap`: the batch's ground-truth
+    instances plus the crowd thing segments of their panoptic PNGs (COCO ignores what
+    matches those), and the detections at the original size."""
+    thing_ids = np.asarray(dataset.categories.thing_ids)
+    truth = {k: batch[k].numpy() for k in (*ORIGINAL_KEYS, "original_size", "image_size",
+                                           "image_id")}
+    for i in range(count):
+        height, width = truth["original_size"][i]
+        instances = np.count_nonzero(truth["original_classes"][i])
+        gt_ids = truth["original_panoptic"][i, :height, :width]
+        crowd = [s for s in dataset.record(truth["image_id"][i]).segments
+                 if s.get("iscrowd") and dataset.categories.is_thing(s["category_id"])]
+        gt_masks = np.concatenate([
+            truth["original_masks"][i, :instances, :height, :width].astype(bool),
+            np.asarray([gt_ids == s["id"] for s in crowd], bool).reshape(-1, height, width)])
+        gt_categories = np.concatenate([
+            thing_ids[truth["original_classes"][i, :instances] - 1],
+            np.asarray([s["category_id"] for s in crowd], int)])
+        boxes, scores, classes, masks = _detections_at_original_size(
+            detections, i, truth["image_size"][i], (height, width))
+        coco_ap.add_image(truth["image_id"][i], (height, width), gt_masks, gt_categories,
+                          [0] * instances + [1] * len(crowd), boxes, scores,
+                          thing_ids[classes - 1], masks)
+
+
+def _detections_at_original_size(detections: dict, i: int, image_size, original_size):
+    """Image i's detections (padding rows dropped) -> boxes [k, 4] (x, y, w, h) scaled to
+    the original size, scores [k], detector classes [k], masks bool [k, h0, w0]: the pasted
+    probabilities cropped to the image, resized bilinearly, thresholded."""
+    keep = detections["classes"][i].numpy() > 0
+    (height, width), (resized_h, resized_w) = original_size, image_size
+    scale = np.array([height / resized_h, width / resized_w] * 2, np.float32)
+    y1, x1, y2, x2 = np.moveaxis(detections["boxes"][i].numpy()[keep] * scale, -1, 0)
+    probabilities = tf.boolean_mask(detections["instance_masks"][i], keep)
+    masks = tf.image.resize(probabilities[:, :resized_h, :resized_w, tf.newaxis],
+                            [height, width], method="bilinear")[..., 0]
+    return (np.stack([x1, y1, x2 - x1, y2 - y1], axis=-1), detections["scores"][i].numpy()[keep],
+            detections["classes"][i].numpy()[keep], masks.numpy() >= MASK_THRESHOLD)
 
 
 def format_comparison(results: dict) -> str:

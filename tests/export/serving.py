@@ -33,7 +33,10 @@ for call in spec["calls"]:
         errors[call["name"]] = {"code": err.error_code, "message": err.message}
         continue
     arrays = {k: v.numpy() for k, v in outputs.items()}
-    arrays = {k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()}
+    # Text as str; "*_bytes" outputs (PNG bytes) as fixed-width bytes, which drop only
+    # trailing NULs (a PNG ends in its IEND chunk's CRC).
+    arrays = {k: v.astype(bytes if k.endswith("_bytes") else str) if v.dtype == object
+              else v for k, v in arrays.items()}
     np.savez_compressed(os.path.join(spec["out_dir"], call["name"] + ".npz"), **arrays)
 assert not [m for m in sys.modules if m.split(".")[0] == "oanet_tf"], "imported oanet_tf"
 json.dump(errors, open(os.path.join(spec["out_dir"], "errors.json"), "w"))

@@ -38,13 +38,15 @@ from oanet_tf.__main__ import main as cli_main
 from oanet_tf.config import PER_CLASS, save_config
 from oanet_tf.data import image_sizes
 from oanet_tf.data.coco_panoptic import PanopticDataset
-from oanet_tf.data.panoptic_format import CategoryMap
+from oanet_tf.data.panoptic_format import CategoryMap, rgb_to_id
 from oanet_tf.data.pipeline import build_dataset
 from oanet_tf.data.synthetic import render_scene
 from oanet_tf.data.tfrecords import PNG_SIGNATURE
 from oanet_tf.environment import cpu_description
 from oanet_tf.export import saved_model as export_lib
+from oanet_tf.export.rest_json import columnar_body, row_body
 from oanet_tf.fileio import read_json, write_json
+from oanet_tf.inference.image_predictor import PANOPTIC_PNG
 from oanet_tf.inference.panoptic_merge import NO_CATEGORY
 from oanet_tf.inference.postprocessor import (OUTSIDE_IMAGE, PanopticPostprocessor,
                                               image_segments)
@@ -225,6 +227,8 @@ def exported(tmp_path_factory, model_dir):
         f.write("an older export")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
+        # float32: the reference is the float32 evaluation path (auto picks bfloat16 on a
+        # CPU with avx512_bf16; tests/export/test_bfloat16.py serves that).
         status = cli_main(["export", "--model-dir", model_dir[1], "--export-dir", base,
                            "--version", VERSION, "--precision", "float32"])
     assert status == 0
@@ -288,6 +292,11 @@ def serving_process(tmp_path_factory, exported, images):
         {"name": "tensor", "signature": export_lib.TENSOR_SIGNATURE,
          "array": os.path.join(work, "pixels.npy")},
         {"name": "categories", "signature": export_lib.CATEGORIES_SIGNATURE},
+        {"name": "dense_pair", "signature": export_lib.IMAGES_SIGNATURE,
+         "files": [files["scene_jpeg"], files["tall_png"]]},
+        {"name": "png_pair", "signature": export_lib.PNG_SIGNATURE,
+         "files": [files["scene_jpeg"], files["tall_png"]]},
+        {"name": "empty_png", "signature": export_lib.PNG_SIGNATURE, "files": []},
         {"name": "empty", "signature": export_lib.IMAGES_SIGNATURE, "files": []},
         {"name": "empty_tensor", "signature": export_lib.TENSOR_SIGNATURE,
          "array": os.path.join(work, "empty_pixels.npy")},
@@ -330,10 +339,11 @@ def test_cli_export_replaces_the_old_export_and_prints_signatures(exported):
     assert not os.path.exists(os.path.join(export_dir, "stale.txt"))
     assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
     for name in (export_lib.IMAGES_SIGNATURE, export_lib.TENSOR_SIGNATURE,
-                 export_lib.CATEGORIES_SIGNATURE):
+                 export_lib.PNG_SIGNATURE, export_lib.CATEGORIES_SIGNATURE):
         assert f"signature {name}:" in printed
     assert "input  images: string (None,)" in printed
     assert "output panoptic: int32 (None, None, None)" in printed
+    assert f"output {PANOPTIC_PNG}: string (None,)" in printed
 
 
 def test_served_images_match_the_evaluation_path(served, reference, images):
@@ -357,6 +367,49 @@ def test_served_images_match_the_evaluation_path(served, reference, images):
     assert (drawn & ~encoded["is_thing"][scenes]).any(axis=1).all()
     sizes = np.array([reference[name][0].shape for name in images])
     assert encoded["panoptic"].shape[1:] == tuple(sizes.max(axis=0))
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    """COCO panoptic PNG bytes -> segment ids [h, w], decoded by PIL (not TensorFlow)."""
+    picture = Image.open(io.BytesIO(data))
+    assert picture.mode == "RGB"
+    return rgb_to_id(np.asarray(picture))
+
+
+def test_png_signature_gives_the_dense_maps_at_each_original_size(served, images):
+    """serving_png on two images of different sizes: each PNG decodes to exactly the dense
+    map of serving_default on the same batch, cropped to the image's own size (the batch
+    padding, -1 in the dense map, is not in the PNG); the segment tables are identical."""
+    outputs, errors = served
+    dense, png = outputs["dense_pair"], outputs["png_pair"]
+    assert "panoptic" not in png and len(png[PANOPTIC_PNG]) == 2
+    sizes = [Image.open(io.BytesIO(images[n])).size[::-1] for n in ("scene_jpeg", "tall_png")]
+    assert sizes[0] != sizes[1]
+    assert (dense["panoptic"] == OUTSIDE_IMAGE).any()  # the crop matters in this batch
+    for index, (height, width) in enumerate(sizes):
+        ids = _decode_png(png[PANOPTIC_PNG][index])
+        assert ids.shape == (height, width)
+        np.testing.assert_array_equal(ids, dense["panoptic"][index, :height, :width])
+        assert (ids > 0).any()
+    for key, value in dense.items():
+        if key != "panoptic":
+            np.testing.assert_array_equal(png[key], value, err_msg=key)
+    assert png[PANOPTIC_PNG].dtype.kind == "S" and outputs["empty_png"][PANOPTIC_PNG].shape == (0,)
+
+
+def test_png_output_is_base64_in_the_rest_json(served):
+    """TF Serving's REST JSON of serving_png (both forms) carries each PNG as {"b64": ...},
+    the table as numbers; the dense map of serving_default is one number per pixel."""
+    png = served[0]["png_pair"]
+    columnar = json.loads(columnar_body(png))["outputs"]
+    rows = json.loads(row_body(png))["predictions"]
+    for index, data in enumerate(png[PANOPTIC_PNG]):
+        for item in (columnar[PANOPTIC_PNG][index], rows[index][PANOPTIC_PNG]):
+            assert set(item) == {"b64"} and base64.b64decode(item["b64"]) == data
+        assert rows[index]["segment_ids"] == png["segment_ids"][index].tolist()
+    dense = served[0]["dense_pair"]
+    assert np.array(json.loads(columnar_body(dense))["outputs"]["panoptic"]).shape == \
+        dense["panoptic"].shape
 
 
 def test_served_tensors_match_the_evaluation_path(served, reference):
@@ -539,6 +592,17 @@ def test_tensorflow_model_server_rest_and_grpc(exported, served, images):
             assert prediction["segment_ids"] == expected["segment_ids"][row].tolist()
             assert prediction["areas"] == expected["areas"][row].tolist()
 
+        body = {"signature_name": export_lib.PNG_SIGNATURE,
+                "inputs": {export_lib.INPUT_NAME: _rest_body(data)["instances"]}}
+        request = urllib.request.Request(status_url + ":predict", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with local.open(request, timeout=60) as reply:
+            pngs = json.load(reply)["outputs"][PANOPTIC_PNG]
+        for png, row in zip(pngs, rows):
+            ids = _decode_png(base64.b64decode(png["b64"]))
+            np.testing.assert_array_equal(ids, expected["panoptic"][row][:ids.shape[0],
+                                                                         :ids.shape[1]])
+
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}",
                                    options=[("grpc.enable_http_proxy", 0)]) as channel:
             stub = prediction_service.PredictionServiceStub(channel)
@@ -665,6 +729,9 @@ def test_evaluate_cli_reports_streamed_and_file_pq(tmp_path, config, synthetic_d
                 assert abs(ours[group][key] - official[group][key]) < 1e-9
         assert "accuracy" in metrics[order]["ownership"]
     assert set(metrics["detection_quality"]) >= {"recall", "mask_iou"}
+    for iou_type in ("bbox", "segm"):
+        assert set(metrics["coco_ap"][iou_type]) >= {"AP", "AP50", "AP75"}
+        assert all(0.0 <= metrics["coco_ap"][iou_type][k] <= 1.0 for k in ("AP", "AP50", "AP75"))
     assert metrics["environment"]["tensorflow"] == tf.__version__  # what computed them
     assert metrics["environment"]["cpu"] == cpu_description()
     assert "heuristic (detection score)" in capsys.readouterr().out

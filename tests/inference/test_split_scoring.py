@@ -17,11 +17,13 @@ from oanet_tf.data.panoptic_format import read_id_png
 from oanet_tf.data.pipeline import ORIGINAL_KEYS, batches, build_dataset
 from oanet_tf.data.splits import resolve_split
 from oanet_tf.data.synthetic import make_synthetic_dataset
+from oanet_tf.evaluation.coco_ap import STAT_NAMES, CocoAP
 from oanet_tf.evaluation.detection import DetectionQuality
 from oanet_tf.evaluation.ownership import OwnershipAccumulator
 from oanet_tf.evaluation.pq import evaluate_files
 from oanet_tf.fileio import read_json, write_json
 from oanet_tf.inference.split_scoring import evaluate_model
+from oanet_tf.inference.trained_model import load_trained_model
 from oanet_tf.inference.writer import PanopticWriter
 from oanet_tf.modeling.builder import build_oanet
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
@@ -29,6 +31,7 @@ from tests.tiny_model import tiny_config
 
 ORDERS = ("ranking", "detection")
 BATCH_SIZE = 4  # the 6 val images: one full batch and one partial
+TRAINED_SMALL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "trained_small")
 MIXED_SIZES = ((64, 96), (80, 48))  # (height, width) of the images of one evaluation batch
 
 
@@ -153,6 +156,57 @@ def test_detection_quality_equals_the_detection_pass(setup, evaluated):
                             detections["classes"][i], detections["scores"][i],
                             detections["instance_masks"][i] >= MASK_THRESHOLD)
     assert evaluated[4].result() == expected.result()
+
+
+def test_coco_ap_equals_pycocotools_on_the_files(synthetic_dir):
+    """The AP evaluate_model measures for the small trained model equals pycocotools'
+    COCOeval run here on the split's instances JSON (read by pycocotools) and on
+    model.detect's detections of the training pipeline's evaluation batches, scaled to each
+    file's size in this test."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    trained = load_trained_model(TRAINED_SMALL, overrides=[f"data.synthetic_dir={synthetic_dir}"])
+    model, config = trained.model, trained.config
+    val = PanopticDataset.from_split(resolve_split(config.data, "val"))
+    assert val.uses_instances_json
+    coco_ap = CocoAP([c for c in val.categories.categories if c["isthing"]])
+    evaluate_model(model, val, config.data, config.eval, BATCH_SIZE, progress=False,
+                   coco_ap=coco_ap)
+    ours = coco_ap.result()
+
+    truth = COCO(val.instances_json)
+    thing_ids = np.asarray(val.categories.thing_ids)
+    detect = tf.function(model.detect, reduce_retracing=True)
+    results = []
+    for batch in batches(build_dataset(val, config.data, training=False,
+                                       batch_size=BATCH_SIZE, repeat=False)):
+        detections = detect(batch["images"], batch["image_size"])
+        for i in range(int(batch["image_id"].shape[0])):
+            (h, w), (rh, rw) = batch["original_size"][i].numpy(), batch["image_size"][i].numpy()
+            for k in np.flatnonzero(detections["classes"][i].numpy() > 0):
+                y1, x1, y2, x2 = detections["boxes"][i, k].numpy()
+                x1, x2, y1, y2 = x1 * w / rw, x2 * w / rw, y1 * h / rh, y2 * h / rh
+                probability = detections["instance_masks"][i, k, :rh, :rw, None]
+                mask = tf.image.resize(probability, [h, w])[..., 0].numpy() >= MASK_THRESHOLD
+                results.append({
+                    "image_id": int(batch["image_id"][i]), "score": float(
+                        detections["scores"][i, k]), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "category_id": int(thing_ids[detections["classes"][i, k] - 1]),
+                    "segmentation": mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))})
+    for iou_type in ("bbox", "segm"):
+        typed = [{k: v for k, v in r.items() if k != ("segmentation" if iou_type == "bbox"
+                                                      else "bbox")} for r in results]
+        evaluator = COCOeval(truth, truth.loadRes(typed), iou_type)
+        evaluator.params.imgIds = [record.image_id for record in val.records]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        print(iou_type, dict(zip(STAT_NAMES, evaluator.stats[:6])))
+        assert evaluator.stats[1] > 0.1, "the detections match nothing: the test shows nothing"
+        np.testing.assert_allclose([ours[iou_type][n] for n in STAT_NAMES],
+                                   evaluator.stats[:6], atol=1e-12, err_msg=iou_type)
 
 
 def _mixed_sizes_split(root: str) -> PanopticDataset:
