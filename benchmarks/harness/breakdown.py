@@ -23,7 +23,7 @@ from harness.flops import traced_macs
 from harness.inputs import random_images, random_instances
 from harness.model_bench import OursBench
 from harness.report import row
-from harness.timing import graph_function, interleaved, median
+from harness.timing import graph_function, interleaved, median, timed_calls
 
 SUITE = "breakdown"
 TRUNK = "backbone"  # the ResNet trunk: the reference rate
@@ -230,9 +230,17 @@ def train_stages(bench: OursBench, seed, instances, image_size, padded_size) -> 
 
 
 def timed_stages(calls: dict, warmup, repeats) -> dict:
-    """{stage: median seconds} of each call alone, and REMAINDER = WHOLE - the stages."""
-    seconds = {name: median(interleaved(call, None, warmup, repeats)[0])
-               for name, call in calls.items()}
+    """{stage: median seconds} of each call alone, and REMAINDER = WHOLE - the stages. The
+    calls go round by round (each stage once a round, the order flipped every round), so
+    that every stage and the whole see the same machine load."""
+    runs = {name: [] for name in calls}
+    for round_index in range(warmup + repeats):
+        order = list(calls) if round_index % 2 == 0 else list(calls)[::-1]
+        for name in order:
+            seconds = timed_calls(calls[name], 1)
+            if round_index >= warmup:
+                runs[name] += seconds
+    seconds = {name: median(values) for name, values in runs.items()}
     seconds[REMAINDER] = seconds[WHOLE] - sum(s for name, s in seconds.items()
                                               if name != WHOLE)
     return seconds
