@@ -16,8 +16,8 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
              800x1088), then on 2 portrait ones, as images per second.
   breakdown  at each --sizes, each stage of our batch-1 inference timed alone on our model's
              own outputs (backbone, FPN, RPN head, stuff head, stuff probabilities,
-             proposals, RoIAlign and the box head at the proposals, RoIAlign and the mask
-             head at the detections, paste_masks, the SRM inputs, the SRM, the ranking
+             proposals, RoIAlign and the box head at the proposals, the box selection
+             (class-wise NMS), RoIAlign and the mask head at the detections, paste_masks, the SRM inputs, the SRM, the ranking
              scores, the merge; "remainder" is the whole predictor minus its stages), then
              each stage of our train step forward+backward on the coco suite's landscape
              batch of 2; each with its share of the whole, its multiply-adds (from the

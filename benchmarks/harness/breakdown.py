@@ -6,8 +6,9 @@ from the layers' shapes as the run calls them) and its achieved rate against the
 trunk's (the backbone) in the same run.
 
 Inference (batch 1, one model per precision): the stages below, the whole predictor (detect +
-merge) as WHOLE, and REMAINDER = WHOLE - the stages (the box decoding and class-wise NMS of
-RoIHeads.detect, and what joins the stages). The box head runs on the RPN's proposals of the
+merge) as WHOLE, and REMAINDER = WHOLE - the stages (what joins them); box_selection (the box
+decoding and class-wise NMS of RoIHeads.detect) is RoIHeads.detect timed whole minus its
+RoIAlign and heads. The box head runs on the RPN's proposals of the
 run, the mask head on the detection slots (detections_per_image; how many hold a detection is
 in the note), the SRM on the cells it computes (the covered cells of the present categories).
 
@@ -29,8 +30,13 @@ SUITE = "breakdown"
 TRUNK = "backbone"  # the ResNet trunk: the reference rate
 WHOLE, REMAINDER = "whole", "remainder"
 INFERENCE_STAGES = ("backbone", "fpn", "rpn_head", "stuff_head", "stuff_probabilities",
-                    "proposals", "roi_align_box", "box_head", "roi_align_mask", "mask_head",
-                    "paste_masks", "srm_inputs", "srm", "ranking_scores", "merge")
+                    "proposals", "roi_align_box", "box_head", "box_selection",
+                    "roi_align_mask", "mask_head", "paste_masks", "srm_inputs", "srm",
+                    "ranking_scores", "merge")
+# box_selection (the box decoding, class-wise NMS and mask-logit gather of RoIHeads.detect)
+# is ROI_HEADS, RoIHeads.detect timed whole, minus the ROI_HEADS_PARTS timed alone.
+ROI_HEADS = "roi_heads"
+ROI_HEADS_PARTS = ("roi_align_box", "box_head", "roi_align_mask", "mask_head")
 TRAIN_STAGES = ("backbone", "fpn", "rpn_head", "stuff_head", "roi_align_box", "box_head",
                 "roi_align_mask", "mask_head", "mask_targets", "srm_loss")
 TRAIN_BATCH = 2
@@ -39,7 +45,9 @@ TRAIN_BATCH = 2
 FWD_BWD_FACTOR = 3
 PEER_BACKBONE_FPN = "torchvision backbone_fpn"
 NOTES = {"proposals": "RPN decode, top-k, NMS per level",
-         REMAINDER: "whole - stages: box decoding, class-wise NMS, glue",
+         "box_selection": "RoIHeads.detect - its RoIAlign and heads: box decoding, "
+                          "class-wise NMS, mask-logit gather",
+         REMAINDER: "whole - stages",
          "srm_loss": "SRM inputs + loss on the conflict cells, fwd+bwd (MACs not counted)"}
 GIGA = 1e9
 
@@ -100,11 +108,12 @@ def inference_stages(bench: OursBench, seed) -> tuple:
     logits, deltas = model.rpn(features)
     semantic_logits = model.stuff_branch(features)
 
-    def proposals_of(logits, deltas, images, size):
-        return model.rpn.proposals(logits, deltas, image_canvas(images), size,
-                                   training=False)[0]
+    def proposals_of(logits, deltas, images, size):  # -> (boxes, valid)
+        boxes, _, valid = model.rpn.proposals(logits, deltas, image_canvas(images), size,
+                                              training=False)
+        return boxes, valid
 
-    proposals = graph_function(proposals_of)(logits, deltas, images, size)
+    proposals, valid = graph_function(proposals_of)(logits, deltas, images, size)
     detections = graph_function(model.detect)(images, size)
 
     def pool(boxes, resolution):  # the model's own RoIAlign
@@ -144,6 +153,8 @@ def inference_stages(bench: OursBench, seed) -> tuple:
         if layer is not None:
             macs[name] = traced_macs(function, args, layer)
     macs["srm"] = srm_macs(model.srm.module, channels.numpy())
+    calls[ROI_HEADS] = _fetched(graph_function(
+        lambda p, v: roi_heads.detect(features, p, v, size)), proposals, valid)
     calls["merge"] = _fetched(bench.merge_only(detections), images, size, size)
     calls[WHOLE] = _fetched(bench.predictor(), images, size, size)
     counts = {"detections": int(detections["num_detections"][0]),
@@ -241,6 +252,9 @@ def timed_stages(calls: dict, warmup, repeats) -> dict:
             if round_index >= warmup:
                 runs[name] += seconds
     seconds = {name: median(values) for name, values in runs.items()}
+    if ROI_HEADS in seconds:
+        seconds["box_selection"] = seconds.pop(ROI_HEADS) - sum(seconds[name]
+                                                                for name in ROI_HEADS_PARTS)
     seconds[REMAINDER] = seconds[WHOLE] - sum(s for name, s in seconds.items()
                                               if name != WHOLE)
     return seconds
@@ -253,7 +267,10 @@ def stage_table(seconds: dict, macs: dict) -> dict:
     whole = seconds[WHOLE]
     trunk_rate = macs[TRUNK] / seconds[TRUNK] if TRUNK in macs else None
     table = {}
-    order = [n for n in seconds if n not in (REMAINDER, WHOLE)] + [REMAINDER, WHOLE]
+    known = INFERENCE_STAGES + TRAIN_STAGES
+    stages = sorted((n for n in seconds if n not in (REMAINDER, WHOLE)),
+                    key=lambda n: known.index(n) if n in known else len(known))
+    order = stages + [REMAINDER, WHOLE]
     for name in order:
         s = seconds[name]
         entry = {"seconds": s, "share": s / whole, "gmac": None, "gmac_per_s": None,

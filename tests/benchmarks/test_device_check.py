@@ -45,7 +45,7 @@ def test_dry_run_breakdown_rows(tiny_files, tmp_path):
     report = device_check.Report(str(out), {"device": "CPU", "size": list(args.size),
                                             "repeats": 1})
     device_check._breakdown_rows(args, report, tiny_files[0], tiny_files[1],
-                                 device_check.Budget(60))
+                                 device_check.Budget(3600))
     rows = json.loads(out.read_text())["breakdown"]
     stages = list(breakdown.INFERENCE_STAGES) + [breakdown.REMAINDER, breakdown.WHOLE]
     assert [(r["precision"], r["stage"]) for r in rows] == [
