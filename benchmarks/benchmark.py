@@ -17,11 +17,12 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
   breakdown  at each --sizes, each stage of our batch-1 inference timed alone on our model's
              own outputs (backbone, FPN, RPN head, stuff head, stuff probabilities,
              proposals, RoIAlign and the box head at the proposals, the box selection
-             (class-wise NMS), RoIAlign and the mask head at the detections, paste_masks, the SRM inputs, the SRM, the ranking
-             scores, the merge; "remainder" is the whole predictor minus its stages), then
-             each stage of our train step forward+backward on the coco suite's landscape
-             batch of 2; each with its share of the whole, its multiply-adds (from the
-             layers' shapes) and its rate against the ResNet trunk's, in each --precision.
+             (class-wise NMS), RoIAlign and the mask head at the detections, paste_masks,
+             the SRM inputs, the SRM, the ranking scores, the merge; "remainder" is the
+             whole predictor minus its stages), then each stage of our train step
+             forward+backward on the coco suite's landscape batch of 2; each with its share
+             of the whole, its multiply-adds (from the layers' shapes) and its rate against
+             the ResNet trunk's, in each --precision.
   memory     peak resident memory (ru_maxrss) of two train steps, ours and torchvision's,
              each model in a fresh process: one random batch per --sizes and --batches, then
              the coco suite's landscape and portrait batches in one process.
@@ -56,8 +57,8 @@ the machine load) to --out as JSON.
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
         [--precision float32 bfloat16] [--peer-precisions float32 bfloat16]
 
---precision sets ours in the coco and breakdown suites, one model per precision in the same run (bfloat16:
-the layers compute in bfloat16, as `export --precision bfloat16` and
+--precision sets ours in the coco and breakdown suites, one model per precision in the same
+run (bfloat16: the layers compute in bfloat16, as `export --precision bfloat16` and
 `train.mixed_precision: mixed_bfloat16` do);
 --peer-precisions times torchvision in float32 and/or under torch.autocast(bfloat16), each
 beside its own timing of ours.

@@ -43,7 +43,6 @@ TRAIN_BATCH = 2
 # Backward = the input gradients + the weight gradients, each as many multiply-adds as the
 # forward (an upper bound where layers are frozen: they skip the weight gradients).
 FWD_BWD_FACTOR = 3
-PEER_BACKBONE_FPN = "torchvision backbone_fpn"
 NOTES = {"proposals": "RPN decode, top-k, NMS per level",
          "box_selection": "RoIHeads.detect - its RoIAlign and heads: box decoding, "
                           "class-wise NMS, mask-logit gather",
@@ -64,8 +63,6 @@ def srm_macs(module, channels) -> int:
     (0/1, numpy): the first convolutions of each path read the present categories on every
     cell of the pooled grid, the last ones run on the covered cells alone while those are at
     most SPARSE_MAX_COVERED of the grid, else on every cell (as the module decides)."""
-    import numpy as np
-
     from oanet_tf.modeling.srm_layer import GCN_KERNEL, SPARSE_MAX_COVERED
 
     batch, height, width, things = channels.shape
