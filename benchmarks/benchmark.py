@@ -14,12 +14,15 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
              640x360) end to end (torchvision with its default transform), each at batch 1
              and both at batch 2; a train step on 2 landscape 640x480 images (800x1067 in
              800x1088), then on 2 portrait ones, as images per second.
-  breakdown  at each --sizes, the parts of our batch-1 inference timed alone on our model's
-             own outputs (backbone+FPN beside torchvision's, the dense part, detect, the
-             whole predictor, RoIAlign and the box head at 1000 boxes, RoIAlign and the mask
-             head at 100, paste_masks, the SRM and its inputs, the ranking scores, the stuff
-             probabilities, the merge; "rest of detect" is detect minus its timed parts),
-             then the pieces of our train step forward+backward ("rest of step" likewise).
+  breakdown  at each --sizes, each stage of our batch-1 inference timed alone on our model's
+             own outputs (backbone, FPN, RPN head, stuff head, stuff probabilities,
+             proposals, RoIAlign and the box head at the proposals, the box selection
+             (class-wise NMS), RoIAlign and the mask head at the detections, paste_masks,
+             the SRM inputs, the SRM, the ranking scores, the merge; "remainder" is the
+             whole predictor minus its stages), then each stage of our train step
+             forward+backward on the coco suite's landscape batch of 2; each with its share
+             of the whole, its multiply-adds (from the layers' shapes) and its rate against
+             the ResNet trunk's, in each --precision.
   memory     peak resident memory (ru_maxrss) of two train steps, ours and torchvision's,
              each model in a fresh process: one random batch per --sizes and --batches, then
              the coco suite's landscape and portrait batches in one process.
@@ -54,8 +57,8 @@ the machine load) to --out as JSON.
         [--torch-python /tmp/bench-venv/bin/python | --no-torch] [--out runs/benchmark.json]
         [--precision float32 bfloat16] [--peer-precisions float32 bfloat16]
 
---precision sets ours in the coco suite, one model per precision in the same run (bfloat16:
-the layers compute in bfloat16, as `export --precision bfloat16` and
+--precision sets ours in the coco and breakdown suites, one model per precision in the same
+run (bfloat16: the layers compute in bfloat16, as `export --precision bfloat16` and
 `train.mixed_precision: mixed_bfloat16` do);
 --peer-precisions times torchvision in float32 and/or under torch.autocast(bfloat16), each
 beside its own timing of ours.
@@ -80,6 +83,7 @@ from harness.model_bench import JIT_CHOICES, MODES
 from harness.report import format_rows, load_line, machine_load
 from harness.torch_peer import DEFAULT_TORCH_PYTHON, TorchClient, check_torch_python
 from oanet_tf.data.panoptic_format import load_categories
+from oanet_tf.environment import cpu_description
 from oanet_tf.errors import DatasetError
 
 COCO_SAMPLE_ENV = "OANET_COCO_SAMPLE"  # as the tests find the sample
@@ -117,8 +121,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
     parser.add_argument("--precision", nargs="+", choices=suites.PRECISIONS,
                         default=["float32"],
-                        help="ours in the coco suite, each beside every --peer-precisions "
-                             "(default: float32)")
+                        help="ours in the coco suite, each beside every --peer-precisions, "
+                             "and in the breakdown suite (default: float32)")
     parser.add_argument("--peer-precisions", nargs="+", choices=suites.PRECISIONS,
                         default=["float32"], help="torchvision in the coco suite")
     parser.add_argument("--out", default=os.path.join("runs", "benchmark.json"))
@@ -165,7 +169,8 @@ def main(argv=None) -> int:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    report = {"cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
+    report = {"cpu_count": os.cpu_count(), "cpu": cpu_description(),
+              "tensorflow": tf.__version__,
               "keras": keras.__version__, "load_before": machine_load(), "rows": []}
     started = time.perf_counter()
     peer = None

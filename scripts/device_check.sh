@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared run (about 8 minutes with the installs): our R50 train step at
 # 1024x1024, batch 8, mixed_bfloat16, with and without XLA; inference latency at batch 1 and
-# 8; peak GPU memory; torchvision's Mask R-CNN on the same GPU for the same rows. Writes
+# 8; peak GPU memory; torchvision's Mask R-CNN on the same GPU for the same rows; with
+# --breakdown, each stage of our batch-1 inference with its multiply-adds, float32 and
+# bfloat16 (about a minute more; without it the run is as before). Writes
 # runs/device_check.json and runs/device_check.md (see benchmarks/harness/device_check.py).
 #
 #   bash scripts/device_check.sh [--no-install] [--dry-run] [device_check options]

@@ -9,7 +9,10 @@ Rows (random weights, random images; see model_bench and torch_peer for what eac
 - inference latency (ours: PanopticPredictor, the merge included) at each --infer-batches,
   ours under --precision, torchvision in both precisions;
 - the peak GPU memory of every row (TensorFlow's allocator statistics; torch's
-  max_memory_allocated).
+  max_memory_allocated);
+- with --breakdown, last: each stage of our batch-1 inference at --size timed alone, with its
+  multiply-adds and its rate against the ResNet trunk's (harness.breakdown), in float32 and
+  in bfloat16 (one model each), under the report's "breakdown" and as a second table.
 Every row is written as soon as it is measured (temp file, then rename), and no new row
 starts once --budget-s has passed, so a run cut short keeps what it measured.
 
@@ -17,7 +20,8 @@ starts once --budget-s has passed, so a run cut short keeps what it measured.
 
     python -m harness.device_check [--dry-run] [--size 1024 1024]  # from benchmarks/
         [--train-batch 8] [--infer-batches 1 8] [--precision mixed_bfloat16]
-        [--xla both|on|off] [--config C] [--torch-python PYTHON] [--out runs/device_check.json]
+        [--xla both|on|off] [--config C] [--torch-python PYTHON] [--breakdown]
+        [--out runs/device_check.json]
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ XLA_CHOICES = {"both": (False, True), "on": (True,), "off": (False,)}
 TORCH_PRECISIONS = ("float32", "bfloat16")
 BYTES_PER_GIB = 2 ** 30
 DEFAULT_BUDGET_S = 360  # leaves the installs of device_check.sh inside 8 minutes
+BREAKDOWN_PRECISIONS = ("float32", "bfloat16")
 DRY_RUN = {"size": (64, 64), "train_batch": 2, "infer_batches": (1,), "warmup": 0,
            "repeats": 1}
 
@@ -73,6 +78,8 @@ def parse_args(argv=None):
                         help="start no new row after this many seconds")
     parser.add_argument("--torch-python", default="",
                         help="a python with torch and torchvision (none: ours alone)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also the stages of our batch-1 inference, float32 and bfloat16")
     parser.add_argument("--out", default="runs/device_check.json",
                         help="the JSON report; the table goes beside it as .md")
     args = parser.parse_args(argv)
@@ -114,7 +121,13 @@ def format_table(report: dict) -> str:
              "",
              "| model | mode | precision | XLA | batch | value | peak GPU memory (GiB) |",
              "|---|---|---|---|---|---|---|"]
-    return "\n".join(lines + [format_row(row) for row in report["rows"]])
+    lines += [format_row(row) for row in report["rows"]]
+    if report.get("breakdown"):
+        from harness.breakdown import markdown_table
+
+        lines += ["", "Batch-1 inference by stage (seconds, share of the whole, multiply-adds, "
+                      "rate and rate / the trunk's)", "", markdown_table(report["breakdown"])]
+    return "\n".join(lines)
 
 
 def _peak_gib_ours(gpu: bool):
@@ -182,6 +195,29 @@ def _ours_rows(args, report: Report, config: str, categories: str, gpu: bool,
                             _peak_gib_ours(gpu)))
 
 
+def _breakdown_rows(args, report: Report, config: str, categories: str, budget: Budget):
+    """Each stage of our batch-1 inference at args.size (harness.breakdown) in each of
+    BREAKDOWN_PRECISIONS, added to the report's "breakdown" as each precision is measured."""
+    import keras
+
+    from harness import breakdown
+    from harness.model_bench import OursBench
+
+    size = tuple(args.size)
+    report.data["breakdown"] = []
+    for precision in BREAKDOWN_PRECISIONS:
+        if not budget.left():
+            return
+        bench = OursBench(config, categories, size, [], "false", precision)
+        calls, macs, _ = breakdown.inference_stages(bench, SEED)
+        table = breakdown.stage_table(
+            breakdown.timed_stages(calls, args.warmup, args.repeats), macs)
+        report.data["breakdown"] += breakdown.breakdown_rows("infer", size, 1, precision, table)
+        report.write()
+        del bench
+        keras.backend.clear_session()
+
+
 def _torch_rows(args, report: Report, gpu: bool, budget: Budget):
     """torchvision's train step and inference in each of TORCH_PRECISIONS, on the GPU (the
     CPU without one), each row added as it is measured."""
@@ -233,6 +269,8 @@ def run(args) -> dict:
     _ours_rows(args, report, config, categories, bool(gpus), budget)
     if args.torch_python:
         _torch_rows(args, report, bool(gpus), budget)
+    if args.breakdown:
+        _breakdown_rows(args, report, config, categories, budget)
     report.data["complete"] = not budget.cut
     report.data["wall_s"] = time.perf_counter() - budget.start
     report.write()

@@ -6,8 +6,10 @@ beside its peer on this machine's CPU, interleaved call by call:
              images of each size (the tensors' own size);
   coco       the same pair on COCO's own sizes (harness.coco): the real
              COCO JPEGs end to end, a train step on landscape and portrait batches;
-  breakdown  the parts of R50's batch-1 inference and train step timed alone (backbone +
-             FPN beside torchvision's) at each size;
+  breakdown  the stages of R50's batch-1 inference at each size and of its train step on a
+             COCO-sized batch of 2, timed alone, with their multiply-adds and their rate
+             against the ResNet trunk's, in each precision (backbone + FPN beside
+             torchvision's);
   memory     peak resident memory of R50's train step and torchvision's, each in a fresh
              process, at each size and batch and on the coco suite's COCO-sized batches;
   synthetic  the demo's small config (configs/synthetic.yaml), ours alone;
@@ -111,25 +113,43 @@ def coco_suite(args, peer) -> list:
 
 
 def breakdown_suite(args, peer) -> list:
-    """At each of args.sizes, the parts of R50's batch-1 inference (backbone + FPN beside the
-    peer's, a TorchClient or None) and of its train step, timed alone; args.modes picks
-    which (infer, train)."""
+    """At each of args.sizes, the stages of R50's batch-1 inference, then of its train step
+    on the coco suite's landscape batch, each timed alone with its multiply-adds and its
+    rate against the trunk's, in each of args.precision (one model each); args.modes picks
+    which (infer, train). Our backbone + FPN beside the peer's (a TorchClient or None)."""
     import keras
 
     rows = []
     for size in args.sizes:
-        bench = OursBench(args.config, args.categories, size, args.overrides, args.jit)
-        inference = (breakdown.inference_breakdown(bench, peer, args.seed, args.warmup,
-                                                   args.repeats)
-                     if "infer" in args.modes else {})
-        train = (breakdown.train_breakdown(bench, args.seed, INSTANCES, args.warmup,
-                                           args.repeats)
-                 if "train" in args.modes else {})
-        measured = breakdown.breakdown_rows(size, inference, train)
-        print(format_rows(measured, header=False), flush=True)
-        rows += measured
-        del bench
-        keras.backend.clear_session()
+        for precision in args.precision:
+            bench = OursBench(args.config, args.categories, size, args.overrides, args.jit,
+                              precision)
+            measured = []
+            if "infer" in args.modes:
+                calls, macs, counts = breakdown.inference_stages(bench, args.seed)
+                table = breakdown.stage_table(
+                    breakdown.timed_stages(calls, args.warmup, args.repeats), macs)
+                notes = {"box_head": f"{counts['proposals']} proposals",
+                         "mask_head": f"{counts['detection_slots']} slots, "
+                                      f"{counts['detections']} detections"}
+                measured += breakdown.breakdown_rows("infer", size, 1, precision, table, notes)
+                if peer is not None:
+                    measured.append(breakdown.peer_row(bench, peer, args.seed, args.warmup,
+                                                       args.repeats))
+            if "train" in args.modes:
+                case = coco.train_cases(bench.config.data, batch=breakdown.TRAIN_BATCH)[0]
+                calls, macs, counts = breakdown.train_stages(bench, args.seed, INSTANCES,
+                                                             case.resized, case.padded)
+                table = breakdown.stage_table(
+                    breakdown.timed_stages(calls, args.warmup, args.repeats), macs)
+                notes = {"box_head": f"{counts['rois']} RoIs",
+                         "mask_head": f"{counts['mask_rois']} RoIs"}
+                measured += breakdown.breakdown_rows("train", case.padded, breakdown.TRAIN_BATCH,
+                                                     precision, table, notes)
+            print(format_rows(measured, header=False), flush=True)
+            rows += measured
+            del bench
+            keras.backend.clear_session()
     return rows
 
 

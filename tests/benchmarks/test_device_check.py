@@ -35,6 +35,25 @@ def test_dry_run_writes_every_row_and_the_table(tiny_files, tmp_path):
     assert table[4:] == [device_check.format_row(r) for r in report["rows"]]
 
 
+def test_dry_run_breakdown_rows(tiny_files, tmp_path):
+    """--breakdown adds each inference stage in float32 and bfloat16, and its table."""
+    from harness import breakdown
+
+    out = tmp_path / "check.json"
+    args = device_check.parse_args(["--dry-run", "--precision", "float32", "--config",
+                                    tiny_files[0], "--breakdown", "--out", str(out)])
+    report = device_check.Report(str(out), {"device": "CPU", "size": list(args.size),
+                                            "repeats": 1})
+    device_check._breakdown_rows(args, report, tiny_files[0], tiny_files[1],
+                                 device_check.Budget(3600))
+    rows = json.loads(out.read_text())["breakdown"]
+    stages = list(breakdown.INFERENCE_STAGES) + [breakdown.REMAINDER, breakdown.WHOLE]
+    assert [(r["precision"], r["stage"]) for r in rows] == [
+        (p, s) for p in device_check.BREAKDOWN_PRECISIONS for s in stages]
+    assert rows[0]["trunk_ratio"] == pytest.approx(1.0)
+    assert "| backbone |" in (tmp_path / "check.md").read_text()
+
+
 def test_script_stops_at_its_budget_and_keeps_the_report(tmp_path):
     """The shell entry point runs the check; with no time left it starts no row and still
     writes the report, marked incomplete."""
