@@ -147,9 +147,12 @@ class PanopticSegmenter:
 
     @classmethod
     def from_preset(cls, name_or_path, **kwargs):
-        """A preset's name, or a local model dir or .keras file (`oanet_tf.presets`)."""
+        """A preset's name, or a local model dir or .keras file (`oanet_tf.presets`). A preset
+        ships one weights file, its last: that is the default here (`weights=` as in
+        from_model_dir)."""
         from oanet_tf import presets
 
+        kwargs.setdefault("weights", "last")
         return cls.from_model_dir(presets.resolve_preset(name_or_path), **kwargs)
 
     @classmethod
