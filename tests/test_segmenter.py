@@ -3,7 +3,6 @@ kind, lists of mixed sizes, each merge order, a SavedModel, and a fresh process 
 the package from outside the repository."""
 
 import contextlib
-import importlib.util
 import io
 import os
 import pathlib
@@ -204,8 +203,6 @@ def test_from_saved_model_gives_the_same_segments(images, results, tmp_path):
 
 
 def test_from_preset_on_a_local_model_dir(images, results):
-    if importlib.util.find_spec("oanet_tf.presets") is None:
-        pytest.skip("oanet_tf.presets is not in this tree yet (another branch writes it)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         segmenter = oanet_tf.PanopticSegmenter.from_preset(FIXTURE)
