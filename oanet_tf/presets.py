@@ -1,8 +1,8 @@
 """Named models to start from (presets): name -> a local model dir, fetched and checked.
 
 A preset is a config and categories shipped with the package (`preset_data/NAME/`; a converted
-preset names a shipped config of configs/ instead) and a weights file: shipped beside them (`synthetic_demo`, offline), or downloaded once with
-`keras.utils.get_file` into the Keras cache (~/.keras/oanet_tf, or `cache_dir`) and converted
+preset names a shipped config of configs/ instead) and a weights file: shipped beside them
+(`synthetic_demo`, offline), or downloaded once with `keras.utils.get_file` into the Keras cache (~/.keras/oanet_tf, or `cache_dir`) and converted
 there into a model dir (`maskrcnn_r50_torchvision_coco`). Every weights file is checked
 against its sha256 (or the prefix of it that its publisher names the file with) before use.
 
