@@ -2,8 +2,9 @@
 
 A preset is a config and categories shipped with the package (`preset_data/NAME/`; a converted
 preset names a shipped config of configs/ instead) and a weights file: shipped beside them
-(`synthetic_demo`, offline), or downloaded once with `keras.utils.get_file` into the Keras cache (~/.keras/oanet_tf, or `cache_dir`) and converted
-there into a model dir (`maskrcnn_r50_torchvision_coco`). Every weights file is checked
+(`synthetic_demo`, offline), or downloaded once with `keras.utils.get_file` into the Keras
+cache (~/.keras/oanet_tf, or `cache_dir`) and converted there into a model dir
+(`maskrcnn_r50_torchvision_coco`). Every weights file is checked
 against its sha256 (or the prefix of it that its publisher names the file with) before use.
 
 `resolve_preset` also takes what is not a preset name: a model dir or a `.keras` file, by
