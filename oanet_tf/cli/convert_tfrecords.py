@@ -22,7 +22,8 @@ FAILED = 1  # exit status of a conversion stopped by a bad input
 
 def add_arguments(parser):
     source = parser.add_argument_group("the split, from a config")
-    source.add_argument("--config", default="", help="a shipped config's name (e.g. coco_r50) or a YAML file")
+    source.add_argument("--config", default="",
+                        help="a shipped config's name (e.g. coco_r50) or a YAML file")
     source.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
     source.add_argument("--split", choices=SPLITS, default="train")

@@ -17,7 +17,8 @@ training pipeline sees them after applying it.
 Bad input fails the call with INVALID_ARGUMENT naming the item: undecodable bytes, an image
 side above `max_image_side`, an empty image; a request whose images hold more than
 `max_request_pixels` together fails it too. Sizes are read from the headers
-(`oanet_tf.data.image_headers`) before anything is decoded; bytes of another format are refused undecoded.
+(`oanet_tf.data.image_headers`) before anything is decoded; bytes of another format are
+refused undecoded.
 An empty batch returns empty outputs (B = 0, panoptic [0, 0, 0]).
 
 `png_outputs` turns the outputs into a REST client's: each panoptic map as COCO panoptic PNG
