@@ -86,7 +86,7 @@ def served(tmp_path_factory, exported, images):
 
 def test_bfloat16_export_serves_the_float32_segments(served, exported):
     reference, bfloat16 = served
-    assert "(bfloat16)" in exported[1]
+    assert "(bfloat16: as requested)" in exported[1]
     pixels, ious = [], []
     for index in range(NUM_IMAGES):
         expected = image_segments(reference, index)

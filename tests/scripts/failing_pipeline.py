@@ -24,6 +24,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    from oanet_tf.data.synthetic import make_synthetic_dataset
     from oanet_tf.training.trainer import train
     from tests.tiny_model import tiny_config
 
@@ -32,6 +33,9 @@ def run(args):
                          "data.buckets=[]", "train.batch_size=2", "train.epochs=1",
                          "train.steps_per_epoch=1")
     config.data.short_side = config.data.max_side = SIDE
+    data = config.data  # the synthetic data is made explicitly, as `make-synthetic` does
+    make_synthetic_dataset(data.synthetic_dir, data.synthetic_train, data.synthetic_val,
+                           data.synthetic_seed, tuple(data.synthetic_size), progress=False)
     train(config, args.model_dir, verbose=0)
 
 

@@ -136,6 +136,6 @@ def test_a_coco_run_logs_by_the_step_before_its_epoch_ends(coco_sample_dir, tmp_
 
 def test_a_coco_config_with_no_backbone_start_refuses_before_writing(tmp_path):
     config = load_config(os.path.join(os.path.dirname(CONFIG), "coco_r50.yaml"))
-    with pytest.raises(ConfigError, match=r"model\.backbone_weights is empty"):
+    with pytest.raises(ConfigError, match=r"model\.backbone\.weights is empty"):
         train(config, str(tmp_path / "model"), "one_device", verbose=0)
     assert not os.path.exists(tmp_path / "model")
