@@ -16,7 +16,6 @@ import errno
 import json
 import os
 import shutil
-import tempfile
 import uuid
 
 STAGING_PREFIX = ".tmp-"  # a file or folder being written: .tmp-<pid>-<token>-<name>
