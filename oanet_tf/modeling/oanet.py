@@ -115,7 +115,7 @@ class OANet(keras.Model):
         if srm_min_score is not None:
             srm_classes = tf.where(detections["scores"] >= srm_min_score, srm_classes, 0)
         ranking_scores, ranking_map = self.srm.rank(
-            tf.cast(instance_masks >= MASK_THRESHOLD, tf.float32), srm_classes)
+            instance_masks >= MASK_THRESHOLD, srm_classes)
         stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"], canvas)
         return {**detections, "stuff_probs": stuff_probs, "instance_masks": instance_masks,
                 "ranking_scores": ranking_scores, "ranking_map": ranking_map}

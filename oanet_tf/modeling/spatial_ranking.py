@@ -17,6 +17,7 @@ import tensorflow as tf
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.modeling import srm_layer
 from oanet_tf.modeling.srm_layer import static_stride
+from oanet_tf.ops.shapes import dims
 
 MIN_CONFLICT_COUNT = 2  # a pixel covered by this many instances or more is a conflict
 
@@ -67,11 +68,28 @@ class SpatialRanking(keras.layers.Layer):
         return self.module.covered_score_map(channels)
 
     def rank(self, masks, classes):
-        """Eq. 3 for detections: masks [B, D, H, W] 0/1, classes [B, D] (1..T, 0 = none) ->
-        (ranking scores [B, D], ranking map [B, h, w, T])."""
+        """Eq. 3 for detections: masks [B, D, H, W] 0/1 (or bool), classes [B, D] (1..T, 0 =
+        none) -> (ranking scores [B, D], ranking map [B, h, w, T])."""
+        if not self.static_shapes:
+            return self._rank_pixels(tf.not_equal(masks, tf.zeros([], masks.dtype)), classes)
+        masks = tf.cast(masks, tf.float32)
         channels, _ = srm_layer.srm_inputs(masks, classes, self.num_things)
         score_map = self.ranking_map(channels)
         return srm_layer.ranking_scores(score_map, masks, classes, self.stride), score_map
+
+    def _rank_pixels(self, inside, classes):
+        """`rank` from the list of mask pixels and the categories present: no full-size
+        tensor with a channel per category (the cost of the static path at stride 1).
+        inside [B, D, H, W] bool"""
+        batch, _, height, width = dims(inside)
+        pixels = srm_layer.instance_pixels(inside, classes, self.num_things)
+        present = srm_layer.present_things(classes, self.num_things)
+        channels = srm_layer.present_channels(pixels, classes, present, (batch, height, width))
+        cells, probs = self.module.covered_probs(channels, present)
+        grid = (height // self.stride, width // self.stride)
+        scores = srm_layer.pixel_ranking_scores(pixels, cells, probs, classes, self.stride, grid)
+        shape = tf.cast(tf.stack([batch, *grid, self.num_things]), tf.int64)
+        return scores, tf.scatter_nd(cells, probs, shape)
 
     def get_config(self):
         return {**super().get_config(), "num_things": self.num_things, "kernel": self.kernel,

@@ -128,8 +128,27 @@ class SpatialRankingModule(keras.layers.Layer):
         if self.kernel != GCN_KERNEL:
             return self._conv_at(x, self.convs[0], cells, present)
         left_kx1, left_1xk, right_1xk, right_kx1 = self.convs
-        return (self._conv_at(self._conv(x, left_kx1, present), left_1xk, cells)
-                + self._conv_at(self._conv(x, right_1xk, present), right_kx1, cells))
+        return (self._two_convs_at(x, present, left_kx1, left_1xk, cells)
+                + self._two_convs_at(x, present, right_1xk, right_kx1, cells))
+
+    def _two_convs_at(self, x, present, first, second, cells):
+        """second(first(x)) at `cells`, with `first` evaluated only at the cells that
+        `second` reads (the cells' neighbourhoods), not on the whole grid: one GCN path.
+        x [B, h, w, P] (the present categories), cells [N, 3] -> [N, T]"""
+        kh, kw = second.kernel_size
+        batch, height, width, _ = dims(x)
+        cells = tf.cast(cells, tf.int64)
+        grid = tf.cast(tf.stack([batch, height, width]), tf.int64)
+        wanted = tf.scatter_nd(cells, tf.ones([tf.shape(cells)[0]]), grid)[..., tf.newaxis]
+        needed = tf.nn.max_pool2d(wanted, [kh, kw], 1, "SAME")[..., 0] > 0
+        read = tf.where(needed)  # [N2, 3]: every cell some window of `cells` covers
+        first_out = self._conv_at(x, first, read, present)  # [N2, T]
+        # Row N2 stands for every cell outside `read` (zero padding): a zero row.
+        rows = tf.concat([first_out, tf.zeros_like(first_out[:1])], axis=0)
+        count = tf.shape(read, out_type=tf.int64)[0]
+        index = tf.tensor_scatter_nd_update(tf.fill(tf.cast(grid, tf.int32), count), read,
+                                            tf.range(count))  # [B, h, w] -> row of `rows`
+        return self._conv_at(index[..., tf.newaxis], second, cells, rows=rows)
 
     def covered_cells(self, channels):
         """Output cells that some instance covers (any of their pixels, with a stride).
@@ -142,27 +161,40 @@ class SpatialRankingModule(keras.layers.Layer):
 
     def covered_score_map(self, channels):
         """The ranking score map S (softmax over categories) on the covered cells, 0 on the
-        others: all that Eq. 3 reads. Computed on those cells alone while they are at most
-        SPARSE_MAX_COVERED of the map; above that a full pass is cheaper than the gathers.
-        Either way the first convolutions read only the categories present.
+        others: all that Eq. 3 reads (see `covered_probs`).
 
         channels [B, H, W, T] (0/1) -> [B, H/stride, W/stride, T] float32
         """
+        present = _present_categories(channels)
+        cells, probs = self.covered_probs(tf.gather(channels, present, axis=-1), present)
+        batch, height, width, _ = dims(channels)
+        shape = tf.cast(tf.stack([batch, height // self.stride, width // self.stride,
+                                  self.num_things]), tf.int64)
+        return tf.scatter_nd(cells, probs, shape)
+
+    def covered_probs(self, channels, present):
+        """S at the cells some instance covers, computed on those cells alone while they are
+        at most SPARSE_MAX_COVERED of the map (above that a full pass is cheaper than the
+        gathers); either way the first convolutions read only the categories present.
+
+        channels [B, H, W, P] (0/1) the input channels `present` [P] int32 (the others are
+        zero) -> (cells [N, 3] int64 (batch, row, column on the output grid), probabilities
+        [N, T] float32)
+        """
         covered = self.covered_cells(channels)
-        x, present = self._present_inputs(channels)
+        cells = tf.where(covered)
+        x = self.pool(channels) if self.pool is not None else channels
+        x = tf.cast(x, self.compute_dtype)
 
         def on_cells():
-            cells = tf.where(covered)
-            probs = tf.nn.softmax(tf.cast(self._logits_at(x, present, cells), tf.float32))
-            shape = tf.concat([tf.shape(covered, out_type=tf.int64), [self.num_things]], 0)
-            return tf.scatter_nd(cells, probs, shape)
+            return tf.nn.softmax(tf.cast(self._logits_at(x, present, cells), tf.float32))
 
         def everywhere():
-            probs = tf.nn.softmax(tf.cast(self._dense_logits(x, present), tf.float32))
-            return probs * tf.cast(covered, tf.float32)[..., tf.newaxis]
+            logits = tf.cast(self._dense_logits(x, present), tf.float32)
+            return tf.gather_nd(tf.nn.softmax(logits), cells)
 
         fraction = tf.reduce_mean(tf.cast(covered, tf.float32))
-        return tf.cond(fraction <= SPARSE_MAX_COVERED, on_cells, everywhere)
+        return cells, tf.cond(fraction <= SPARSE_MAX_COVERED, on_cells, everywhere)
 
     def _dense_logits(self, x, present):
         """The logits of every cell from x [B, h, w, P] (the present categories) -> [B, h,
@@ -180,16 +212,19 @@ class SpatialRankingModule(keras.layers.Layer):
         y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
         return y + tf.cast(conv.bias, self.compute_dtype) if conv.use_bias else y
 
-    def _conv_at(self, x, conv, cells, present=None):
+    def _conv_at(self, x, conv, cells, present=None, rows=None):
         """conv ('same' padding) evaluated at `cells` only: per kernel tap, the cells' shifted
         neighbours gathered and multiplied by that tap (memory N x C per tap, not N x taps x
         C). x [B, h, w, C] (C = len(present) when given, the conv's input channels restricted
-        to them) -> [N, T]"""
+        to them); or, with `rows` [R + 1, C] (row R zero), x [B, h, w, 1] int64 holding the
+        row of `rows` that is each cell's input (R where none) -> [N, T]"""
         kh, kw = conv.kernel_size
         kernel = tf.cast(conv.kernel, self.compute_dtype)  # [kh, kw, C, T]
         if present is not None:
             kernel = tf.gather(kernel, present, axis=2)
-        padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+        fill = tf.zeros([], x.dtype) if rows is None else tf.shape(rows, out_type=x.dtype)[0] - 1
+        padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]],
+                        constant_values=fill)
         _, height, width, depth = dims(padded)
         flat = tf.reshape(padded, [-1, depth])  # [B * hp * wp, C]
         cells = tf.cast(cells, tf.int64)
@@ -199,7 +234,10 @@ class SpatialRankingModule(keras.layers.Layer):
         y = tf.zeros([tf.shape(cells)[0], self.num_things], self.compute_dtype)
         for dy in range(kh):
             for dx in range(kw):
-                y += tf.matmul(tf.gather(flat, corner + dy * width + dx), kernel[dy, dx])
+                taken = tf.gather(flat, corner + dy * width + dx)
+                if rows is not None:
+                    taken = tf.gather(rows, taken[:, 0])
+                y += tf.matmul(taken, kernel[dy, dx])
         return y + tf.cast(conv.bias, self.compute_dtype) if conv.use_bias else y
 
     def compute_output_shape(self, input_shape):
@@ -259,6 +297,72 @@ def ranking_scores(score_map, masks, classes, stride=None):
     area = tf.reduce_sum(masks, axis=[2, 3])
     valid = (classes > 0) & (classes <= num_things) & (area > 0)
     return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
+
+
+def instance_pixels(inside, classes, num_things: int):
+    """The mask pixels of the valid instances, as a list: what the data-sized SRM path reads
+    instead of full-size per-category maps.
+
+    inside [B, K, H, W] bool, classes [B, K] int (1..T; 0 or above T: padding, left out) ->
+    [M, 4] int64 (image, instance, row, column)
+    """
+    pixels = tf.where(inside)
+    classes = tf.cast(classes, tf.int32)
+    valid = (classes > 0) & (classes <= num_things)
+    return tf.boolean_mask(pixels, tf.gather_nd(valid, pixels[:, :2]))
+
+
+def present_things(classes, num_things: int):
+    """The thing categories of the valid instances -> [P] int32 sorted thing indices, P >= 1
+    (category 0 always kept, as in `_present_categories`). classes [B, K] (1..T, 0 = none)"""
+    classes = tf.cast(classes, tf.int32)
+    valid = (classes > 0) & (classes <= num_things)
+    hit = tf.reduce_any(tf.one_hot(tf.where(valid, classes - 1, -1), num_things) > 0,
+                        axis=[0, 1])
+    return tf.cast(tf.where(hit | tf.equal(tf.range(num_things), 0))[:, 0], tf.int32)
+
+
+def present_channels(pixels, classes, present, size):
+    """`srm_inputs`' channels of the `present` categories alone, drawn from the pixel list.
+
+    pixels [M, 4] (`instance_pixels`), classes [B, K], present [P] (`present_things`), size
+    (B, H, W) -> [B, H, W, P] float32 (1 where an instance of that category has its mask)
+    """
+    slot = tf.scatter_nd(present[:, tf.newaxis], tf.range(tf.size(present)),
+                         [tf.reduce_max(present) + 1])  # category -> its channel
+    category = tf.gather_nd(tf.cast(classes, tf.int32), pixels[:, :2]) - 1
+    where = tf.concat([tf.gather(pixels, [0, 2, 3], axis=1),
+                       tf.cast(tf.gather(slot, category), tf.int64)[:, tf.newaxis]], axis=1)
+    shape = tf.cast(tf.concat([tf.stack(size), tf.shape(present)], 0), tf.int64)
+    hits = tf.scatter_nd(where, tf.ones([tf.shape(pixels)[0]]), shape)  # duplicates add up
+    return tf.minimum(hits, 1.0)
+
+
+def pixel_ranking_scores(pixels, cells, probs, classes, stride: int, grid):
+    """Eq. 3 from the pixel list: `ranking_scores` of binary masks, summed over the mask
+    pixels alone, each reading S at its cell (the map replicated over a stride's pixels).
+
+    pixels [M, 4] (`instance_pixels`), cells [N, 3] every cell holding a mask pixel, in
+    `tf.where` order, and probs [N, T] S there (`SpatialRankingModule.covered_probs`),
+    classes [B, K], grid (h, w) the SRM's output size -> [B, K] float32 (0 for padding rows
+    and empty masks)
+    """
+    batch, num = dims(classes)
+    height, width = (tf.cast(side, tf.int64) for side in grid)
+
+    def key(image, row, column):  # tf.where lists the cells in this key's order
+        return (image * height + row) * width + column
+
+    pixel_cells = key(pixels[:, 0], pixels[:, 2] // stride, pixels[:, 3] // stride)
+    row = tf.searchsorted(key(cells[:, 0], cells[:, 1], cells[:, 2]), pixel_cells,
+                          out_type=tf.int64)
+    category = tf.cast(tf.gather_nd(tf.cast(classes, tf.int32), pixels[:, :2]) - 1, row.dtype)
+    values = tf.gather_nd(probs, tf.stack([row, category], 1))
+    instance = pixels[:, 0] * tf.cast(num, tf.int64) + pixels[:, 1]
+    segments = batch * num
+    total = tf.math.unsorted_segment_sum(values, instance, segments)
+    area = tf.math.unsorted_segment_sum(tf.ones_like(values), instance, segments)
+    return tf.reshape(tf.where(area > 0, total / tf.maximum(area, 1.0), 0.0), [batch, num])
 
 
 def static_stride(size, grid: int) -> int:

@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.modeling.srm_layer import (SPARSE_MAX_COVERED, SpatialRankingModule,
-                                         ranking_scores, srm_inputs)
+                                         instance_pixels, pixel_ranking_scores,
+                                         present_channels, present_things, ranking_scores,
+                                         srm_inputs)
 from tests.modeling.srm_cases import random_channels, random_weights, sparse_inputs, srm
 
 T, H, W = 3, 16, 24
@@ -153,6 +155,38 @@ def test_ranking_scores_match_numpy():
     want = _np_ranking(score_map, masks, classes)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert float(got[0, -1]) == 0.0 and float(got[1, 2]) == 0.0
+
+
+def test_pixel_list_draws_the_present_channels_of_numpy():
+    masks, classes = _random_instances(21, num=6)
+    classes[1] = [3, 3, 0, 9, 3, 0]  # 9 > T: not a thing, left out like padding
+    inside = tf.constant(masks > 0)
+    pixels = instance_pixels(inside, tf.constant(classes), T).numpy()
+    valid = (classes > 0) & (classes <= T)
+    want = np.argwhere(masks > 0)
+    np.testing.assert_array_equal(pixels, want[valid[want[:, 0], want[:, 1]]])
+    present = present_things(tf.constant(classes), T).numpy()
+    assert present.tolist() == sorted(set((classes[valid] - 1).tolist()) | {0})
+    got = present_channels(tf.constant(pixels), tf.constant(classes), tf.constant(present),
+                           (2, H, W))
+    np.testing.assert_array_equal(got, _np_inputs(masks, classes, T)[0][..., present])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pixel_ranking_scores_equal_the_dense_eq3(stride):
+    rng = np.random.default_rng(22)
+    score_map = tf.nn.softmax(rng.normal(size=(2, H // stride, W // stride, T))).numpy()
+    masks, classes = _random_instances(23)
+    masks[1, 1] = 0  # an empty mask scores 0
+    pixels = instance_pixels(tf.constant(masks > 0), tf.constant(classes), T)
+    covered = masks.reshape(2, -1, H // stride, stride, W // stride, stride).any(axis=(1, 3, 5))
+    cells = np.argwhere(covered)
+    got = pixel_ranking_scores(pixels, tf.constant(cells), tf.constant(
+        score_map[tuple(cells.T)].astype(np.float32)), tf.constant(classes), stride,
+        (H // stride, W // stride))
+    full = score_map.repeat(stride, axis=1).repeat(stride, axis=2)
+    np.testing.assert_allclose(got, _np_ranking(full, masks, classes), rtol=1e-5, atol=1e-6)
+    assert float(got[1, 1]) == 0.0 and float(got[0, -1]) == 0.0
 
 
 def test_ranking_scores_strided_equal_the_replicated_map():
