@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from oanet_tf.modeling import legacy_weights
 from oanet_tf.modeling.train_step import StepLog, build_optimizer, run_test_step, run_train_step
+from oanet_tf.ops import mask_ops
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD
 from oanet_tf.ops.sampling import step_seed
 from oanet_tf.ops.shapes import image_canvas
@@ -114,8 +115,13 @@ class OANet(keras.Model):
         srm_classes = detections["classes"]
         if srm_min_score is not None:
             srm_classes = tf.where(detections["scores"] >= srm_min_score, srm_classes, 0)
-        ranking_scores, ranking_map = self.srm.rank(
-            instance_masks >= MASK_THRESHOLD, srm_classes)
+        if self.srm.static_shapes:
+            ranking_scores, ranking_map = self.srm.rank(instance_masks >= MASK_THRESHOLD,
+                                                        srm_classes)
+        else:  # from each mask pasted into its box alone: serving never pastes them all
+            pixels = mask_ops.mask_pixels(detections["masks"], detections["boxes"],
+                                          srm_classes > 0, canvas)
+            ranking_scores, ranking_map = self.srm.rank_pixels(pixels, srm_classes, canvas)
         stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"], canvas)
         return {**detections, "stuff_probs": stuff_probs, "instance_masks": instance_masks,
                 "ranking_scores": ranking_scores, "ranking_map": ranking_map}

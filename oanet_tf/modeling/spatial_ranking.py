@@ -71,18 +71,21 @@ class SpatialRanking(keras.layers.Layer):
         """Eq. 3 for detections: masks [B, D, H, W] 0/1 (or bool), classes [B, D] (1..T, 0 =
         none) -> (ranking scores [B, D], ranking map [B, h, w, T])."""
         if not self.static_shapes:
-            return self._rank_pixels(tf.not_equal(masks, tf.zeros([], masks.dtype)), classes)
+            inside = tf.not_equal(masks, tf.zeros([], masks.dtype))
+            pixels = srm_layer.instance_pixels(inside, classes, self.num_things)
+            return self.rank_pixels(pixels, classes, dims(masks)[2:])
         masks = tf.cast(masks, tf.float32)
         channels, _ = srm_layer.srm_inputs(masks, classes, self.num_things)
         score_map = self.ranking_map(channels)
         return srm_layer.ranking_scores(score_map, masks, classes, self.stride), score_map
 
-    def _rank_pixels(self, inside, classes):
-        """`rank` from the list of mask pixels and the categories present: no full-size
-        tensor with a channel per category (the cost of the static path at stride 1).
-        inside [B, D, H, W] bool"""
-        batch, _, height, width = dims(inside)
-        pixels = srm_layer.instance_pixels(inside, classes, self.num_things)
+    def rank_pixels(self, pixels, classes, canvas_size):
+        """`rank` from the list of mask pixels (`srm_layer.instance_pixels`, or
+        `mask_ops.mask_pixels` without pasting the masks) and the categories present: no
+        full-size tensor with a channel per category (the cost of the static path at stride
+        1); not for XLA. pixels [M, 4], classes [B, D], canvas_size (H, W)"""
+        batch = dims(classes)[0]
+        height, width = canvas_size
         present = srm_layer.present_things(classes, self.num_things)
         channels = srm_layer.present_channels(pixels, classes, present, (batch, height, width))
         cells, probs = self.module.covered_probs(channels, present)

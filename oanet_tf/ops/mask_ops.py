@@ -45,15 +45,15 @@ def mask_targets(gt_masks, matched_index, rois, size: int = 28,
     return tf.cast(soft[..., 0] >= MASK_THRESHOLD, tf.float32)
 
 
-def _paste_weights(start, end, num_pixels: int, mask_size: int):
+def _paste_weights(start, end, num_pixels, mask_size: int, first_pixel=0):
     """Bilinear weights from mask cells to the image pixels along one axis.
 
-    start, end [B, K] box edges -> [B, K, num_pixels, mask_size]: pixel p takes the mask at
-    cell coordinate u = (p + 0.5 - start) / (end - start) * S - 0.5 with zero padding beyond
-    the outer cells (grid_sample, align_corners=False), and nothing when its centre lies
-    outside [start, end].
+    start, end [B, K] (or scalars) box edges -> [B, K, num_pixels, mask_size]: pixel p (from
+    first_pixel on) takes the mask at cell coordinate u = (p + 0.5 - start) / (end - start) *
+    S - 0.5 with zero padding beyond the outer cells (grid_sample, align_corners=False), and
+    nothing when its centre lies outside [start, end].
     """
-    centres = tf.range(num_pixels, dtype=tf.float32) + 0.5
+    centres = tf.cast(tf.range(first_pixel, first_pixel + num_pixels), tf.float32) + 0.5
     start, end = start[..., None], end[..., None]
     length = tf.maximum(end - start, MIN_PASTE_BOX_SIZE)
     u = (centres - start) / length * mask_size - 0.5  # [B, K, P]
@@ -85,3 +85,63 @@ def paste_masks(masks, boxes, image_size):
     rows = _paste_weights(y1, y2, height, mask_size)  # [B, K, H, S]
     cols = _paste_weights(x1, x2, width, mask_size)  # [B, K, W, S]
     return tf.matmul(rows, tf.matmul(masks, cols, transpose_b=True))
+
+
+def box_windows(boxes, canvas_size):
+    """The pixels a pasted mask can cover (paste_masks gives exactly 0 everywhere else):
+    boxes [..., 4] (y1, x1, y2, x2) -> int32 [..., 4] (row0, col0, row1, col1), ends
+    exclusive, a pixel of margin each side, clipped to canvas_size (H, W)."""
+    y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), axis=-1)
+    height, width = (tf.cast(side, tf.int32) for side in canvas_size)
+
+    def clip(value, limit):
+        return tf.clip_by_value(tf.cast(value, tf.int32), 0, limit)
+
+    return tf.stack([clip(tf.floor(y1) - 1, height), clip(tf.floor(x1) - 1, width),
+                     clip(tf.math.ceil(y2) + 1, height), clip(tf.math.ceil(x2) + 1, width)], -1)
+
+
+def paste_window(mask, box, window):
+    """One RoI mask pasted into a window of the canvas: the pixels of paste_masks' output
+    there, by the same arithmetic. mask [S, S], box [4] (y1, x1, y2, x2), window [4] int32
+    (`box_windows`) -> [row1 - row0, col1 - col0] float32"""
+    mask = tf.cast(mask, tf.float32)
+    mask_size = int(mask.shape[-1])
+    y1, x1, y2, x2 = tf.unstack(tf.cast(box, tf.float32))
+    row0, col0, row1, col1 = tf.unstack(window)
+    rows = _paste_weights(y1, y2, row1 - row0, mask_size, row0)  # [h, S]
+    cols = _paste_weights(x1, x2, col1 - col0, mask_size, col0)  # [w, S]
+    return tf.matmul(rows, tf.matmul(mask, cols, transpose_b=True))
+
+
+def mask_pixels(masks, boxes, keep, canvas_size, threshold: float = MASK_THRESHOLD):
+    """The pixels of the pasted masks at or above `threshold`, as a list, each mask pasted
+    into its box's window alone: what paste_masks followed by tf.where gives, without the
+    [B, K, H, W] canvas (memory: one window at a time).
+
+    masks [B, K, S, S], boxes [B, K, 4], keep [B, K] bool (the others are left out),
+    canvas_size (H, W) -> [M, 4] int64 (image, instance, row, column) in that order
+    """
+    if threshold <= 0:
+        raise ValueError(f"mask_pixels needs a positive threshold, got {threshold}")
+    batch, num, mask_size, _ = dims(masks)
+    total = batch * num
+    masks = tf.reshape(masks, [-1, mask_size, mask_size])
+    boxes = tf.reshape(boxes, [-1, 4])
+    windows = tf.reshape(box_windows(boxes, canvas_size), [-1, 4])
+    keep = tf.reshape(keep, [-1])
+
+    def pixels_of(i):
+        window = windows[i]
+        found = tf.where(paste_window(masks[i], boxes[i], window) >= threshold)  # [m, 2]
+        instance = tf.cast(tf.stack([i // num, i % num]), tf.int64)
+        origin = tf.cast(window[:2], tf.int64)
+        return tf.concat([tf.zeros_like(found) + instance, found + origin], axis=1)
+
+    def step(i, found):
+        entry = tf.cond(keep[i], lambda: pixels_of(i), lambda: tf.zeros([0, 4], tf.int64))
+        return i + 1, found.write(i, entry)
+
+    found = tf.TensorArray(tf.int64, size=total, infer_shape=False, element_shape=[None, 4])
+    _, found = tf.while_loop(lambda i, _: i < total, step, (tf.constant(0), found))
+    return tf.reshape(found.concat(), [-1, 4])

@@ -78,3 +78,43 @@ def test_paste_masks_match_numpy():
         for k in range(3):
             np.testing.assert_allclose(got[b, k], ref.paste_mask(masks[b, k], boxes[b, k],
                                                                  (24, 32)), atol=1e-5)
+
+
+def _pasting_case(seed):
+    """Two images of 4 RoI masks: boxes inside, across the border, sub-pixel, and an empty
+    padding box; the last instance of image 1 is left out."""
+    rng = np.random.default_rng(seed)
+    masks = rng.random((2, 4, 28, 28)).astype(np.float32)
+    boxes = np.array([[[3.2, 4.7, 20.5, 30.1], [-5.0, 20.0, 12.3, 45.9], [10.4, 10.2, 10.9, 11.1],
+                       [0.0, 0.0, 0.0, 0.0]],
+                      [[0.0, 0.0, 30.0, 40.0], [25.5, 33.3, 31.0, 41.0], [7.0, 9.0, 18.0, 28.0],
+                       [2.0, 3.0, 15.0, 16.0]]], np.float32)
+    keep = np.array([[True, True, True, True], [True, True, True, False]])
+    return masks, boxes, keep
+
+
+def test_windows_hold_every_pasted_pixel():
+    masks, boxes, _ = _pasting_case(31)
+    pasted = mask_ops.paste_masks(tf.constant(masks), tf.constant(boxes), (30, 40)).numpy()
+    windows = mask_ops.box_windows(tf.constant(boxes), (30, 40)).numpy()
+    for b in range(2):
+        for k in range(4):
+            row0, col0, row1, col1 = windows[b, k]
+            outside = pasted[b, k].copy()
+            outside[row0:row1, col0:col1] = 0
+            assert not outside.any()
+            window = mask_ops.paste_window(masks[b, k], boxes[b, k], windows[b, k]).numpy()
+            np.testing.assert_allclose(window, pasted[b, k, row0:row1, col0:col1], atol=1e-6)
+
+
+def test_mask_pixels_list_the_pasted_masks_above_the_threshold():
+    masks, boxes, keep = _pasting_case(32)
+    pasted = mask_ops.paste_masks(tf.constant(masks), tf.constant(boxes), (30, 40)).numpy()
+    want = np.argwhere((pasted >= 0.5) & keep[:, :, None, None])
+    assert len(want) > 100
+    got = tf.function(mask_ops.mask_pixels)(tf.constant(masks), tf.constant(boxes),
+                                           tf.constant(keep), (30, 40))
+    np.testing.assert_array_equal(got, want)
+    none = mask_ops.mask_pixels(tf.constant(masks), tf.constant(boxes),
+                                tf.zeros([2, 4], tf.bool), (30, 40))
+    assert none.shape == (0, 4)
