@@ -6,11 +6,13 @@ from the layers' shapes as the run calls them) and its achieved rate against the
 trunk's (the backbone) in the same run.
 
 Inference (batch 1, one model per precision): the stages below, the whole predictor (detect +
-merge) as WHOLE, and REMAINDER = WHOLE - the stages (what joins them); box_selection (the box
+merge, its panoptic outputs as served: the image-sized instance_masks and ranking_map, which
+serving does not return, are not computed) as WHOLE, and REMAINDER = WHOLE - the stages (what
+joins them); box_selection (the box
 decoding and class-wise NMS of RoIHeads.detect) is RoIHeads.detect timed whole minus its
 RoIAlign and heads. The box head runs on the RPN's proposals of the
 run, the mask head on the detection slots (detections_per_image; how many hold a detection is
-in the note), the SRM on the cells it computes (the covered cells of the present categories).
+in the note), the SRM on the cells it computes (see srm_macs).
 
 Train step (a COCO-sized batch of TRAIN_BATCH: a batch-1 backward pass crashes oneDNN's
 Conv2DBackpropFilter on some CPUs): each stage's forward + backward (gradients of its summed
@@ -31,7 +33,7 @@ TRUNK = "backbone"  # the ResNet trunk: the reference rate
 WHOLE, REMAINDER = "whole", "remainder"
 INFERENCE_STAGES = ("backbone", "fpn", "rpn_head", "stuff_head", "stuff_probabilities",
                     "proposals", "roi_align_box", "box_head", "box_selection",
-                    "roi_align_mask", "mask_head", "paste_masks", "srm_inputs", "srm",
+                    "roi_align_mask", "mask_head", "mask_pixels", "srm_inputs", "srm",
                     "ranking_scores", "merge")
 # box_selection (the box decoding, class-wise NMS and mask-logit gather of RoIHeads.detect)
 # is ROI_HEADS, RoIHeads.detect timed whole, minus the ROI_HEADS_PARTS timed alone.
@@ -59,30 +61,41 @@ def _fetched(function, *args):
 
 
 def srm_macs(module, channels) -> int:
-    """Multiply-adds of SpatialRankingModule.covered_score_map on `channels` [B, H, W, T]
-    (0/1, numpy): the first convolutions of each path read the present categories on every
-    cell of the pooled grid, the last ones run on the covered cells alone while those are at
-    most SPARSE_MAX_COVERED of the grid, else on every cell (as the module decides)."""
+    """Multiply-adds of SpatialRankingModule.covered_probs on `channels` [B, H, W, P] (0/1,
+    numpy, the present categories'): while the covered cells are at most SPARSE_MAX_COVERED
+    of the grid, each path's last convolution runs on them and its first on the cells that
+    one reads (the covered cells' windows); above, both on every cell (as the module
+    decides)."""
+    import numpy as np
+
     from oanet_tf.modeling.srm_layer import GCN_KERNEL, SPARSE_MAX_COVERED
 
-    batch, height, width, things = channels.shape
-    stride = module.stride
-    grid = batch * (height // stride) * (width // stride)
-    nonzero = channels.reshape(batch, height // stride, stride, width // stride, stride,
-                               things) != 0
-    covered = int(nonzero.any(axis=(2, 4, 5)).sum())
-    present = int(nonzero.any(axis=(0, 1, 2, 3, 4)).sum())
-    last_cells = covered if covered <= SPARSE_MAX_COVERED * grid else grid
+    batch, height, width, present = channels.shape
+    stride, things = module.stride, module.num_things
+    covered = channels.reshape(batch, height // stride, stride, width // stride, stride,
+                               present).any(axis=(2, 4, 5))
+    sparse = covered.mean() <= SPARSE_MAX_COVERED
 
-    def conv(layer, cells, inputs):
+    def cells(window=(1, 1)):  # cells within `window` (centred) of a covered cell
+        if not sparse:
+            return covered.size
+        padded = np.pad(covered, [(0, 0), (window[0] // 2,) * 2, (window[1] // 2,) * 2])
+        hit = np.zeros_like(covered)
+        for dy in range(window[0]):
+            for dx in range(window[1]):
+                hit |= padded[:, dy:dy + covered.shape[1], dx:dx + covered.shape[2]]
+        return int(hit.sum())
+
+    def conv(layer, count, inputs):
         kh, kw = layer.kernel_size
-        return cells * kh * kw * inputs * things
+        return count * kh * kw * inputs * things
 
     if module.kernel != GCN_KERNEL:
-        return conv(module.convs[0], last_cells, present)
+        return conv(module.convs[0], cells(), present)
     left_kx1, left_1xk, right_1xk, right_kx1 = module.convs
-    return (conv(left_kx1, grid, present) + conv(right_1xk, grid, present)
-            + conv(left_1xk, last_cells, things) + conv(right_kx1, last_cells, things))
+    return (conv(left_kx1, cells(left_1xk.kernel_size), present)
+            + conv(right_1xk, cells(right_kx1.kernel_size), present)
+            + conv(left_1xk, cells(), things) + conv(right_kx1, cells(), things))
 
 
 def inference_stages(bench: OursBench, seed) -> tuple:
@@ -118,8 +131,22 @@ def inference_stages(bench: OursBench, seed) -> tuple:
 
     box_pooled = pool(proposals, roi_heads.box_pooler_resolution)
     mask_pooled = pool(detections["boxes"], roi_heads.mask_pooler_resolution)
-    binary = tf.cast(detections["instance_masks"] >= srm_lib.MASK_THRESHOLD, tf.float32)
-    channels, _ = srm_lib.srm_inputs(binary, detections["classes"], model.num_things)
+    srm_min_score = bench.predictor().srm_min_score  # the SRM reads what the merge may draw
+    srm_classes = detections["classes"]
+    if srm_min_score is not None:
+        srm_classes = tf.where(detections["scores"] >= srm_min_score, srm_classes, 0)
+
+    def mask_pixels(masks, boxes, classes):
+        return mask_ops.mask_pixels(masks, boxes, classes > 0, bench.size)
+
+    def srm_inputs(pixels, classes):
+        present = srm_lib.present_things(classes, model.num_things)
+        return srm_lib.present_channels(pixels, classes, present, (1, *bench.size)), present
+
+    pixels = graph_function(mask_pixels)(detections["masks"], detections["boxes"], srm_classes)
+    channels, present = graph_function(srm_inputs)(pixels, srm_classes)
+    cells, probs = graph_function(model.srm.module.covered_probs)(channels, present)
+    grid = tuple(side // model.srm.stride for side in bench.size)
     functions = {
         "backbone": (lambda x: model.backbone(x), (images,), model.backbone),
         "fpn": (lambda c: model.fpn(c), (c_features,), model.fpn),
@@ -136,13 +163,12 @@ def inference_stages(bench: OursBench, seed) -> tuple:
                            (detections["boxes"],), None),
         "mask_head": (lambda p: roi_heads.mask_head(p, training=False), (mask_pooled,),
                       roi_heads.mask_head),
-        "paste_masks": (lambda m, b: mask_ops.paste_masks(m, b, bench.size),
-                        (detections["masks"], detections["boxes"]), None),
-        "srm_inputs": (lambda m, c: srm_lib.srm_inputs(m, c, model.num_things),
-                       (binary, detections["classes"]), None),
-        "srm": (model.srm.ranking_map, (channels,), None),  # as detect runs it
-        "ranking_scores": (srm_lib.ranking_scores,
-                           (detections["ranking_map"], binary, detections["classes"]), None),
+        "mask_pixels": (mask_pixels, (detections["masks"], detections["boxes"], srm_classes),
+                        None),
+        "srm_inputs": (srm_inputs, (pixels, srm_classes), None),
+        "srm": (model.srm.module.covered_probs, (channels, present), None),  # as detect runs it
+        "ranking_scores": (lambda *args: srm_lib.pixel_ranking_scores(
+            *args, model.srm.stride, grid), (pixels, cells, probs, srm_classes), None),
     }
     calls, macs = {}, {}
     for name, (function, args, layer) in functions.items():
@@ -153,7 +179,7 @@ def inference_stages(bench: OursBench, seed) -> tuple:
     calls[ROI_HEADS] = _fetched(graph_function(
         lambda p, v: roi_heads.detect(features, p, v, size)), proposals, valid)
     calls["merge"] = _fetched(bench.merge_only(detections), images, size, size)
-    calls[WHOLE] = _fetched(bench.predictor(), images, size, size)
+    calls[WHOLE] = _fetched(bench.predictor().panoptic, images, size, size)
     counts = {"detections": int(detections["num_detections"][0]),
               "detection_slots": int(detections["boxes"].shape[1]),
               "proposals": int(proposals.shape[1])}

@@ -1,7 +1,7 @@
 """Our model built from a config with random weights (it takes any input size, a multiple of
 32), and one prepared call at a time: serve (the export's serving function, encoded JPEGs in,
-merge at the original size included), infer (PanopticPredictor: detect with the stuff branch
-and the SRM, then the merge) or train (OANet.train_step traced as model.fit traces it, for
+merge at the original size included), infer (PanopticPredictor.panoptic: detect with the stuff branch
+and the SRM, then the merge, its outputs as served) or train (OANet.train_step traced as model.fit traces it, for
 batches of any image size)."""
 
 from __future__ import annotations
@@ -175,9 +175,9 @@ class OursBench:
             size = tf.constant(np.array([[height, width]] * batch, np.int32))
             predictor = self.predictor()
 
-            def call():
-                detections, _ = predictor(images, size, size)
-                return detections["num_detections"].numpy()
+            def call():  # the panoptic outputs, as served
+                outputs = predictor.panoptic(images, size, size)
+                return tf.nest.map_structure(lambda t: t.numpy(), outputs)
             self.call = call
         else:
             self.prepare_train(self.train_batch(batch, seed, instances))

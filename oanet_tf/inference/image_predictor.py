@@ -71,8 +71,8 @@ class ImagePredictor:
                        lambda: self._predict(*self.inputs.from_pixels(images)), self._empty)
 
     def _predict(self, pixels, image_size, original_size) -> dict:
-        _, outputs = self.predictor(pixels, image_size, original_size)
-        return outputs[self.merge_order]
+        return self.predictor.panoptic_outputs(pixels, image_size,
+                                               original_size)[self.merge_order]
 
     def _empty(self) -> dict:
         return empty_outputs(self.num_segments)

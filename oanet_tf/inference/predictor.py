@@ -29,6 +29,7 @@ class PanopticPredictor:
         self.postprocessor = PanopticPostprocessor(categories, eval_config, orders)
         self.orders = self.postprocessor.orders
         self._predict = tf.function(self._predict_batch, reduce_retracing=True)
+        self._panoptic = tf.function(self.panoptic_outputs, reduce_retracing=True)
 
     def _predict_batch(self, images, image_size, original_size):
         detections = self.model.detect(images, image_size, self.srm_min_score)
@@ -38,3 +39,12 @@ class PanopticPredictor:
         """images [B, H, W, 3] padded, image_size [B, 2] before padding, original_size [B, 2]
         -> (OANet.detect's dict, {order: post-processor outputs})."""
         return self._predict(images, image_size, original_size)
+
+    def panoptic(self, images, image_size, original_size):
+        """As `__call__`, the post-processor's outputs alone: the detections' image-sized
+        tensors (instance_masks, ranking_map) are then never computed."""
+        return self._panoptic(images, image_size, original_size)
+
+    def panoptic_outputs(self, images, image_size, original_size):
+        """`panoptic` untraced, for a caller's own tf.function (the export's)."""
+        return self._predict_batch(images, image_size, original_size)[1]

@@ -40,19 +40,21 @@ def test_a_conv_and_a_dense_layer_counted_by_hand():
 
 
 def test_srm_macs_on_the_cells_it_computes():
-    """GCN kernel 3, stride 2 on a 4x8 image: 2 of 8 output cells covered (sparse), 1 of
-    4 categories present."""
+    """GCN kernel 3, stride 2 on a 4x8 image (a 2x4 grid): cells (0, 0) and (1, 3) of 8
+    covered (sparse), 1 of 4 categories present (the one channel given)."""
     from oanet_tf.modeling.srm_layer import SpatialRankingModule
 
     module = SpatialRankingModule(4, "gcn", 3, 2)
     module.build((1, 4, 8, 4))
-    channels = np.zeros([1, 4, 8, 4], np.float32)
-    channels[0, 0, 0, 1] = channels[0, 3, 7, 1] = 1
-    first = 2 * (8 * 3 * 1 * 4)  # left_kx1, right_1xk: every cell, the present input
+    channels = np.zeros([1, 4, 8, 1], np.float32)
+    channels[0, 0, 0, 0] = channels[0, 3, 7, 0] = 1
+    # left_kx1 on the cells left_1xk reads ((0, 0), (0, 1), (1, 2), (1, 3)), right_1xk on
+    # those right_kx1 reads ((0, 0), (1, 0), (0, 3), (1, 3)), from the present input
+    first = 4 * 3 * 1 * 4 + 4 * 3 * 1 * 4
     last = 2 * (2 * 3 * 4 * 4)  # left_1xk, right_kx1: the covered cells
     assert breakdown.srm_macs(module, channels) == first + last
-    channels[0, :, :, 2] = 1  # every cell covered: the last convolutions run everywhere
-    assert breakdown.srm_macs(module, channels) == 2 * (8 * 3 * 2 * 4) + 2 * (8 * 3 * 4 * 4)
+    every = np.ones([1, 4, 8, 2], np.float32)  # every cell covered: everything everywhere
+    assert breakdown.srm_macs(module, every) == 2 * (8 * 3 * 2 * 4) + 2 * (8 * 3 * 4 * 4)
 
 
 def test_table_shares_rates_and_rows():
