@@ -1,8 +1,8 @@
 """Our model built from a config with random weights (it takes any input size, a multiple of
 32), and one prepared call at a time: serve (the export's serving function, encoded JPEGs in,
-merge at the original size included), infer (PanopticPredictor.panoptic: detect with the stuff branch
-and the SRM, then the merge, its outputs as served) or train (OANet.train_step traced as model.fit traces it, for
-batches of any image size)."""
+merge at the original size included), infer (PanopticPredictor.panoptic: detect with the
+stuff branch and the SRM, then the merge, its outputs as served) or train (OANet.train_step
+traced as model.fit traces it, for batches of any image size)."""
 
 from __future__ import annotations
 
