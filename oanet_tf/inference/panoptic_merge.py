@@ -4,7 +4,8 @@ The merge of the paper (section 3.2) and of the heuristic baseline it beats (Kir
 instances are drawn in order, highest first, each claiming the still-free pixels of its mask;
 then the stuff branch fills the remaining pixels. The order is the caller's: ranking scores
 (OANet), detection scores (heuristic baseline) or their product, see `merge_order_scores`.
-Everything is TensorFlow with static shapes, so the merge exports in a SavedModel.
+Everything is TensorFlow, so the merge exports in a SavedModel; its outputs have static
+shapes (the box windows of `_draw_in_windows` inside do not: it is not XLA-compilable).
 
 Segment ids in the output map: 0 void; instance drawn at merge position i (0-based, among
 all K candidates sorted by order score) has id i + 1, so ids of dropped instances are unused;
@@ -41,13 +42,17 @@ def merge_order_scores(order: str, detection_scores, ranking_scores):
 def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, num_things: int,
                    overlap_threshold: float = 0.5, instance_score_threshold: float = 0.5,
                    min_stuff_area=4900, mask_threshold: float = 0.5, image_size=None,
-                   stuff_area_rule: str = PER_CLASS) -> dict:
+                   stuff_area_rule: str = PER_CLASS, boxes=None) -> dict:
     """Merge a batch of instance and stuff predictions into panoptic segmentations.
 
     Inputs: masks [B, K, H, W] mask probabilities at the padded image size; classes [B, K]
     int (detector class 1..T, 0 = none); detection_scores, order_scores [B, K]; stuff_probs
     [B, H, W, S] (softmax over the stuff classes only); image_size optional [B, 2] int (valid
-    height and width before padding: pixels outside stay void and count for no area).
+    height and width before padding: pixels outside stay void and count for no area); boxes
+    optional [B, K, 4] float (y1, x1, y2, x2) pixels, each mask exactly 0 at the pixels whose
+    centre lies outside its box (as `paste_masks` gives them): each instance then reads and
+    writes only the canvas window around its box, with the same result at a fraction of the
+    cost (ignored when mask_threshold <= 0, where 0 would count as inside).
 
     Rules: an instance with class 0 or detection score < instance_score_threshold is dropped;
     the rest go in descending order score (ties: lower index first). An instance whose mask
@@ -66,24 +71,49 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
     int32, "box" float32 [.., 4] (y1, x1, y2, x2: the continuous extent of the segment's
     pixels, zeros in padding).
     """
+    canvas, columns = merge_canvas(
+        masks, classes, detection_scores, order_scores, stuff_probs, num_things,
+        overlap_threshold, instance_score_threshold, min_stuff_area, mask_threshold, image_size,
+        stuff_area_rule, boxes)
+    area, box = segment_extents(canvas, _shape(columns["segment_ids"][0])[1] + 1)
+    return {"panoptic": canvas, **compact_segments(area[:, 1:] > 0, {
+        **columns, "area": (area[:, 1:], 0), "box": (box[:, 1:], 0.0)})}
+
+
+def merge_canvas(masks, classes, detection_scores, order_scores, stuff_probs, num_things: int,
+                 overlap_threshold: float = 0.5, instance_score_threshold: float = 0.5,
+                 min_stuff_area=4900, mask_threshold: float = 0.5, image_size=None,
+                 stuff_area_rule: str = PER_CLASS, boxes=None):
+    """The merged segment-id map and the table of every segment it may hold, unmeasured.
+
+    Arguments as panoptic_merge's -> (panoptic [B, H, W] int32, {name: (values [B, K + S,
+    ...], padding fill)}): segment ids 1..K + S in panoptic_merge's order with their
+    "segment_ids", "category", "is_thing", "detection_score" and "ranking_score", present in
+    the map or not (compact_segments keeps the present ones). For callers that measure the
+    segments on another map (the post-processor, at the original size).
+    """
     masks = tf.convert_to_tensor(masks)
     batch, num, height, width = _shape(masks)
-    num_stuff = stuff_probs.shape[-1]
     classes = tf.cast(classes, tf.int32)
     detection_scores = tf.cast(detection_scores, tf.float32)
     order_scores = tf.cast(order_scores, tf.float32)
-    valid_region = _valid_region(image_size, batch, height, width)  # [B, H, W] bool
     candidate = (classes > 0) & (classes <= num_things) & (
         detection_scores >= instance_score_threshold)
     order = _merge_positions(candidate, order_scores)
-    canvas = _draw_instances(masks, order, tf.gather(candidate, order, batch_dims=1),
-                             valid_region, overlap_threshold, mask_threshold)
-    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, num_stuff, min_stuff_area,
+    sorted_candidate = tf.gather(candidate, order, batch_dims=1)
+    limits = _valid_size(image_size, batch, height, width)
+    valid_region = _valid_region(limits, height, width)  # [B, H, W] bool
+    if boxes is not None and mask_threshold > 0:
+        canvas = _draw_in_windows(masks, boxes, order, sorted_candidate, limits,
+                                  overlap_threshold, mask_threshold)
+    else:
+        canvas = _draw_instances(masks, order, sorted_candidate, valid_region,
+                                 overlap_threshold, mask_threshold)
+    canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, min_stuff_area,
                          stuff_area_rule)
     sorted_columns = {name: tf.gather(values, order, batch_dims=1) for name, values in (
         ("classes", classes), ("detection", detection_scores), ("ranking", order_scores))}
-    return {"panoptic": canvas,
-            **_segment_table(canvas, sorted_columns, num, num_things, num_stuff)}
+    return canvas, _segment_columns(sorted_columns, num, num_things, stuff_probs.shape[-1])
 
 
 def _merge_positions(candidate, order_scores):
@@ -107,13 +137,9 @@ def _draw_instances(masks, order, sorted_candidate, valid_region, overlap_thresh
         index = order[:, step]
         mask = tf.gather(masks, index, batch_dims=1)  # [B, H, W]
         inside = (tf.cast(mask, tf.float32) >= mask_threshold) & valid_region
-        free = tf.equal(canvas, VOID_ID)
-        mask_area = _count(inside)
-        new_area = _count(inside & free)
-        taken = tf.cast(mask_area - new_area, tf.float32)
-        keep = (sorted_candidate[:, step] & (new_area > 0)
-                & ~(taken > overlap_threshold * tf.cast(mask_area, tf.float32)))
-        draw = inside & free & keep[:, tf.newaxis, tf.newaxis]
+        new = inside & tf.equal(canvas, VOID_ID)
+        keep = sorted_candidate[:, step] & _keeps(inside, new, overlap_threshold)
+        draw = new & keep[:, tf.newaxis, tf.newaxis]
         return step + 1, tf.where(draw, step + 1, canvas)
 
     canvas = tf.zeros([batch, height, width], tf.int32)
@@ -122,26 +148,78 @@ def _draw_instances(masks, order, sorted_candidate, valid_region, overlap_thresh
     return canvas
 
 
-def _segment_table(canvas, sorted_columns: dict, num, num_things: int, num_stuff: int) -> dict:
-    """The segment table of a merged canvas (see panoptic_merge): sorted_columns holds the
-    num instances' classes, detection and ranking (order) scores [B, K] in merge order."""
-    batch = _shape(canvas)[0]
-    num_ids = num + num_stuff + 1
-    area, box = segment_extents(canvas, num_ids)  # [B, num_ids], [B, num_ids, 4]
-    # Candidate segments in output order: things by merge position, then stuff by class.
-    ids = tf.range(1, num_ids)[tf.newaxis, :] + tf.zeros([batch, 1], tf.int32)
-    category = tf.concat([sorted_columns["classes"] - 1,
-                          num_things + tf.range(num_stuff)[tf.newaxis, :]
-                          + tf.zeros([batch, 1], tf.int32)], axis=1)
+def _draw_in_windows(masks, boxes, order, sorted_candidate, limits, overlap_threshold: float,
+                     mask_threshold: float):
+    """_draw_instances' canvas, each candidate reading and writing only the window of the
+    canvas around its box: a step costs its box's area, not the image's. Exact when every
+    mask is 0 outside its box and mask_threshold > 0. masks [B, K, H, W], boxes [B, K, 4]
+    (y1, x1, y2, x2) pixels, order and sorted_candidate [B, K], limits [B, 2] valid size ->
+    [B, H, W] int32."""
+    batch, _, height, width = _shape(masks)
+    steps = tf.cast(tf.where(sorted_candidate), tf.int32)  # [N, 2] (image, merge position)
+    image, index = steps[:, :1], tf.gather_nd(order, steps)[:, tf.newaxis]
+    low, high = _box_windows(tf.gather_nd(boxes, tf.concat([image, index], 1)),
+                             tf.gather(limits, image[:, 0]))
+    mask_begin = tf.concat([image, index, low], 1)
+    mask_size = tf.concat([tf.ones_like(image), tf.ones_like(image), high - low], 1)
+    # The canvas is [B * H, W] in the loop: two-dimensional slice updates are faster.
+    canvas_begin = tf.concat([image * height + low[:, :1], low[:, 1:]], 1)
+
+    def claim(i, canvas):
+        mask = tf.slice(masks, mask_begin[i], mask_size[i])[0, 0]
+        window = tf.slice(canvas, canvas_begin[i], mask_size[i, 2:])
+        inside = tf.cast(mask, tf.float32) >= mask_threshold
+        new = inside & tf.equal(window, VOID_ID)
+        # A dropped candidate writes an empty window.
+        rows = tf.where(_keeps(inside, new, overlap_threshold), mask_size[i, 2], 0)
+        drawn = tf.where(new, steps[i, 1] + 1, window)[:rows]
+        end = canvas_begin[i] + tf.stack([rows, mask_size[i, 3]])
+        return i + 1, tf.raw_ops.TensorStridedSliceUpdate(
+            input=canvas, begin=canvas_begin[i], end=end, strides=[1, 1], value=drawn)
+
+    canvas = tf.zeros([batch * height, width], tf.int32)
+    _, canvas = tf.while_loop(lambda i, _: i < tf.shape(steps)[0], claim, (0, canvas))
+    return tf.reshape(canvas, [batch, height, width])
+
+
+def _box_windows(boxes, limits):
+    """Integer windows that hold every pixel whose centre lies in its box: boxes [N, 4] (y1,
+    x1, y2, x2), limits [N, 2] valid height and width -> rows and columns [low, high) as low,
+    high [N, 2] int32, one pixel of margin for rounding, clipped to the valid region (empty
+    for NaN boxes)."""
+    boxes = tf.cast(boxes, tf.float32)
+    size = tf.cast(limits, tf.float32)
+    low = tf.clip_by_value(tf.floor(boxes[:, :2]) - 1, 0.0, size)
+    high = tf.clip_by_value(tf.math.ceil(boxes[:, 2:]) + 1, 0.0, size)
+    # NaN casts to the most negative int32: clipping again keeps the slices in range.
+    low = tf.clip_by_value(tf.cast(low, tf.int32), 0, limits)
+    return low, tf.clip_by_value(tf.cast(high, tf.int32), low, limits)
+
+
+def _keeps(inside, new, overlap_threshold: float):
+    """Whether an instance claims its new pixels: inside (its mask) and new (its free pixels)
+    bool [..., H, W] -> [...] bool, False when it has no new pixel or more than
+    overlap_threshold of its mask is already taken."""
+    mask_area, new_area = _count(inside), _count(new)
+    taken = tf.cast(mask_area - new_area, tf.float32)
+    return (new_area > 0) & ~(taken > overlap_threshold * tf.cast(mask_area, tf.float32))
+
+
+def _segment_columns(sorted_columns: dict, num, num_things: int, num_stuff: int) -> dict:
+    """Every segment a merge may draw, in output order: the instances by merge position (ids
+    1..K), then the stuff classes (ids K + 1..K + S). sorted_columns holds the instances'
+    classes, detection and ranking (order) scores [B, K] in merge order -> {name: (values
+    [B, K + S], padding fill)}."""
+    batch = _shape(sorted_columns["classes"])[0]
+    ids = tf.range(1, num + num_stuff + 1)[tf.newaxis, :] + tf.zeros([batch, 1], tf.int32)
+    stuff = num_things + tf.range(num_stuff)[tf.newaxis, :] + tf.zeros([batch, 1], tf.int32)
     stuff_zeros = tf.zeros([batch, num_stuff], tf.float32)
-    detection = tf.concat([sorted_columns["detection"], stuff_zeros], 1)
-    ranking = tf.concat([sorted_columns["ranking"], stuff_zeros], 1)
-    is_thing = tf.range(num_ids - 1)[tf.newaxis, :] < num + tf.zeros([batch, 1], tf.int32)
-    area, box = area[:, 1:], box[:, 1:]
-    return compact_segments(area > 0, {
-        "segment_ids": (ids, VOID_ID), "category": (category, NO_CATEGORY),
-        "is_thing": (is_thing, False), "detection_score": (detection, 0.0),
-        "ranking_score": (ranking, 0.0), "area": (area, 0), "box": (box, 0.0)})
+    return {
+        "segment_ids": (ids, VOID_ID),
+        "category": (tf.concat([sorted_columns["classes"] - 1, stuff], 1), NO_CATEGORY),
+        "is_thing": (ids <= num, False),
+        "detection_score": (tf.concat([sorted_columns["detection"], stuff_zeros], 1), 0.0),
+        "ranking_score": (tf.concat([sorted_columns["ranking"], stuff_zeros], 1), 0.0)}
 
 
 def compact_segments(present, columns: dict) -> dict:
@@ -175,15 +253,16 @@ def to_original_size(panoptic, image_size, original_size):
     return tf.cast(resized[..., 0], tf.int32)
 
 
-def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, num_stuff, min_stuff_area,
+def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, min_stuff_area,
                 stuff_area_rule):
     """Free valid pixels take the argmax stuff class unless that class (per_class), or their
     connected region of it (per_region), covers too few."""
     if stuff_area_rule not in STUFF_AREA_RULES:
         raise ValueError(f"stuff area rule {stuff_area_rule!r} is not one of "
                          f"{', '.join(STUFF_AREA_RULES)}")
-    batch = _shape(canvas)[0]
-    label = tf.argmax(stuff_probs, axis=-1, output_type=tf.int32)  # [B, H, W]
+    batch, num_stuff = _shape(canvas)[0], stuff_probs.shape[-1]
+    # The argmax (first index on ties) by top_k's k = 1 kernel, faster than tf.argmax's.
+    label = tf.math.top_k(stuff_probs, 1).indices[..., 0]  # [B, H, W]
     free = tf.equal(canvas, VOID_ID) & valid_region
     min_area = tf.reshape(tf.cast(min_stuff_area, tf.float32), [-1, 1])  # [B or 1, 1]
     if stuff_area_rule == PER_REGION:
@@ -192,46 +271,66 @@ def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, num_stuff, mi
         return tf.where(free & large, num_things_ids + 1 + label, canvas)
     # Area of each stuff class on free pixels; slot 0 of each image collects the others.
     slots = tf.where(free, label + 1, 0) + (num_stuff + 1) * tf.range(batch)[:, None, None]
-    stuff_area = tf.math.unsorted_segment_sum(tf.ones_like(tf.reshape(slots, [-1])),
-                                              tf.reshape(slots, [-1]), batch * (num_stuff + 1))
-    stuff_area = tf.reshape(stuff_area, [batch, num_stuff + 1])[:, 1:]  # [B, S]
+    stuff_area = tf.reshape(_bincount(slots, batch * (num_stuff + 1)), [batch, -1])[:, 1:]
     large = tf.gather(tf.cast(stuff_area, tf.float32) >= min_area, label, batch_dims=1)
     return tf.where(free & large, num_things_ids + 1 + label, canvas)
 
 
 def segment_extents(canvas, num_ids):
-    """Area and box of every segment id: canvas [B, H, W] -> [B, N] int32, [B, N, 4] float32."""
+    """Area and box of every segment id: canvas [B, H, W] ids in [0, num_ids) -> [B, N]
+    int32, [B, N, 4] float32 (y1, x1, y2, x2; zeros for an absent id).
+
+    Two histograms instead of one reduction per statistic over every pixel: the pixels of
+    each id per row and per column of each image; a box spans the first to the last row and
+    column that hold its id.
+    """
     batch, height, width = _shape(canvas)
-    flat_ids = tf.reshape(canvas + num_ids * tf.range(batch)[:, None, None], [-1])
-    segments = batch * num_ids
-
-    def reduce(op, values):
-        values = tf.reshape(tf.broadcast_to(values, [batch, height, width]), [-1])
-        return tf.reshape(op(values, flat_ids, segments), [batch, num_ids])
-
-    area = reduce(tf.math.unsorted_segment_sum, tf.ones([], tf.int32))
-    rows = tf.range(height)[None, :, None]
-    cols = tf.range(width)[None, None, :]
-    box = tf.stack([reduce(tf.math.unsorted_segment_min, rows),
-                    reduce(tf.math.unsorted_segment_min, cols),
-                    reduce(tf.math.unsorted_segment_max, rows) + 1,
-                    reduce(tf.math.unsorted_segment_max, cols) + 1], axis=-1)
-    box = tf.where((area > 0)[..., tf.newaxis], box, 0)
+    rows = tf.reshape(tf.range(batch * height), [batch, height, 1])  # row of the batch
+    columns = tf.range(width)[None, None, :] + width * tf.range(batch)[:, None, None]
+    per_row = tf.reshape(_bincount(rows * num_ids + canvas, batch * height * num_ids),
+                         [batch, height, num_ids])
+    per_column = tf.reshape(_bincount(columns * num_ids + canvas, batch * width * num_ids),
+                            [batch, width, num_ids])
+    area = tf.reduce_sum(per_row, axis=1)
+    y1, y2 = _span(per_row > 0, height)
+    x1, x2 = _span(per_column > 0, width)
+    box = tf.where((area > 0)[..., tf.newaxis], tf.stack([y1, x1, y2, x2], axis=-1), 0)
     return area, tf.cast(box, tf.float32)
 
 
-def _valid_region(image_size, batch, height, width):
-    """[B, H, W] bool: inside the image before padding (everything when image_size is None)."""
+def _span(present, size):
+    """First index and one past the last along axis 1 where present [B, size, N] is True ->
+    [B, N] int32 each (meaningless where it is never True)."""
+    first = tf.argmax(tf.cast(present, tf.int32), axis=1, output_type=tf.int32)
+    last = size - tf.argmax(tf.cast(tf.reverse(present, [1]), tf.int32), axis=1,
+                            output_type=tf.int32)
+    return first, last
+
+
+def _bincount(values, size):
+    """Occurrences of 0..size - 1 among int32 values of any shape -> [size] int32."""
+    return tf.math.bincount(tf.reshape(values, [-1]), minlength=size, maxlength=size,
+                            dtype=tf.int32)
+
+
+def _valid_size(image_size, batch, height, width):
+    """[B, 2] int32 valid height and width of each image (the canvas when image_size is
+    None)."""
     if image_size is None:
-        return tf.ones([batch, height, width], tf.bool)
-    image_size = tf.cast(image_size, tf.int32)
-    rows = tf.range(height)[None, :, None] < image_size[:, 0, None, None]
-    cols = tf.range(width)[None, None, :] < image_size[:, 1, None, None]
+        return tf.tile([[height, width]], [batch, 1])
+    return tf.cast(image_size, tf.int32)
+
+
+def _valid_region(limits, height, width):
+    """[B, H, W] bool: inside each image's valid size limits [B, 2]."""
+    rows = tf.range(height)[None, :, None] < limits[:, 0, None, None]
+    cols = tf.range(width)[None, None, :] < limits[:, 1, None, None]
     return rows & cols
 
 
 def _count(pixels):
-    return tf.reduce_sum(tf.cast(pixels, tf.int32), axis=[1, 2])
+    """True pixels of bool [..., H, W] -> [...] int32."""
+    return tf.reduce_sum(tf.cast(pixels, tf.int32), axis=[-2, -1])
 
 
 def _shape(tensor):

@@ -2,10 +2,11 @@
 
 The one post-processor of every prediction path: the SavedModel's signatures, `predict`,
 `evaluate` and the PQ callback. Inside the graph, per merge order: the panoptic merge at the
-padded input size (`panoptic_merge`), each map cropped to its valid region and resized back to
-its original size, then every segment measured on that map (a segment no original pixel keeps
-is dropped) and named by its dataset category id. `image_segments` reads one image of the
-outputs into a COCO panoptic id map and `segments_info` (numpy; it measures nothing).
+padded input size (`merge_canvas`: panoptic_merge's map, its segments not yet measured), each
+map cropped to its valid region and resized back to its original size, then every segment
+measured on that map (a segment no original pixel keeps is dropped) and named by its dataset
+category id. `image_segments` reads one image of the outputs into a COCO panoptic id map and
+`segments_info` (numpy; it measures nothing).
 
 Outputs of one merge order (N = detections per image + number of stuff classes):
   panoptic        int32 [B, Hmax, Wmax]  segment ids (0 void); OUTSIDE_IMAGE beyond the
@@ -29,9 +30,9 @@ import tensorflow as tf
 
 from oanet_tf.config import EvalConfig
 from oanet_tf.data.panoptic_format import VOID_ID, CategoryMap
-from oanet_tf.inference.panoptic_merge import (NO_CATEGORY, compact_segments,
-                                               merge_order_scores, panoptic_merge,
-                                               segment_extents, to_original_size)
+from oanet_tf.inference.panoptic_merge import (NO_CATEGORY, compact_segments, merge_canvas,
+                                               merge_order_scores, segment_extents,
+                                               to_original_size)
 
 OUTSIDE_IMAGE = -1  # panoptic value beyond an image's own size, in the batch padding
 
@@ -53,34 +54,36 @@ class PanopticPostprocessor:
         min_area = float(self.eval_config.min_stuff_area) * scale  # [B]
         outputs = {}
         for order in self.orders:
-            merged = panoptic_merge(
+            merged = merge_canvas(
                 detections["instance_masks"], detections["classes"], detections["scores"],
                 merge_order_scores(order, detections["scores"], detections["ranking_scores"]),
                 detections["stuff_probs"], self.categories.num_things,
                 overlap_threshold=self.eval_config.overlap_threshold,
                 instance_score_threshold=self.eval_config.instance_score_threshold,
                 min_stuff_area=min_area, image_size=image_size,
-                stuff_area_rule=self.eval_config.stuff_area_rule)
-            outputs[order] = self._at_original_size(merged, image_size, original_size)
+                stuff_area_rule=self.eval_config.stuff_area_rule,
+                boxes=detections.get("boxes"))
+            outputs[order] = self._at_original_size(*merged, image_size, original_size)
         return outputs
 
-    def _at_original_size(self, merged: dict, image_size, original_size) -> dict:
-        """One order's panoptic_merge outputs -> its outputs at the original sizes."""
+    def _at_original_size(self, panoptic, columns: dict, image_size, original_size) -> dict:
+        """One order's merge_canvas outputs -> its outputs at the original sizes: segments
+        are measured only there (a segment present there is present at the merge's size)."""
         original_size = tf.cast(original_size, tf.int32)
-        panoptic = _restore(merged["panoptic"], image_size, original_size)
-        segment_ids = merged["segment_ids"]
-        areas, boxes = segment_extents(tf.maximum(panoptic, VOID_ID), segment_ids.shape[1] + 1)
+        panoptic = _restore(panoptic, image_size, original_size)
+        segment_ids = columns["segment_ids"][0]
+        areas, boxes = segment_extents(tf.maximum(panoptic, VOID_ID),
+                                       tf.shape(segment_ids)[1] + 1)
         area = tf.gather(areas, segment_ids, batch_dims=1)
         y1, x1, y2, x2 = tf.unstack(tf.gather(boxes, segment_ids, batch_dims=1), axis=-1)
         semantic_ids = tf.constant(self.categories.semantic_ids, tf.int32)
-        category = merged["category"]
+        category = columns["category"][0]
         category_ids = tf.where(category >= 0, tf.gather(semantic_ids, tf.maximum(category, 0)),
                                 NO_CATEGORY)
-        table = compact_segments((segment_ids != VOID_ID) & (area > 0), {
+        table = compact_segments(area > 0, {
             "segment_ids": (segment_ids, VOID_ID), "category_ids": (category_ids, NO_CATEGORY),
-            "is_thing": (merged["is_thing"], False),
-            "detection_scores": (merged["detection_score"], 0.0),
-            "ranking_scores": (merged["ranking_score"], 0.0), "areas": (area, 0),
+            "is_thing": columns["is_thing"], "detection_scores": columns["detection_score"],
+            "ranking_scores": columns["ranking_score"], "areas": (area, 0),
             "boxes": (tf.stack([x1, y1, x2 - x1, y2 - y1], axis=-1), 0.0)})
         return {"panoptic": panoptic, "height": original_size[:, 0],
                 "width": original_size[:, 1], **table}

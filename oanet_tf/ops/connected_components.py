@@ -6,12 +6,14 @@ cv2.connectedComponents and skimage.measure.label by default; panopticapi measur
 per class without any connectivity, and of the two neighbourhoods 8 keeps regions larger,
 nearer that per-class measure.
 
-Algorithm: every foreground pixel starts with its own flat index as label; each round takes
-the smallest label among its 8 neighbours of the same class, then the smallest along its
-horizontal and vertical runs of same-class pixels (one hop across a whole run), then follows
-labels as pointers (a label is the index of a pixel of the same region with a smaller or equal
-label). Labels only decrease and the loop stops when a round changes none: each region then
-carries the flat index of its first pixel (row-major), as numpy would number them in order.
+Algorithm: the pixels are first grouped into runs (maximal row segments of foreground pixels
+of one class), numbered in row-major order; two runs in adjacent rows join when a pixel of one
+touches a pixel of the other (edge or corner) with the same class, an edge found once per pair
+and direction at the first column where they touch. The regions are then the connected
+components of this graph of runs, far smaller than the pixel grid: roots hook onto the
+smallest root they touch and pointers are followed until every run points to the smallest run
+of its region (Shiloach-Vishkin). Each region carries the flat index of the first pixel of
+its smallest run, its first pixel in row-major order, as numpy would number them in order.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 BACKGROUND = -1  # component id of pixels outside the foreground
-# The 8 neighbours (dy, dx) of a pixel.
-NEIGHBOURS_8 = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
 
 
 def connected_components(classes, foreground):
@@ -31,24 +31,17 @@ def connected_components(classes, foreground):
     elsewhere. Pixels of different images never join.
     """
     classes = tf.cast(classes, tf.int32)
-    shape = tf.shape(classes)
-    size = tf.reduce_prod(shape)
-    labels = tf.where(foreground, tf.reshape(tf.range(size), shape), size)
-
-    def one_round(labels):
-        labels = _neighbour_min(labels, classes, foreground, size)
-        labels = _run_min(labels, classes, foreground, size)
-        labels = tf.transpose(_run_min(tf.transpose(labels, [0, 2, 1]),
-                                       tf.transpose(classes, [0, 2, 1]),
-                                       tf.transpose(foreground, [0, 2, 1]), size), [0, 2, 1])
-        return _follow_pointers(labels, foreground, size)
-
-    def body(labels, _):
-        updated = one_round(labels)
-        return updated, tf.reduce_any(tf.not_equal(updated, labels))
-
-    labels, _ = tf.while_loop(lambda _, changed: changed, body, (labels, tf.constant(True)))
-    return tf.where(foreground, labels, BACKGROUND)
+    starts = _run_starts(classes, foreground)
+    flat_starts = tf.reshape(starts, [-1])
+    num_runs = tf.reduce_sum(tf.cast(flat_starts, tf.int32))
+    # Run of each foreground pixel; background pixels point at an extra run num_runs.
+    runs = tf.where(foreground,
+                    tf.reshape(tf.cumsum(tf.cast(flat_starts, tf.int32)), tf.shape(classes)) - 1,
+                    num_runs)
+    first_pixels = tf.concat([tf.cast(tf.where(flat_starts)[:, 0], tf.int32), [BACKGROUND]], 0)
+    upper, lower = _touching_runs(classes, foreground, starts, runs)
+    smallest = _smallest_connected(upper, lower, num_runs + 1)
+    return tf.gather(tf.gather(first_pixels, smallest), runs)
 
 
 def component_areas(components):
@@ -62,39 +55,60 @@ def component_areas(components):
                       tf.shape(components))
 
 
-def _neighbour_min(labels, classes, foreground, size):
-    """Each foreground pixel's label lowered to the smallest of its 8 same-class neighbours."""
-    pad = [[0, 0], [1, 1], [1, 1]]
-    padded_labels = tf.pad(labels, pad, constant_values=size)
-    padded_classes = tf.pad(classes, pad)
-    padded_foreground = tf.pad(foreground, pad)
-    height, width = tf.shape(labels)[1], tf.shape(labels)[2]
-    best = labels
-    for dy, dx in NEIGHBOURS_8:
-        def window(x):
-            return x[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
-        joined = window(padded_foreground) & tf.equal(window(padded_classes), classes)
-        best = tf.minimum(best, tf.where(joined, window(padded_labels), size))
-    return tf.where(foreground, best, labels)
-
-
-def _run_min(labels, classes, foreground, size):
-    """Each foreground pixel's label lowered to the smallest along its horizontal run (the
-    maximal row segment of foreground pixels of its class)."""
-    batch, height, width = tf.shape(labels)[0], tf.shape(labels)[1], tf.shape(labels)[2]
+def _run_starts(classes, foreground):
+    """[B, H, W] bool: the foreground pixels that start a run, having no foreground pixel of
+    their class on their left."""
     previous_class = tf.pad(classes[:, :, :-1], [[0, 0], [0, 0], [1, 0]])
     previous_foreground = tf.pad(foreground[:, :, :-1], [[0, 0], [0, 0], [1, 0]])
-    starts = foreground & ~(previous_foreground & tf.equal(previous_class, classes))
-    # Run k of row r is segment r * W + k; background pixels go to the last segment.
-    row = tf.reshape(tf.range(batch * height), [batch, height, 1])
-    runs = tf.where(foreground, row * width + tf.cumsum(tf.cast(starts, tf.int32), axis=2) - 1,
-                    size)
-    run_min = tf.math.unsorted_segment_min(tf.reshape(labels, [-1]), tf.reshape(runs, [-1]),
-                                           size + 1)
-    return tf.where(foreground, tf.gather(run_min, runs), labels)
+    return foreground & ~(previous_foreground & tf.equal(previous_class, classes))
 
 
-def _follow_pointers(labels, foreground, size):
-    """labels[p] <- labels[labels[p]] on foreground pixels (pointer jumping)."""
-    flat = tf.concat([tf.reshape(labels, [-1]), [size]], axis=0)
-    return tf.where(foreground, tf.gather(flat, labels), labels)
+def _touching_runs(classes, foreground, starts, runs):
+    """The pairs of runs that touch across adjacent rows: [B, H, W] maps (runs: each pixel's
+    run) -> upper, lower [E] int32 runs. A pair is listed once per direction (down-left, down,
+    down-right): at the first column where it touches, where one of the two runs starts."""
+    pad = [[0, 0], [0, 0], [1, 1]]  # one column either side: no neighbour beyond the borders
+    below = [tf.pad(x[:, 1:], pad) for x in (classes, foreground, starts, runs)]
+    width = tf.shape(classes)[2]
+    upper, lower = [], []
+    for dx in (-1, 0, 1):
+        below_class, below_foreground, below_start, below_run = (
+            x[:, :, 1 + dx:1 + dx + width] for x in below)
+        touch = (foreground[:, :-1] & below_foreground
+                 & tf.equal(classes[:, :-1], below_class))
+        positions = tf.where(touch & (starts[:, :-1] | below_start))
+        upper.append(tf.gather_nd(runs[:, :-1], positions))
+        lower.append(tf.gather_nd(below_run, positions))
+    return tf.concat(upper, 0), tf.concat(lower, 0)
+
+
+def _smallest_connected(upper, lower, num_nodes):
+    """The smallest node of each node's connected component in the graph of edges (upper[i],
+    lower[i]) [E] int32 over nodes 0..num_nodes - 1 -> [num_nodes] int32.
+
+    Each round follows the pointers to the roots, then hooks every root that an edge joins
+    to a smaller root onto the smallest such; pointers only decrease, so the final root of a
+    component is its smallest node.
+    """
+    def hook(parents, _):
+        parents = _follow_pointers(parents)
+        root_upper, root_lower = tf.gather(parents, upper), tf.gather(parents, lower)
+        smaller = tf.math.unsorted_segment_min(tf.minimum(root_upper, root_lower),
+                                               tf.maximum(root_upper, root_lower), num_nodes)
+        return (tf.minimum(parents, smaller),
+                tf.reduce_any(tf.not_equal(root_upper, root_lower)))
+
+    parents, _ = tf.while_loop(lambda _, changed: changed, hook,
+                               (tf.range(num_nodes), tf.constant(True)))
+    return parents
+
+
+def _follow_pointers(parents):
+    """parents [N] int32 (each node's parent, the node itself at a root) -> each node's
+    root, by pointer jumping."""
+    def jump(parents, _):
+        grandparents = tf.gather(parents, parents)
+        return grandparents, tf.reduce_any(tf.not_equal(grandparents, parents))
+
+    parents, _ = tf.while_loop(lambda _, changed: changed, jump, (parents, tf.constant(True)))
+    return parents

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from oanet_tf.inference.panoptic_merge import (merge_order_scores, panoptic_merge,
-                                               to_original_size)
+                                               segment_extents, to_original_size)
+from oanet_tf.ops.mask_ops import paste_masks
 
 H, W = 16, 20
 T = 2  # thing classes: 1 = person, 2 = tie
@@ -262,6 +263,100 @@ def test_matches_numpy_reference_on_random_inputs(seed):
     reference = _np_merge(masks, classes, det, order, stuff, num_things, **kwargs)
     assert sum(len(r[1]) for r in reference) > 4  # the case is not trivial
     _check_against_reference(out, reference, num + num_stuff)
+
+
+def _masks_in_boxes(rng, boxes, height, width):
+    """Random probabilities at the pixels whose centre lies in each box [B, K, 4] (y1, x1,
+    y2, x2), exactly 0 elsewhere, as paste_masks leaves them -> [B, K, H, W] float32."""
+    centres_y = np.arange(height)[:, None] + 0.5
+    centres_x = np.arange(width)[None, :] + 0.5
+    y1, x1, y2, x2 = (boxes[..., i, None, None] for i in range(4))
+    inside = (centres_y >= y1) & (centres_y <= y2) & (centres_x >= x1) & (centres_x <= x2)
+    return np.where(inside, rng.random(inside.shape), 0).astype(np.float32)
+
+
+def _random_boxes(rng, batch, num, height, width):
+    """Boxes of 1 to 12 pixels a side with fractional corners, some reaching the borders."""
+    size = rng.uniform(1, 12, size=(batch, num, 2))
+    corner = rng.uniform(-2, np.array([height, width]) - size + 2)
+    boxes = np.concatenate([corner, corner + size], -1)
+    return np.clip(boxes, 0, [height, width, height, width]).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_box_windows_give_the_whole_canvas_result(seed):
+    """Each instance working in the window around its box gives the same maps and tables as
+    the whole canvas: a batch of 2 with different valid sizes, overlapping instances (some
+    dropped for overlap), an empty mask and boxes on the image borders and in the padding."""
+    rng = np.random.default_rng(seed)
+    batch, num, num_stuff, num_things = 2, 24, 3, 4
+    boxes = _random_boxes(rng, batch, num, H, W)
+    boxes[0, 0] = [0, 0, H, W]  # the whole image, under everything else
+    boxes[1, 1] = [H - 3.5, W - 4.25, H, W]  # the corner, in the padding of image 1
+    boxes[0, 2] = [0, 0, 0, 0]  # an empty mask
+    masks = _masks_in_boxes(rng, boxes, H, W)
+    classes = rng.integers(0, num_things + 1, size=(batch, num))
+    det = rng.uniform(0.3, 1, size=(batch, num)).astype(np.float32)
+    order = rng.random((batch, num)).astype(np.float32)
+    order[0, 0] = 0  # drawn last
+    stuff = rng.random((batch, H, W, num_stuff)).astype(np.float32)
+    kwargs = dict(min_stuff_area=12, image_size=tf.constant([[H, W], [H - 5, W - 7]]))
+    whole = _merge(masks, classes, det, order, stuff, num_things, **kwargs)
+    windows = _merge(masks, classes, det, order, stuff, num_things, boxes=tf.constant(boxes),
+                     **kwargs)
+    for name, value in whole.items():
+        assert windows[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(windows[name], value, err_msg=name)
+    kept = whole["is_thing"].sum()
+    candidates = ((classes > 0) & (det >= 0.5)).sum()
+    assert 4 < kept < candidates - 2  # some instances are kept, several dropped
+
+
+def test_box_windows_with_pasted_masks_and_lower_thresholds():
+    """The windows hold everything paste_masks draws, for mask thresholds below one half
+    too; with threshold 0 (zero pixels inside) the boxes are ignored."""
+    rng = np.random.default_rng(5)
+    batch, num = 2, 12
+    boxes = tf.constant(_random_boxes(rng, batch, num, H, W))
+    masks = paste_masks(tf.constant(rng.random((batch, num, 28, 28)), tf.float32), boxes,
+                        (H, W)).numpy()
+    classes = rng.integers(1, T + 1, size=(batch, num))
+    det = rng.uniform(0.5, 1, size=(batch, num)).astype(np.float32)
+    stuff = rng.random((batch, H, W, 2)).astype(np.float32)
+    for threshold in (0.5, 0.1, 0.0):
+        whole = _merge(masks, classes, det, det, stuff, mask_threshold=threshold,
+                       min_stuff_area=5)
+        windows = _merge(masks, classes, det, det, stuff, mask_threshold=threshold,
+                         min_stuff_area=5, boxes=boxes)
+        for name, value in whole.items():
+            np.testing.assert_array_equal(windows[name], value, err_msg=f"{threshold} {name}")
+
+
+def test_stuff_ties_go_to_the_first_class():
+    """Free pixels where stuff classes tie take the lowest of them, as np.argmax does."""
+    stuff = np.zeros((1, H, W, 4), np.float32)
+    stuff[0, :, :10, 1:3] = 0.4  # classes 1 and 2 tie
+    stuff[0, :, 10:, :] = 0.25  # all four tie
+    out = _merge(np.zeros((1, 1, H, W), np.float32), [[0]], [[0.0]], [[0.0]], stuff,
+                 min_stuff_area=0)
+    np.testing.assert_array_equal(out["panoptic"][0], 1 + 1 + stuff[0].argmax(-1))
+
+
+def test_segment_extents_match_numpy():
+    """Areas and boxes of every id of a batch, absent ids included (zeros)."""
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(0, 6, size=(2, H, W)) * (rng.random((2, H, W)) < 0.02)
+    canvas[1, 3:9, 0:4] = 7
+    canvas[1, H - 1, W - 1] = 8
+    area, box = segment_extents(tf.constant(canvas, tf.int32), 10)
+    for b in range(2):
+        for segment in range(10):
+            rows, cols = np.nonzero(canvas[b] == segment)
+            assert int(area[b, segment]) == len(rows)
+            want = ([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1] if len(rows)
+                    else [0, 0, 0, 0])
+            np.testing.assert_array_equal(box[b, segment], want)
+    assert area.dtype == tf.int32 and box.dtype == tf.float32
 
 
 def test_to_original_size_undoes_resize_and_padding():

@@ -107,6 +107,19 @@ def test_detection_order(outputs):
     _check_table(out, 1, [(1, 1, True, 0.9, 0.9, 1, [0, 0, 1, 1])])
 
 
+def test_boxes_give_the_same_outputs(outputs):
+    """With the detections' boxes the merge works in the windows around them: same outputs."""
+    config = EvalConfig(overlap_threshold=0.5, instance_score_threshold=0.5,
+                        min_stuff_area=MIN_STUFF_AREA)
+    postprocessor = PanopticPostprocessor(CATEGORIES, config, ("ranking", "detection"))
+    boxes = tf.constant([[[0, 0, 3, 3], [1, 1, 3, 3]]] * 2, tf.float32)  # (y1, x1, y2, x2)
+    result = postprocessor({**_detections(), "boxes": boxes}, tf.constant([IMAGE_SIZE] * 2),
+                           tf.constant([UPSCALED, DOWNSCALED]))
+    for order, out in result.items():
+        for name, value in out.items():
+            np.testing.assert_array_equal(value, outputs[order][name], err_msg=name)
+
+
 def test_image_segments_reads_the_table(outputs):
     panoptic, segments = image_segments(outputs["ranking"], 1)
     assert panoptic.dtype == np.int64

@@ -81,3 +81,15 @@ def test_sizes_known_only_when_the_graph_runs():
     classes = np.random.default_rng(4).integers(0, 2, size=(1, 12, 17)).astype(np.int32)
     np.testing.assert_array_equal(graph(classes, classes > 0),
                                   _reference(classes, classes > 0)[0])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 7), (2, 6, 1), (1, 1, 1), (2, 40, 57)])
+def test_thin_maps_empty_foreground_and_blocky_maps_with_holes_match_scipy(shape):
+    """A single row or column, one pixel, nothing in the foreground, and blocky class maps
+    (regions of many runs, joined only through the rows) with scattered holes."""
+    rng = np.random.default_rng(sum(shape))
+    _check(np.zeros(shape, int), np.zeros(shape, bool))
+    blocks = rng.integers(0, 4, size=(shape[0], -(-shape[1] // 5), -(-shape[2] // 5)))
+    classes = blocks.repeat(5, axis=1).repeat(5, axis=2)[:, :shape[1], :shape[2]]
+    _check(classes, rng.random(shape) < 0.85)
+    _check(classes, np.ones(shape, bool))
