@@ -343,20 +343,22 @@ def _srm_rows(args, size) -> list:
 
     from oanet_tf.modeling import spatial_ranking, srm_layer as srm_lib
 
-    layer = srm_lib.SpatialRankingModule(OPS_SRM_THINGS, OPS_SRM_KERNEL, OPS_SRM_KERNEL_SIZE,
-                                         OPS_SRM_STRIDE)
-    layer.build((None, *size, OPS_SRM_THINGS))
+    components = {static: spatial_ranking.SpatialRanking(
+        num_things=OPS_SRM_THINGS, kernel=OPS_SRM_KERNEL, kernel_size=OPS_SRM_KERNEL_SIZE,
+        stride=OPS_SRM_STRIDE, static_shapes=static, loss_weight=1.0) for static in (True, False)}
+    for component in components.values():
+        component.build((None, *size, OPS_SRM_THINGS))
+    components[False].set_weights(components[True].get_weights())
+    layer = components[True].module
     _, classes, masks = random_instances(args.seed, 1, *size, INSTANCES, OPS_SRM_THINGS)
     owner = tf.constant(owner_labels(classes, masks))
-    channels, count = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
+    _, count = srm_lib.srm_inputs(masks, classes, OPS_SRM_THINGS)
 
     def loss_gradients(sparse):
+        component = components[not sparse]
         with tf.GradientTape() as tape:
-            if sparse:
-                loss = spatial_ranking.srm_loss_on_conflicts(layer, channels, owner, count)
-            else:
-                loss = spatial_ranking.srm_loss(layer(channels), owner, count)
-        return tape.gradient(loss, layer.trainable_variables)
+            loss = component.loss(masks, classes, owner)
+        return tape.gradient(loss, component.trainable_variables)
 
     functions = {sparse: tf.function(lambda sparse=sparse: loss_gradients(sparse))
                  for sparse in (True, False)}

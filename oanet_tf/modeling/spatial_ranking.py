@@ -5,8 +5,8 @@ and the ranking scores of detections (Eq. 3).
 Eq. 2: cross-entropy of the ranking score map against the thing category that owns each pixel
 in the panoptic ground truth, on pixels covered by two or more instances only (paper 4.2).
 With an SRM stride s > 1 the owner and count are sampled at the centre pixel of each s x s
-cell (nearest). The data-sized path (`srm_loss_on_conflicts`) computes the logits at the
-conflicting cells only.
+cell (nearest). Without static shapes the loss computes the logits at the conflicting cells
+only, from the list of mask pixels.
 """
 
 from __future__ import annotations
@@ -54,10 +54,26 @@ class SpatialRanking(keras.layers.Layer):
         gt_masks [B, M, H, W], gt_classes [B, M] (1..T, 0 = padding), owner [B, H, W] (thing
         index owning each pixel, IGNORE_LABEL elsewhere) -> scalar float32
         """
+        if not self.static_shapes:
+            return self._loss_on_pixels(gt_masks, gt_classes, owner)
         channels, count = srm_layer.srm_inputs(gt_masks, gt_classes, self.num_things)
-        if self.static_shapes:
-            return srm_loss(self.module(channels), owner, count, self.stride)
-        return srm_loss_on_conflicts(self.module, channels, owner, count)
+        return srm_loss(self.module(channels), owner, count, self.stride)
+
+    def _loss_on_pixels(self, gt_masks, gt_classes, owner):
+        """`loss` from the list of mask pixels and the categories present, the logits at the
+        conflicting cells alone, without the full-size tensor with a channel per category."""
+        batch, _, height, width = dims(gt_masks)
+        pixels = srm_layer.instance_pixels(gt_masks, gt_classes, self.num_things)
+        present = srm_layer.present_things(gt_classes, self.num_things)
+        channels = srm_layer.present_channels(pixels, gt_classes, present,
+                                              (batch, height, width))
+        count = tf.scatter_nd(tf.gather(pixels, [0, 2, 3], axis=1),
+                              tf.ones_like(pixels[:, 0], tf.int32),
+                              tf.cast(tf.stack([batch, height, width]), tf.int64))
+        conflict, labels = conflict_targets(owner, count, self.stride, self.num_things)
+        cells = tf.where(conflict)
+        return srm_loss_at(self.module.present_logits_at(channels, present, cells),
+                           tf.gather_nd(labels, cells))
 
     def ranking_map(self, channels):
         """The ranking score map S on the cells some instance covers, 0 elsewhere.
@@ -68,11 +84,10 @@ class SpatialRanking(keras.layers.Layer):
         return self.module.covered_score_map(channels)
 
     def rank(self, masks, classes):
-        """Eq. 3 for detections: masks [B, D, H, W] 0/1 (or bool), classes [B, D] (1..T, 0 =
+        """Eq. 3 for detections: masks [B, D, H, W] 0/1 or bool, classes [B, D] (1..T, 0 =
         none) -> (ranking scores [B, D], ranking map [B, h, w, T])."""
         if not self.static_shapes:
-            inside = tf.not_equal(masks, tf.zeros([], masks.dtype))
-            pixels = srm_layer.instance_pixels(inside, classes, self.num_things)
+            pixels = srm_layer.instance_pixels(masks, classes, self.num_things)
             return self.rank_pixels(pixels, classes, dims(masks)[2:])
         masks = tf.cast(masks, tf.float32)
         channels, _ = srm_layer.srm_inputs(masks, classes, self.num_things)
@@ -127,18 +142,6 @@ def srm_loss_at(logits, labels):
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
     return tf.reduce_sum(ce) / tf.maximum(tf.cast(tf.size(ce), tf.float32), 1.0)
-
-
-def srm_loss_on_conflicts(layer, channels, owner, instance_count):
-    """`srm_loss(layer(channels), owner, instance_count)` with the logits computed at the
-    conflicting cells only (`SpatialRankingModule.logits_at`); not for XLA.
-
-    layer a SpatialRankingModule, channels [B, H, W, T], owner and instance_count [B, H, W]
-    -> scalar float32
-    """
-    conflict, labels = conflict_targets(owner, instance_count, layer.stride, layer.num_things)
-    cells = tf.where(conflict)
-    return srm_loss_at(layer.logits_at(channels, cells), tf.gather_nd(labels, cells))
 
 
 def conflict_targets(owner, instance_count, stride: int, num_things: int):

@@ -115,6 +115,12 @@ class SpatialRankingModule(keras.layers.Layer):
         x, present = self._present_inputs(channels)
         return self._logits_at(x, present, cells)
 
+    def present_logits_at(self, channels, present, cells):
+        """`logits_at` on the input channels `present` [P] int32 alone (the others are zero):
+        channels [B, H, W, P] (0/1) -> logits [N, T] in the compute dtype."""
+        x = self.pool(channels) if self.pool is not None else channels
+        return self._logits_at(tf.cast(x, self.compute_dtype), present, cells)
+
     def _present_inputs(self, channels):
         """The (pooled) input restricted to the categories present.
         channels [B, H, W, T] -> x [B, h, w, P] in the compute dtype, present [P] int32"""
@@ -299,13 +305,21 @@ def ranking_scores(score_map, masks, classes, stride=None):
     return tf.where(valid, total / tf.maximum(area, 1e-12), 0.0)
 
 
-def instance_pixels(inside, classes, num_things: int):
+def instance_pixels(masks, classes, num_things: int):
     """The mask pixels of the valid instances, as a list: what the data-sized SRM path reads
     instead of full-size per-category maps.
 
-    inside [B, K, H, W] bool, classes [B, K] int (1..T; 0 or above T: padding, left out) ->
-    [M, 4] int64 (image, instance, row, column)
+    masks [B, K, H, W] as `srm_inputs` reads them (bool, or >= MASK_THRESHOLD inside),
+    classes [B, K] int (1..T; 0 or above T: padding, left out) -> [M, 4] int64 (image,
+    instance, row, column)
     """
+    masks = tf.convert_to_tensor(masks)
+    if masks.dtype == tf.bool:
+        inside = masks
+    elif masks.dtype.is_floating:
+        inside = masks >= tf.cast(MASK_THRESHOLD, masks.dtype)
+    else:  # integers: >= 0.5 is >= 1
+        inside = masks >= tf.ones([], masks.dtype)
     pixels = tf.where(inside)
     classes = tf.cast(classes, tf.int32)
     valid = (classes > 0) & (classes <= num_things)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from oanet_tf.data.panoptic_format import IGNORE_LABEL
 from oanet_tf.modeling import srm_layer
 from oanet_tf.modeling.spatial_ranking import (SpatialRanking, conflict_targets, srm_loss,
-                                               srm_loss_at, srm_loss_on_conflicts)
+                                               srm_loss_at)
 from tests.modeling.srm_cases import random_channels, random_weights, sparse_inputs, srm
 
 T, H, W = 3, 24, 32
@@ -164,23 +164,24 @@ def test_mixed_precision_logits_give_a_float32_loss():
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_sparse_loss_and_gradients_equal_the_dense_ones(stride):
-    layer = srm(5, kernel="gcn", kernel_size=5, stride=stride)
-    layer.build((None, H, W, 5))
-    random_weights(layer, 13)
-    channels, count, owner = sparse_inputs(14, H, W)
-    with tf.GradientTape() as tape:
-        dense = srm_loss(layer(channels), owner, count)
-    dense_gradients = tape.gradient(dense, layer.trainable_variables)
-    with tf.GradientTape() as tape:
-        sparse = srm_loss_on_conflicts(layer, channels, owner, count)
-    sparse_gradients = tape.gradient(sparse, layer.trainable_variables)
-    conflict, _ = conflict_targets(owner, count, stride, 5)
+    static, sized = _pair(stride)
+    masks, classes, owner = _instances(20 + stride)
+    classes = tf.constant(np.where(classes.numpy() == 2, 1, classes.numpy()))  # 2 is absent
+    gradients = {}
+    for layer in (static, sized):
+        with tf.GradientTape() as tape:
+            loss = layer.loss(masks, classes, owner)
+        gradients[layer.static_shapes] = (float(loss), tape.gradient(
+            loss, layer.module.trainable_variables))
+    channels, count = srm_layer.srm_inputs(masks, classes, T)
+    conflict, _ = conflict_targets(owner, count, stride, T)
     assert np.any(conflict)
-    np.testing.assert_allclose(float(sparse), float(dense), rtol=1e-5)
+    (dense, dense_gradients), (sparse, sparse_gradients) = gradients[True], gradients[False]
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5)
     for want, got in zip(dense_gradients, sparse_gradients):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # The absent category's input weights get exactly zero gradient, as in the dense path.
-    assert not np.any(sparse_gradients[0].numpy()[:, :, 2])
+    assert not np.any(sparse_gradients[0].numpy()[:, :, 1])
 
 
 def test_sparse_loss_without_conflicts_is_zero_with_zero_gradient():
