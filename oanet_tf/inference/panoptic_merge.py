@@ -313,11 +313,12 @@ def _bincount(values, size):
 
 
 def _valid_size(image_size, batch, height, width):
-    """[B, 2] int32 valid height and width of each image (the canvas when image_size is
-    None)."""
+    """[B, 2] int32 valid height and width of each image, at most the canvas's (the canvas
+    when image_size is None): the box windows are clipped to it."""
+    canvas = tf.stack([height, width])
     if image_size is None:
-        return tf.tile([[height, width]], [batch, 1])
-    return tf.cast(image_size, tf.int32)
+        return tf.tile(canvas[tf.newaxis], [batch, 1])
+    return tf.minimum(tf.cast(image_size, tf.int32), canvas)
 
 
 def _valid_region(limits, height, width):
