@@ -261,8 +261,7 @@ def _fill_stuff(canvas, stuff_probs, valid_region, num_things_ids, min_stuff_are
         raise ValueError(f"stuff area rule {stuff_area_rule!r} is not one of "
                          f"{', '.join(STUFF_AREA_RULES)}")
     batch, num_stuff = _shape(canvas)[0], stuff_probs.shape[-1]
-    # The argmax (first index on ties) by top_k's k = 1 kernel, faster than tf.argmax's.
-    label = tf.math.top_k(stuff_probs, 1).indices[..., 0]  # [B, H, W]
+    label = tf.argmax(stuff_probs, axis=-1, output_type=tf.int32)  # [B, H, W]
     free = tf.equal(canvas, VOID_ID) & valid_region
     min_area = tf.reshape(tf.cast(min_stuff_area, tf.float32), [-1, 1])  # [B or 1, 1]
     if stuff_area_rule == PER_REGION:
@@ -314,11 +313,12 @@ def _bincount(values, size):
 
 
 def _valid_size(image_size, batch, height, width):
-    """[B, 2] int32 valid height and width of each image (the canvas when image_size is
-    None)."""
+    """[B, 2] int32 valid height and width of each image, at most the canvas's (the canvas
+    when image_size is None): the box windows are clipped to it."""
+    canvas = tf.stack([height, width])
     if image_size is None:
-        return tf.tile([[height, width]], [batch, 1])
-    return tf.cast(image_size, tf.int32)
+        return tf.tile(canvas[tf.newaxis], [batch, 1])
+    return tf.minimum(tf.cast(image_size, tf.int32), canvas)
 
 
 def _valid_region(limits, height, width):
