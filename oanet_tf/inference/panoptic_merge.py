@@ -20,6 +20,7 @@ from oanet_tf.config import (DETECTION, MERGE_ORDERS, PER_CLASS, PER_REGION, PRO
                              STUFF_AREA_RULES)
 from oanet_tf.data.panoptic_format import VOID_ID
 from oanet_tf.ops.connected_components import component_areas, connected_components
+from oanet_tf.ops.mask_ops import RoIMasks, box_windows
 
 NO_CATEGORY = -1  # category of the padding entries of a segment table
 
@@ -45,7 +46,9 @@ def panoptic_merge(masks, classes, detection_scores, order_scores, stuff_probs, 
                    stuff_area_rule: str = PER_CLASS, boxes=None) -> dict:
     """Merge a batch of instance and stuff predictions into panoptic segmentations.
 
-    Inputs: masks [B, K, H, W] mask probabilities at the padded image size; classes [B, K]
+    Inputs: masks [B, K, H, W] mask probabilities at the padded image size, or the RoI masks
+    they are pasted from (`mask_ops.RoIMasks`: each is then pasted into its box window alone,
+    and those boxes are the `boxes` below); classes [B, K]
     int (detector class 1..T, 0 = none); detection_scores, order_scores [B, K]; stuff_probs
     [B, H, W, S] (softmax over the stuff classes only); image_size optional [B, 2] int (valid
     height and width before padding: pixels outside stay void and count for no area); boxes
@@ -92,8 +95,12 @@ def merge_canvas(masks, classes, detection_scores, order_scores, stuff_probs, nu
     the map or not (compact_segments keeps the present ones). For callers that measure the
     segments on another map (the post-processor, at the original size).
     """
-    masks = tf.convert_to_tensor(masks)
-    batch, num, height, width = _shape(masks)
+    if isinstance(masks, RoIMasks):
+        boxes = masks.boxes
+        batch, num, height, width = *_shape(masks.masks)[:2], *masks.canvas_size
+    else:
+        masks = tf.convert_to_tensor(masks)
+        batch, num, height, width = _shape(masks)
     classes = tf.cast(classes, tf.int32)
     detection_scores = tf.cast(detection_scores, tf.float32)
     order_scores = tf.cast(order_scores, tf.float32)
@@ -105,9 +112,10 @@ def merge_canvas(masks, classes, detection_scores, order_scores, stuff_probs, nu
     valid_region = _valid_region(limits, height, width)  # [B, H, W] bool
     if boxes is not None and mask_threshold > 0:
         canvas = _draw_in_windows(masks, boxes, order, sorted_candidate, limits,
-                                  overlap_threshold, mask_threshold)
+                                  (batch, height, width), overlap_threshold, mask_threshold)
     else:
-        canvas = _draw_instances(masks, order, sorted_candidate, valid_region,
+        pasted = masks.pasted() if isinstance(masks, RoIMasks) else masks
+        canvas = _draw_instances(pasted, order, sorted_candidate, valid_region,
                                  overlap_threshold, mask_threshold)
     canvas = _fill_stuff(canvas, stuff_probs, valid_region, num, min_stuff_area,
                          stuff_area_rule)
@@ -148,25 +156,30 @@ def _draw_instances(masks, order, sorted_candidate, valid_region, overlap_thresh
     return canvas
 
 
-def _draw_in_windows(masks, boxes, order, sorted_candidate, limits, overlap_threshold: float,
-                     mask_threshold: float):
+def _draw_in_windows(masks, boxes, order, sorted_candidate, limits, canvas_shape,
+                     overlap_threshold: float, mask_threshold: float):
     """_draw_instances' canvas, each candidate reading and writing only the window of the
     canvas around its box: a step costs its box's area, not the image's. Exact when every
-    mask is 0 outside its box and mask_threshold > 0. masks [B, K, H, W], boxes [B, K, 4]
-    (y1, x1, y2, x2) pixels, order and sorted_candidate [B, K], limits [B, 2] valid size ->
-    [B, H, W] int32."""
-    batch, _, height, width = _shape(masks)
+    mask is 0 outside its box and mask_threshold > 0. masks [B, K, H, W] or RoIMasks (each
+    window pasted alone), boxes [B, K, 4] (y1, x1, y2, x2) pixels, order and
+    sorted_candidate [B, K], limits [B, 2] valid size, canvas_shape (B, H, W) -> [B, H, W]
+    int32."""
+    batch, height, width = canvas_shape
     steps = tf.cast(tf.where(sorted_candidate), tf.int32)  # [N, 2] (image, merge position)
     image, index = steps[:, :1], tf.gather_nd(order, steps)[:, tf.newaxis]
-    low, high = _box_windows(tf.gather_nd(boxes, tf.concat([image, index], 1)),
-                             tf.gather(limits, image[:, 0]))
+    windows = box_windows(tf.gather_nd(boxes, tf.concat([image, index], 1)),
+                          tf.gather(limits, image[:, 0]))  # [N, 4]
+    low, high = windows[:, :2], windows[:, 2:]
     mask_begin = tf.concat([image, index, low], 1)
     mask_size = tf.concat([tf.ones_like(image), tf.ones_like(image), high - low], 1)
     # The canvas is [B * H, W] in the loop: two-dimensional slice updates are faster.
     canvas_begin = tf.concat([image * height + low[:, :1], low[:, 1:]], 1)
 
     def claim(i, canvas):
-        mask = tf.slice(masks, mask_begin[i], mask_size[i])[0, 0]
+        if isinstance(masks, RoIMasks):
+            mask = masks.window(image[i, 0], index[i, 0], windows[i])
+        else:
+            mask = tf.slice(masks, mask_begin[i], mask_size[i])[0, 0]
         window = tf.slice(canvas, canvas_begin[i], mask_size[i, 2:])
         inside = tf.cast(mask, tf.float32) >= mask_threshold
         new = inside & tf.equal(window, VOID_ID)
@@ -180,20 +193,6 @@ def _draw_in_windows(masks, boxes, order, sorted_candidate, limits, overlap_thre
     canvas = tf.zeros([batch * height, width], tf.int32)
     _, canvas = tf.while_loop(lambda i, _: i < tf.shape(steps)[0], claim, (0, canvas))
     return tf.reshape(canvas, [batch, height, width])
-
-
-def _box_windows(boxes, limits):
-    """Integer windows that hold every pixel whose centre lies in its box: boxes [N, 4] (y1,
-    x1, y2, x2), limits [N, 2] valid height and width -> rows and columns [low, high) as low,
-    high [N, 2] int32, one pixel of margin for rounding, clipped to the valid region (empty
-    for NaN boxes)."""
-    boxes = tf.cast(boxes, tf.float32)
-    size = tf.cast(limits, tf.float32)
-    low = tf.clip_by_value(tf.floor(boxes[:, :2]) - 1, 0.0, size)
-    high = tf.clip_by_value(tf.math.ceil(boxes[:, 2:]) + 1, 0.0, size)
-    # NaN casts to the most negative int32: clipping again keeps the slices in range.
-    low = tf.clip_by_value(tf.cast(low, tf.int32), 0, limits)
-    return low, tf.clip_by_value(tf.cast(high, tf.int32), low, limits)
 
 
 def _keeps(inside, new, overlap_threshold: float):

@@ -33,6 +33,8 @@ from oanet_tf.data.panoptic_format import VOID_ID, CategoryMap
 from oanet_tf.inference.panoptic_merge import (NO_CATEGORY, compact_segments, merge_canvas,
                                                merge_order_scores, segment_extents,
                                                to_original_size)
+from oanet_tf.ops.mask_ops import RoIMasks
+from oanet_tf.ops.shapes import dims
 
 OUTSIDE_IMAGE = -1  # panoptic value beyond an image's own size, in the batch padding
 
@@ -53,16 +55,16 @@ class PanopticPostprocessor:
                  / tf.reduce_prod(tf.cast(original_size, tf.float32), axis=-1))
         min_area = float(self.eval_config.min_stuff_area) * scale  # [B]
         outputs = {}
+        masks, boxes = _instance_masks(detections)
         for order in self.orders:
             merged = merge_canvas(
-                detections["instance_masks"], detections["classes"], detections["scores"],
+                masks, detections["classes"], detections["scores"],
                 merge_order_scores(order, detections["scores"], detections["ranking_scores"]),
                 detections["stuff_probs"], self.categories.num_things,
                 overlap_threshold=self.eval_config.overlap_threshold,
                 instance_score_threshold=self.eval_config.instance_score_threshold,
                 min_stuff_area=min_area, image_size=image_size,
-                stuff_area_rule=self.eval_config.stuff_area_rule,
-                boxes=detections.get("boxes"))
+                stuff_area_rule=self.eval_config.stuff_area_rule, boxes=boxes)
             outputs[order] = self._at_original_size(*merged, image_size, original_size)
         return outputs
 
@@ -87,6 +89,17 @@ class PanopticPostprocessor:
             "boxes": (tf.stack([x1, y1, x2 - x1, y2 - y1], axis=-1), 0.0)})
         return {"panoptic": panoptic, "height": original_size[:, 0],
                 "width": original_size[:, 1], **table}
+
+
+def _instance_masks(detections: dict) -> tuple:
+    """What the merge reads of the instances -> (masks, boxes): OANet.detect's RoI masks
+    pasted window by window (`mask_ops.RoIMasks`), so that a graph which does not return
+    detections["instance_masks"] never builds that [B, D, H, W] canvas; detections holding
+    only instance_masks (and maybe their boxes) are merged from those."""
+    if "masks" in detections and "boxes" in detections:
+        canvas_size = tuple(dims(detections["stuff_probs"])[1:3])
+        return RoIMasks(detections["masks"], detections["boxes"], canvas_size), None
+    return detections["instance_masks"], detections.get("boxes")
 
 
 def _restore(panoptic, image_size, original_size):

@@ -8,6 +8,8 @@ at x + 0.5.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from oanet_tf.ops.roi_align import roi_align_flat
@@ -87,18 +89,20 @@ def paste_masks(masks, boxes, image_size):
     return tf.matmul(rows, tf.matmul(masks, cols, transpose_b=True))
 
 
-def box_windows(boxes, canvas_size):
+def box_windows(boxes, limits):
     """The pixels a pasted mask can cover (paste_masks gives exactly 0 everywhere else):
-    boxes [..., 4] (y1, x1, y2, x2) -> int32 [..., 4] (row0, col0, row1, col1), ends
-    exclusive, a pixel of margin each side, clipped to canvas_size (H, W)."""
-    y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), axis=-1)
-    height, width = (tf.cast(side, tf.int32) for side in canvas_size)
-
-    def clip(value, limit):
-        return tf.clip_by_value(tf.cast(value, tf.int32), 0, limit)
-
-    return tf.stack([clip(tf.floor(y1) - 1, height), clip(tf.floor(x1) - 1, width),
-                     clip(tf.math.ceil(y2) + 1, height), clip(tf.math.ceil(x2) + 1, width)], -1)
+    boxes [..., 4] (y1, x1, y2, x2), limits (H, W) or int [..., 2] (height and width of the
+    region of each) -> int32 [..., 4] (row0, col0, row1, col1), ends exclusive, a pixel of
+    margin each side for rounding, clipped to the limits (empty for NaN boxes)."""
+    boxes = tf.cast(boxes, tf.float32)
+    limits = tf.cast(tf.stack(limits, axis=-1) if isinstance(limits, (tuple, list)) else limits,
+                     tf.int32)
+    size = tf.cast(limits, tf.float32)
+    low = tf.clip_by_value(tf.floor(boxes[..., :2]) - 1, 0.0, size)
+    high = tf.clip_by_value(tf.math.ceil(boxes[..., 2:]) + 1, 0.0, size)
+    # NaN casts to the most negative int32: clipping again keeps the windows in range.
+    low = tf.clip_by_value(tf.cast(low, tf.int32), 0, limits)
+    return tf.concat([low, tf.clip_by_value(tf.cast(high, tf.int32), low, limits)], -1)
 
 
 def paste_window(mask, box, window):
@@ -145,3 +149,22 @@ def mask_pixels(masks, boxes, keep, canvas_size, threshold: float = MASK_THRESHO
     found = tf.TensorArray(tf.int64, size=total, infer_shape=False, element_shape=[None, 4])
     _, found = tf.while_loop(lambda i, _: i < total, step, (tf.constant(0), found))
     return tf.reshape(found.concat(), [-1, 4])
+
+
+class RoIMasks(NamedTuple):
+    """RoI mask probabilities with their boxes on an image canvas, pasted on demand: a
+    consumer that reads one box window at a time never builds the [B, K, H, W] canvas.
+    masks [B, K, S, S], boxes [B, K, 4] (y1, x1, y2, x2) pixels, canvas_size (H, W)."""
+
+    masks: tf.Tensor
+    boxes: tf.Tensor
+    canvas_size: tuple
+
+    def pasted(self):
+        """paste_masks of them all -> [B, K, H, W] float32."""
+        return paste_masks(self.masks, self.boxes, self.canvas_size)
+
+    def window(self, image, index, window):
+        """Mask `index` of image `image` pasted into `window` [4] int32 (row0, col0, row1,
+        col1) -> [row1 - row0, col1 - col0] float32."""
+        return paste_window(self.masks[image, index], self.boxes[image, index], window)

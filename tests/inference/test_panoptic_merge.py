@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from oanet_tf.inference.panoptic_merge import (merge_order_scores, panoptic_merge,
                                                segment_extents, to_original_size)
-from oanet_tf.ops.mask_ops import paste_masks
+from oanet_tf.ops.mask_ops import RoIMasks, paste_masks
 
 H, W = 16, 20
 T = 2  # thing classes: 1 = person, 2 = tie
@@ -71,8 +71,10 @@ def _check_against_reference(out, reference, num_slots):
 
 
 def _merge(masks, classes, det, order, stuff, num_things=T, **kwargs):
+    if not isinstance(masks, RoIMasks):
+        masks = tf.constant(masks, tf.float32)
     return {k: v.numpy() for k, v in panoptic_merge(
-        tf.constant(masks, tf.float32), tf.constant(classes, tf.int32),
+        masks, tf.constant(classes, tf.int32),
         tf.constant(det, tf.float32), tf.constant(order, tf.float32),
         tf.constant(stuff, tf.float32), num_things, **kwargs).items()}
 
@@ -314,12 +316,13 @@ def test_box_windows_give_the_whole_canvas_result(seed):
 
 def test_box_windows_with_pasted_masks_and_lower_thresholds():
     """The windows hold everything paste_masks draws, for mask thresholds below one half
-    too; with threshold 0 (zero pixels inside) the boxes are ignored."""
+    too; with threshold 0 (zero pixels inside) the boxes are ignored. The RoI masks pasted
+    window by window (RoIMasks) give the same as the pasted canvas."""
     rng = np.random.default_rng(5)
     batch, num = 2, 12
     boxes = tf.constant(_random_boxes(rng, batch, num, H, W))
-    masks = paste_masks(tf.constant(rng.random((batch, num, 28, 28)), tf.float32), boxes,
-                        (H, W)).numpy()
+    roi = rng.random((batch, num, 28, 28)).astype(np.float32)
+    masks = paste_masks(tf.constant(roi), boxes, (H, W)).numpy()
     classes = rng.integers(1, T + 1, size=(batch, num))
     det = rng.uniform(0.5, 1, size=(batch, num)).astype(np.float32)
     stuff = rng.random((batch, H, W, 2)).astype(np.float32)
@@ -328,8 +331,13 @@ def test_box_windows_with_pasted_masks_and_lower_thresholds():
                        min_stuff_area=5)
         windows = _merge(masks, classes, det, det, stuff, mask_threshold=threshold,
                          min_stuff_area=5, boxes=boxes)
+        roi_masks = RoIMasks(tf.constant(roi), boxes, (H, W))
+        pasted_alone = _merge(roi_masks, classes, det, det, stuff, mask_threshold=threshold,
+                              min_stuff_area=5)
         for name, value in whole.items():
             np.testing.assert_array_equal(windows[name], value, err_msg=f"{threshold} {name}")
+            np.testing.assert_array_equal(pasted_alone[name], value,
+                                          err_msg=f"RoIMasks {threshold} {name}")
 
 
 def test_stuff_ties_go_to_the_first_class():
