@@ -17,15 +17,17 @@ Suites (all on this machine's CPU, peers run in the same session, interleaved ca
   breakdown  at each --sizes, each stage of our batch-1 inference timed alone on our model's
              own outputs (backbone, FPN, RPN head, stuff head, stuff probabilities,
              proposals, RoIAlign and the box head at the proposals, the box selection
-             (class-wise NMS), RoIAlign and the mask head at the detections, paste_masks,
-             the SRM inputs, the SRM, the ranking scores, the merge; "remainder" is the
-             whole predictor minus its stages), then each stage of our train step
+             (class-wise NMS), RoIAlign and the mask head at the detections, the mask
+             pixels, the SRM inputs, the SRM, the ranking scores, the merge; "remainder" is
+             the whole predictor minus its stages), then each stage of our train step
              forward+backward on the coco suite's landscape batch of 2; each with its share
              of the whole, its multiply-adds (from the layers' shapes) and its rate against
              the ResNet trunk's, in each --precision.
-  memory     peak resident memory (ru_maxrss) of two train steps, ours and torchvision's,
-             each model in a fresh process: one random batch per --sizes and --batches, then
-             the coco suite's landscape and portrait batches in one process.
+  memory     peak resident memory (ru_maxrss), ours and torchvision's, each model in a
+             fresh process: with --modes train, two train steps of one random batch per
+             --sizes and --batches, then the coco suite's landscape and portrait batches in
+             one process; with --modes serve, serving the first COCO sample JPEG alone and
+             both together, in each --precision.
   synthetic  the demo's small config (configs/synthetic.yaml, 128x128): serve, infer and
              train, ours alone (no peer runs this model).
   precision  the same config built in bfloat16 against float32, both ours: serve and train.

@@ -1,12 +1,12 @@
-"""Peak resident memory of training steps, each model in a fresh process (benchmark.py's
-memory suite): our R50 or torchvision's Mask R-CNN R50-FPN, on random
-batches of one size, or on the coco suite's COCO-sized batches (landscape, then portrait).
+"""Peak resident memory of training steps and of serving, each model in a fresh process
+(benchmark.py's memory suite): our R50 or torchvision's Mask R-CNN R50-FPN, training on
+random batches of one size, or on the coco suite's COCO-sized batches (landscape, then
+portrait); serving the coco suite's real JPEGs (JPEG bytes in, as the coco suite times it).
 
-A measured process builds its model, prepares every batch, then runs STEPS steps of each and
-reports its peak resident set (ru_maxrss) and its resident set before the first step. It is
+A measured process builds its model, prepares every batch, then runs STEPS calls of each and
+reports its peak resident set (ru_maxrss) and its resident set before the first call. It is
 `python -m harness.memory` with a JSON case on the command line; the torch one runs in
-the benchmark venv (no TensorFlow: the COCO sizes are computed here and passed on).
-"""
+the benchmark venv (no TensorFlow: the COCO sizes are computed here and passed on)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,32 @@ def _rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / BYTES_PER_MIB
 
 
+def prepared_serving(model: str, case: dict) -> list:
+    """One zero-argument serving call of case["files"] (JPEG paths, one batch) in
+    case["precision"] (model: ours or torch, bfloat16 as autocast)."""
+    if model == "ours":
+        from harness.model_bench import OursBench
+
+        bench = OursBench(case["config"], case["categories"], precision=case["precision"])
+        encoded = []
+        for path in case["files"]:
+            with open(path, "rb") as f:
+                encoded.append(f.read())
+        bench.prepare_serve(encoded)
+        return [bench.call]
+    from harness.torch_peer import TorchWorker
+
+    worker = TorchWorker(threads=0)
+    worker.prepare("serve_files", 0, 0, len(case["files"]), SEED, 0, COCO_THINGS,
+                   files=case["files"], precision=case["precision"])
+    return [worker.call]
+
+
 def prepared_steps(model: str, case: dict) -> list:
-    """One zero-argument train step per batch of case["batches"] (model: ours or torch)."""
+    """One zero-argument train step per batch of case["batches"] (model: ours or torch), or
+    the serving call of a serving case (one with "files")."""
+    if "files" in case:
+        return prepared_serving(model, case)
     calls = []
     if model == "ours":
         from harness.model_bench import OursBench
@@ -83,7 +107,8 @@ def measure_here(model: str, case: dict) -> dict:
         for _ in range(STEPS):
             call()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
-    return {"model": model, "batches": case["batches"], "steps_per_batch": STEPS,
+    return {"model": model, "batches": case.get("batches", case.get("files")),
+            "steps_per_batch": STEPS,
             "rss_after_build_mib": round(built, 1), "peak_rss_mib": round(peak, 1)}
 
 
@@ -115,6 +140,24 @@ def memory_row(name, config, categories, instances, batches, torch_python=None) 
                peak / ours["peak_rss_mib"] if theirs else None,
                note=f"{shapes} (batch x padded size), {STEPS} steps each; after build: "
                     f"{built} MiB")
+
+
+def serving_row(config, categories, files, precision, torch_python=None) -> dict:
+    """benchmark.py's row of serving `files` (one batch) in `precision`: the peak resident
+    MiB of ours and, with torch_python, of torchvision (bfloat16: autocast), each in a fresh
+    process; speed-up = theirs / ours (above 1: we use less)."""
+    case = {"config": config, "categories": categories, "files": list(files),
+            "precision": precision}
+    ours = measure(sys.executable, "ours", case)
+    theirs = measure(torch_python, "torch", case) if torch_python else None
+    names = ", ".join(os.path.basename(path) for path in files)
+    built = f"ours {ours['rss_after_build_mib']:.0f}" + (
+        f", torchvision {theirs['rss_after_build_mib']:.0f}" if theirs else "")
+    peak = theirs["peak_rss_mib"] if theirs else None
+    return row(SUITE, f"serving {precision} peak RSS", None, len(files), "MiB",
+               ours["peak_rss_mib"], peak, "torchvision" if theirs else "",
+               peak / ours["peak_rss_mib"] if theirs else None,
+               note=f"{names}; {STEPS} calls; after build: {built} MiB")
 
 
 def main(argv=None) -> int:

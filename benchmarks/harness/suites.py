@@ -154,18 +154,28 @@ def breakdown_suite(args, peer) -> list:
 
 
 def memory_suite(args) -> list:
-    """Peak resident memory of R50's train step against torchvision's (args.torch_python;
-    none with args.no_torch), each in a fresh process: one random batch per args.sizes and
-    args.batches, then the coco suite's COCO-sized batches in one process."""
+    """Peak resident memory of R50 against torchvision's (args.torch_python; none with
+    args.no_torch), each in a fresh process. With "train" in args.modes: the train step on one
+    random batch per args.sizes and args.batches, then the coco suite's COCO-sized batches in
+    one process; with "serve": serving the first COCO sample JPEG alone and all of them
+    together, in each of args.precision."""
     torch_python = None if args.no_torch else args.torch_python
-    cases = [("train step", memory.batches_of_size(size, batch))
-             for size in args.sizes for batch in args.batches]
-    cases.append(("train steps (COCO sizes)", memory.coco_batches(args.config)))
     rows = []
-    for name, batches in cases:
-        rows.append(memory.memory_row(name, args.config, args.categories, INSTANCES, batches,
-                                      torch_python))
-        print(format_rows(rows[-1:], header=False), flush=True)
+    if "train" in args.modes:
+        cases = [("train step", memory.batches_of_size(size, batch))
+                 for size in args.sizes for batch in args.batches]
+        cases.append(("train steps (COCO sizes)", memory.coco_batches(args.config)))
+        for name, batches in cases:
+            rows.append(memory.memory_row(name, args.config, args.categories, INSTANCES,
+                                          batches, torch_python))
+            print(format_rows(rows[-1:], header=False), flush=True)
+    if "serve" in args.modes:
+        files = coco.sample_images(args.coco_sample)
+        for precision in args.precision:
+            for batch_files in (files[:1], files):
+                rows.append(memory.serving_row(args.config, args.categories, batch_files,
+                                               precision, torch_python))
+                print(format_rows(rows[-1:], header=False), flush=True)
     return rows
 
 

@@ -27,9 +27,9 @@ from oanet_tf.config import GCN_KERNEL, KERNEL_3X3, SRM_KERNELS
 from oanet_tf.ops.mask_ops import MASK_THRESHOLD  # a mask probability >= this is inside
 from oanet_tf.ops.shapes import dims
 
-# Above this fraction of covered cells the score map is cheaper computed everywhere than on
-# gathered cells. Measured at 800x1344, 10 categories present: on cells 1.48 s vs everywhere
-# 1.55 s at 34% covered, 1.78 s vs 1.68 s at 46%.
+# Above this fraction of covered cells the score map is computed everywhere instead of on
+# gathered cells (the crossing point was measured before the first convolutions moved onto
+# the gathered cells too; docs/benchmarks.md, the ops suite's "SRM score map" row).
 SPARSE_MAX_COVERED = 0.4
 
 

@@ -48,3 +48,15 @@ def test_memory_row_measures_ours_in_a_fresh_process(tiny_files):
     built = float(re.search(r"after build: ours (\d+) MiB", row["note"]).group(1))
     assert row["ours"] >= built - 1 > 0
     assert row["peer"] is None and row["speedup"] is None and row["peer_name"] == ""
+
+
+def test_serving_row_measures_ours_serving_the_jpegs(tiny_files, coco_sample_dir):
+    """The tiny model serving one real COCO JPEG (bytes in) in a fresh process."""
+    from harness.coco import sample_images
+
+    files = sample_images(coco_sample_dir)[:1]
+    row = memory.serving_row(*tiny_files, files, "float32")
+    assert (row["case"], row["batch"], row["size"]) == ("serving float32 peak RSS", 1, None)
+    assert row["note"].startswith(files[0].rsplit("/", 1)[-1] + "; 2 calls")
+    built = float(re.search(r"after build: ours (\d+) MiB", row["note"]).group(1))
+    assert row["ours"] >= built - 1 > 0 and row["peer"] is None
