@@ -142,11 +142,10 @@ def inference_stages(bench: OursBench, seed) -> tuple:
         srm_classes = tf.where(detections["scores"] >= srm_min_score, srm_classes, 0)
 
     def mask_pixels(masks, boxes, classes):
-        return mask_ops.mask_pixels(masks, boxes, classes > 0, bench.size)
+        return mask_ops.RoIMasks(masks, boxes, bench.size).pixels(classes > 0)
 
     def srm_inputs(pixels, classes):
-        present = srm_lib.present_things(classes, model.num_things)
-        return srm_lib.present_channels(pixels, classes, present, (1, *bench.size)), present
+        return srm_lib.present_inputs(pixels, classes, model.num_things, (1, *bench.size))
 
     pixels = graph_function(mask_pixels)(detections["masks"], detections["boxes"], srm_classes)
     channels, present = graph_function(srm_inputs)(pixels, srm_classes)

@@ -170,29 +170,34 @@ def _draw_in_windows(masks, boxes, order, sorted_candidate, limits, canvas_shape
     windows = box_windows(tf.gather_nd(boxes, tf.concat([image, index], 1)),
                           tf.gather(limits, image[:, 0]))  # [N, 4]
     low, high = windows[:, :2], windows[:, 2:]
-    mask_begin = tf.concat([image, index, low], 1)
-    mask_size = tf.concat([tf.ones_like(image), tf.ones_like(image), high - low], 1)
+    size = high - low
     # The canvas is [B * H, W] in the loop: two-dimensional slice updates are faster.
     canvas_begin = tf.concat([image * height + low[:, :1], low[:, 1:]], 1)
+    mask_window = masks.window if isinstance(masks, RoIMasks) else _pasted_window(masks)
 
     def claim(i, canvas):
-        if isinstance(masks, RoIMasks):
-            mask = masks.window(image[i, 0], index[i, 0], windows[i])
-        else:
-            mask = tf.slice(masks, mask_begin[i], mask_size[i])[0, 0]
-        window = tf.slice(canvas, canvas_begin[i], mask_size[i, 2:])
+        mask = mask_window(image[i, 0], index[i, 0], windows[i])
+        window = tf.slice(canvas, canvas_begin[i], size[i])
         inside = tf.cast(mask, tf.float32) >= mask_threshold
         new = inside & tf.equal(window, VOID_ID)
         # A dropped candidate writes an empty window.
-        rows = tf.where(_keeps(inside, new, overlap_threshold), mask_size[i, 2], 0)
+        rows = tf.where(_keeps(inside, new, overlap_threshold), size[i, 0], 0)
         drawn = tf.where(new, steps[i, 1] + 1, window)[:rows]
-        end = canvas_begin[i] + tf.stack([rows, mask_size[i, 3]])
+        end = canvas_begin[i] + tf.stack([rows, size[i, 1]])
         return i + 1, tf.raw_ops.TensorStridedSliceUpdate(
             input=canvas, begin=canvas_begin[i], end=end, strides=[1, 1], value=drawn)
 
     canvas = tf.zeros([batch * height, width], tf.int32)
     _, canvas = tf.while_loop(lambda i, _: i < tf.shape(steps)[0], claim, (0, canvas))
     return tf.reshape(canvas, [batch, height, width])
+
+
+def _pasted_window(masks):
+    """RoIMasks.window for masks already pasted, [B, K, H, W]: a slice of them."""
+    def window(image, index, bounds):
+        row0, col0, row1, col1 = tf.unstack(bounds)
+        return masks[image, index, row0:row1, col0:col1]
+    return window
 
 
 def _keeps(inside, new, overlap_threshold: float):

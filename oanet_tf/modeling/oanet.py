@@ -119,8 +119,8 @@ class OANet(keras.Model):
             ranking_scores, ranking_map = self.srm.rank(instance_masks >= MASK_THRESHOLD,
                                                         srm_classes)
         else:  # from each mask pasted into its box alone: serving never pastes them all
-            pixels = mask_ops.mask_pixels(detections["masks"], detections["boxes"],
-                                          srm_classes > 0, canvas)
+            pixels = mask_ops.RoIMasks(detections["masks"], detections["boxes"],
+                                       canvas).pixels(srm_classes > 0)
             ranking_scores, ranking_map = self.srm.rank_pixels(pixels, srm_classes, canvas)
         stuff_probs = self.stuff_branch.probabilities(outputs["semantic_logits"], canvas)
         return {**detections, "stuff_probs": stuff_probs, "instance_masks": instance_masks,

@@ -64,9 +64,8 @@ class SpatialRanking(keras.layers.Layer):
         conflicting cells alone, without the full-size tensor with a channel per category."""
         batch, _, height, width = dims(gt_masks)
         pixels = srm_layer.instance_pixels(gt_masks, gt_classes, self.num_things)
-        present = srm_layer.present_things(gt_classes, self.num_things)
-        channels = srm_layer.present_channels(pixels, gt_classes, present,
-                                              (batch, height, width))
+        channels, present = srm_layer.present_inputs(pixels, gt_classes, self.num_things,
+                                                     (batch, height, width))
         count = tf.scatter_nd(tf.gather(pixels, [0, 2, 3], axis=1),
                               tf.ones_like(pixels[:, 0], tf.int32),
                               tf.cast(tf.stack([batch, height, width]), tf.int64))
@@ -96,18 +95,15 @@ class SpatialRanking(keras.layers.Layer):
 
     def rank_pixels(self, pixels, classes, canvas_size):
         """`rank` from the list of mask pixels (`srm_layer.instance_pixels`, or
-        `mask_ops.mask_pixels` without pasting the masks) and the categories present: no
+        `mask_ops.RoIMasks.pixels` without pasting the masks) and the categories present: no
         full-size tensor with a channel per category (the cost of the static path at stride
         1); not for XLA. pixels [M, 4], classes [B, D], canvas_size (H, W)"""
-        batch = dims(classes)[0]
-        height, width = canvas_size
-        present = srm_layer.present_things(classes, self.num_things)
-        channels = srm_layer.present_channels(pixels, classes, present, (batch, height, width))
+        size = (dims(classes)[0], *canvas_size)
+        channels, present = srm_layer.present_inputs(pixels, classes, self.num_things, size)
         cells, probs = self.module.covered_probs(channels, present)
-        grid = (height // self.stride, width // self.stride)
+        grid = tuple(side // self.stride for side in canvas_size)
         scores = srm_layer.pixel_ranking_scores(pixels, cells, probs, classes, self.stride, grid)
-        shape = tf.cast(tf.stack([batch, *grid, self.num_things]), tf.int64)
-        return scores, tf.scatter_nd(cells, probs, shape)
+        return scores, self.module.score_map(cells, probs, size)
 
     def get_config(self):
         return {**super().get_config(), "num_things": self.num_things, "kernel": self.kernel,

@@ -118,14 +118,17 @@ class SpatialRankingModule(keras.layers.Layer):
     def present_logits_at(self, channels, present, cells):
         """`logits_at` on the input channels `present` [P] int32 alone (the others are zero):
         channels [B, H, W, P] (0/1) -> logits [N, T] in the compute dtype."""
+        return self._logits_at(self._pooled(channels), present, cells)
+
+    def _pooled(self, channels):
+        """channels [B, H, W, C] -> the convolutions' input [B, h, w, C], compute dtype."""
         x = self.pool(channels) if self.pool is not None else channels
-        return self._logits_at(tf.cast(x, self.compute_dtype), present, cells)
+        return tf.cast(x, self.compute_dtype)
 
     def _present_inputs(self, channels):
         """The (pooled) input restricted to the categories present.
         channels [B, H, W, T] -> x [B, h, w, P] in the compute dtype, present [P] int32"""
-        x = self.pool(channels) if self.pool is not None else channels
-        x = tf.cast(x, self.compute_dtype)
+        x = self._pooled(channels)
         present = _present_categories(x)
         return tf.gather(x, present, axis=-1), present
 
@@ -173,10 +176,14 @@ class SpatialRankingModule(keras.layers.Layer):
         """
         present = _present_categories(channels)
         cells, probs = self.covered_probs(tf.gather(channels, present, axis=-1), present)
-        batch, height, width, _ = dims(channels)
-        shape = tf.cast(tf.stack([batch, height // self.stride, width // self.stride,
-                                  self.num_things]), tf.int64)
-        return tf.scatter_nd(cells, probs, shape)
+        return self.score_map(cells, probs, dims(channels)[:3])
+
+    def score_map(self, cells, probs, size):
+        """`covered_probs`' cells and probabilities [N, T] scattered onto the output grid of
+        an input of size (B, H, W) -> [B, H/stride, W/stride, T] float32, 0 elsewhere."""
+        batch, height, width = size
+        shape = tf.stack([batch, height // self.stride, width // self.stride, self.num_things])
+        return tf.scatter_nd(cells, probs, tf.cast(shape, tf.int64))
 
     def covered_probs(self, channels, present):
         """S at the cells some instance covers, computed on those cells alone while they are
@@ -189,8 +196,7 @@ class SpatialRankingModule(keras.layers.Layer):
         """
         covered = self.covered_cells(channels)
         cells = tf.where(covered)
-        x = self.pool(channels) if self.pool is not None else channels
-        x = tf.cast(x, self.compute_dtype)
+        x = self._pooled(channels)
 
         def on_cells():
             return tf.nn.softmax(tf.cast(self._logits_at(x, present, cells), tf.float32))
@@ -265,7 +271,7 @@ def srm_inputs(masks, classes, num_things: int):
     """
     masks = tf.convert_to_tensor(masks)
     batch, num, height, width = dims(masks)
-    inside = tf.cast(tf.cast(masks, tf.float32) >= MASK_THRESHOLD, tf.float32)
+    inside = tf.cast(_inside(masks), tf.float32)
     classes = tf.cast(classes, tf.int32)
     valid = (classes > 0) & (classes <= num_things)
     one_hot = tf.one_hot(tf.where(valid, classes - 1, -1), num_things)  # [B, M, T]; 0 rows
@@ -313,14 +319,7 @@ def instance_pixels(masks, classes, num_things: int):
     classes [B, K] int (1..T; 0 or above T: padding, left out) -> [M, 4] int64 (image,
     instance, row, column)
     """
-    masks = tf.convert_to_tensor(masks)
-    if masks.dtype == tf.bool:
-        inside = masks
-    elif masks.dtype.is_floating:
-        inside = masks >= tf.cast(MASK_THRESHOLD, masks.dtype)
-    else:  # integers: >= 0.5 is >= 1
-        inside = masks >= tf.ones([], masks.dtype)
-    pixels = tf.where(inside)
+    pixels = tf.where(_inside(masks))
     classes = tf.cast(classes, tf.int32)
     valid = (classes > 0) & (classes <= num_things)
     return tf.boolean_mask(pixels, tf.gather_nd(valid, pixels[:, :2]))
@@ -385,6 +384,25 @@ def static_stride(size, grid: int) -> int:
     if size is None or grid is None or size % grid:
         raise ValueError(f"cannot tell the SRM stride from sizes {size} and {grid}: pass it")
     return size // grid
+
+
+def _inside(masks):
+    """Where masks of any dtype (bool; 0/1; probabilities) are inside: >= MASK_THRESHOLD,
+    compared in their own dtype (no float copy of integer or bool masks) -> bool."""
+    masks = tf.convert_to_tensor(masks)
+    if masks.dtype == tf.bool:
+        return masks
+    if masks.dtype.is_floating:
+        return masks >= tf.cast(MASK_THRESHOLD, masks.dtype)
+    return masks >= tf.ones([], masks.dtype)  # integers: >= 0.5 is >= 1
+
+
+def present_inputs(pixels, classes, num_things: int, size):
+    """The SRM's input from the pixel list: the categories present (`present_things`) and
+    their channels (`present_channels`). pixels [M, 4], classes [B, K], size (B, H, W) ->
+    (channels [B, H, W, P] float32, present [P] int32)"""
+    present = present_things(classes, num_things)
+    return present_channels(pixels, classes, present, size), present
 
 
 def _present_categories(x):

@@ -118,39 +118,6 @@ def paste_window(mask, box, window):
     return tf.matmul(rows, tf.matmul(mask, cols, transpose_b=True))
 
 
-def mask_pixels(masks, boxes, keep, canvas_size, threshold: float = MASK_THRESHOLD):
-    """The pixels of the pasted masks at or above `threshold`, as a list, each mask pasted
-    into its box's window alone: what paste_masks followed by tf.where gives, without the
-    [B, K, H, W] canvas (memory: one window at a time).
-
-    masks [B, K, S, S], boxes [B, K, 4], keep [B, K] bool (the others are left out),
-    canvas_size (H, W) -> [M, 4] int64 (image, instance, row, column) in that order
-    """
-    if threshold <= 0:
-        raise ValueError(f"mask_pixels needs a positive threshold, got {threshold}")
-    batch, num, mask_size, _ = dims(masks)
-    total = batch * num
-    masks = tf.reshape(masks, [-1, mask_size, mask_size])
-    boxes = tf.reshape(boxes, [-1, 4])
-    windows = tf.reshape(box_windows(boxes, canvas_size), [-1, 4])
-    keep = tf.reshape(keep, [-1])
-
-    def pixels_of(i):
-        window = windows[i]
-        found = tf.where(paste_window(masks[i], boxes[i], window) >= threshold)  # [m, 2]
-        instance = tf.cast(tf.stack([i // num, i % num]), tf.int64)
-        origin = tf.cast(window[:2], tf.int64)
-        return tf.concat([tf.zeros_like(found) + instance, found + origin], axis=1)
-
-    def step(i, found):
-        entry = tf.cond(keep[i], lambda: pixels_of(i), lambda: tf.zeros([0, 4], tf.int64))
-        return i + 1, found.write(i, entry)
-
-    found = tf.TensorArray(tf.int64, size=total, infer_shape=False, element_shape=[None, 4])
-    _, found = tf.while_loop(lambda i, _: i < total, step, (tf.constant(0), found))
-    return tf.reshape(found.concat(), [-1, 4])
-
-
 class RoIMasks(NamedTuple):
     """RoI mask probabilities with their boxes on an image canvas, pasted on demand: a
     consumer that reads one box window at a time never builds the [B, K, H, W] canvas.
@@ -168,3 +135,29 @@ class RoIMasks(NamedTuple):
         """Mask `index` of image `image` pasted into `window` [4] int32 (row0, col0, row1,
         col1) -> [row1 - row0, col1 - col0] float32."""
         return paste_window(self.masks[image, index], self.boxes[image, index], window)
+
+    def pixels(self, keep, threshold: float = MASK_THRESHOLD):
+        """The pixels of the pasted masks at or above `threshold`, as a list, each mask
+        pasted into its box's window alone: what `pasted` followed by tf.where gives, with
+        one window in memory at a time. keep [B, K] bool (the others are left out) ->
+        [M, 4] int64 (image, instance, row, column) in that order."""
+        if threshold <= 0:
+            raise ValueError(f"RoIMasks.pixels needs a positive threshold, got {threshold}")
+        windows = box_windows(self.boxes, self.canvas_size)  # [B, K, 4]
+        todo = tf.cast(tf.where(keep), tf.int32)  # [N, 2] (image, instance)
+
+        def step(i, found):
+            image, index = todo[i, 0], todo[i, 1]
+            window = windows[image, index]
+            inside = tf.where(self.window(image, index, window) >= threshold)  # [m, 2]
+            instance = tf.cast(tf.stack([image, index]), tf.int64)
+            origin = tf.cast(window[:2], tf.int64)
+            return i + 1, found.write(i + 1, tf.concat(
+                [tf.zeros_like(inside) + instance, inside + origin], axis=1))
+
+        count = tf.shape(todo)[0]
+        # Entry 0 is empty, so that the list concatenates when nothing is kept.
+        found = tf.TensorArray(tf.int64, size=count + 1, infer_shape=False,
+                               element_shape=[None, 4]).write(0, tf.zeros([0, 4], tf.int64))
+        _, found = tf.while_loop(lambda i, _: i < count, step, (tf.constant(0), found))
+        return tf.reshape(found.concat(), [-1, 4])

@@ -112,9 +112,8 @@ def test_mask_pixels_list_the_pasted_masks_above_the_threshold():
     pasted = mask_ops.paste_masks(tf.constant(masks), tf.constant(boxes), (30, 40)).numpy()
     want = np.argwhere((pasted >= 0.5) & keep[:, :, None, None])
     assert len(want) > 100
-    got = tf.function(mask_ops.mask_pixels)(tf.constant(masks), tf.constant(boxes),
-                                           tf.constant(keep), (30, 40))
+    roi_masks = mask_ops.RoIMasks(tf.constant(masks), tf.constant(boxes), (30, 40))
+    got = tf.function(roi_masks.pixels)(tf.constant(keep))
     np.testing.assert_array_equal(got, want)
-    none = mask_ops.mask_pixels(tf.constant(masks), tf.constant(boxes),
-                                tf.zeros([2, 4], tf.bool), (30, 40))
+    none = roi_masks.pixels(tf.zeros([2, 4], tf.bool))
     assert none.shape == (0, 4)
